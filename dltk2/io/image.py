@@ -1,0 +1,230 @@
+"""Reading and writing medical images with SimpleITK, geometry kept.
+
+Arrays are in SimpleITK's (z, y, x) order; spacing and origin are in (x, y, z) order and millimetres,
+as SimpleITK gives them. Supported: NIfTI (``.nii``, ``.nii.gz``), MetaImage (``.mha``, ``.mhd``),
+NRRD (``.nrrd``, ``.nhdr``) and any other format SimpleITK reads, plus a folder holding one DICOM series.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+PathLike = Union[str, os.PathLike]
+
+
+class ImageReadError(IOError):
+    """An image could not be read, or its content is unusable (for example NaN voxels)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageGeometry:
+    """Where a voxel grid lies in patient space.
+
+    Attributes:
+        size: Voxels along (x, y, z).
+        spacing: Voxel size along (x, y, z), in mm.
+        origin: Physical position of the first voxel's centre, in mm.
+        direction: Row-major 3x3 (or NxN) direction cosine matrix, flattened.
+    """
+
+    size: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def from_image(cls, image: sitk.Image) -> "ImageGeometry":
+        return cls(
+            size=tuple(int(s) for s in image.GetSize()),
+            spacing=tuple(float(s) for s in image.GetSpacing()),
+            origin=tuple(float(o) for o in image.GetOrigin()),
+            direction=tuple(float(d) for d in image.GetDirection()),
+        )
+
+    def apply_to(self, image: sitk.Image) -> sitk.Image:
+        """Copies spacing, origin and direction onto ``image`` (which must have this size)."""
+        if tuple(image.GetSize()) != self.size:
+            raise ValueError(f"image size {image.GetSize()} differs from geometry size {self.size}")
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction)
+        return image
+
+    def reference_image(self) -> sitk.Image:
+        """An empty image on this grid, for resampling onto it."""
+        image = sitk.Image([int(s) for s in self.size], sitk.sitkUInt8)
+        return self.apply_to(image)
+
+    def isclose(self, other: "ImageGeometry", atol: float = 1e-4) -> bool:
+        """True if both describe the same grid (up to ``atol`` mm and direction cosines)."""
+        return (
+            self.size == other.size
+            and np.allclose(self.spacing, other.spacing, atol=atol)
+            and np.allclose(self.origin, other.origin, atol=atol)
+            and np.allclose(self.direction, other.direction, atol=atol)
+        )
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    # SimpleITK's messages start with a source location; the description is the last line.
+    return lines[-1] if lines else type(error).__name__
+
+
+def read_dicom_series(folder: PathLike, series_id: str | None = None) -> sitk.Image:
+    """Reads one DICOM series from a folder as a 3D image, slices sorted by position.
+
+    Args:
+        folder: A folder of DICOM files.
+        series_id: SeriesInstanceUID to read where the folder holds several; required then.
+
+    Raises:
+        ImageReadError: No series, several series and no ``series_id``, or unreadable slices.
+    """
+    folder = str(folder)
+    series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
+    if not series_ids:
+        raise ImageReadError(f"{folder}: no DICOM series found in the folder")
+    if series_id is None:
+        if len(series_ids) > 1:
+            raise ImageReadError(
+                f"{folder}: holds {len(series_ids)} DICOM series ({', '.join(series_ids)}); "
+                "pass series_id to choose one"
+            )
+        series_id = series_ids[0]
+    elif series_id not in series_ids:
+        raise ImageReadError(f"{folder}: no DICOM series with SeriesInstanceUID {series_id}")
+    file_names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, series_id)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(file_names)
+    try:
+        return reader.Execute()
+    except RuntimeError as error:
+        raise ImageReadError(f"{folder}: cannot read DICOM series {series_id}: {_first_line(error)}") from error
+
+
+def read_image(
+    path: PathLike,
+    pixel_type: int | None = None,
+    require_finite: bool = True,
+) -> sitk.Image:
+    """Reads an image file, or a DICOM series from a folder, with its geometry.
+
+    Args:
+        path: A file SimpleITK reads, or a folder holding one DICOM series.
+        pixel_type: SimpleITK pixel type to cast to (e.g. ``sitk.sitkFloat32``); None keeps the file's.
+        require_finite: Raise if a floating-point image holds NaN or infinite voxels.
+
+    Returns:
+        The image.
+
+    Raises:
+        ImageReadError: Missing, truncated or corrupt file, or non-finite voxels; the message names
+            the file and the problem in one line.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file")
+    if path.is_dir():
+        image = read_dicom_series(path)
+    else:
+        try:
+            image = sitk.ReadImage(str(path)) if pixel_type is None else sitk.ReadImage(str(path), pixel_type)
+        except RuntimeError as error:
+            size = path.stat().st_size
+            raise ImageReadError(
+                f"{path}: cannot read image ({size} bytes; truncated or corrupt?): {_first_line(error)}"
+            ) from error
+    if pixel_type is not None and image.GetPixelID() != pixel_type:
+        image = sitk.Cast(image, pixel_type)
+    if require_finite:
+        check_finite(sitk.GetArrayViewFromImage(image), str(path))
+    return image
+
+
+def check_finite(array: np.ndarray, name: str) -> None:
+    """Raises ImageReadError naming ``name`` if ``array`` holds NaN or infinite values."""
+    if np.issubdtype(array.dtype, np.floating):
+        finite = np.isfinite(array)
+        if not finite.all():
+            bad = int(array.size - np.count_nonzero(finite))
+            raise ImageReadError(f"{name}: {bad} of {array.size} voxels are NaN or infinite")
+
+
+def read_array(
+    path: PathLike, dtype: np.dtype | type | None = np.float32, require_finite: bool = True
+) -> tuple[np.ndarray, ImageGeometry]:
+    """Reads an image as a numpy array in (z, y, x) order, with its geometry.
+
+    Args:
+        path: See :func:`read_image`.
+        dtype: numpy dtype of the returned array; None keeps the file's.
+        require_finite: See :func:`read_image`.
+
+    Returns:
+        ``(array, geometry)``; array shape (z, y, x) or (z, y, x, components).
+    """
+    image = read_image(path, require_finite=require_finite)
+    array = sitk.GetArrayFromImage(image)
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    return array, ImageGeometry.from_image(image)
+
+
+def array_to_image(array: np.ndarray, geometry: ImageGeometry | None = None) -> sitk.Image:
+    """Makes a SimpleITK image from a (z, y, x) array, with ``geometry`` if given."""
+    image = sitk.GetImageFromArray(np.asarray(array))
+    if geometry is not None:
+        geometry.apply_to(image)
+    return image
+
+
+def write_image(
+    image: sitk.Image | np.ndarray,
+    path: PathLike,
+    geometry: ImageGeometry | None = None,
+    compress: bool = True,
+) -> Path:
+    """Writes an image atomically: to a temporary file beside ``path``, then renamed.
+
+    A killed write therefore never leaves a half file under the final name.
+
+    Args:
+        image: A SimpleITK image, or a (z, y, x) array (then ``geometry`` sets its grid).
+        path: Destination; the extension chooses the format (``.nii.gz``, ``.mha``, ``.nrrd``...).
+        geometry: Grid for an array input; for an image input, replaces its grid if given.
+        compress: Compress where the format allows it.
+
+    Two-file formats (``.mhd``, ``.nhdr``) name their data file inside the header, so they are written
+    in place rather than renamed.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    if isinstance(image, np.ndarray):
+        image = array_to_image(image, geometry)
+    elif geometry is not None:
+        image = geometry.apply_to(sitk.Image(image))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix in (".mhd", ".nhdr"):
+        sitk.WriteImage(image, str(path), useCompression=compress)
+        return path
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        sitk.WriteImage(image, temporary, useCompression=compress)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+

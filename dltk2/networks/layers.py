@@ -1,0 +1,120 @@
+"""Building blocks shared by dltk2's 3D networks."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+from keras import ops
+
+
+def as_triple(value: int | Sequence[int]) -> tuple[int, int, int]:
+    """``2`` -> ``(2, 2, 2)``; a sequence of three ints is returned as a tuple."""
+    if isinstance(value, int):
+        return (value, value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 3:
+        raise ValueError(f"expected an int or three ints, got {value}")
+    return value
+
+
+@keras.saving.register_keras_serializable(package="dltk2")
+class ResidualUnit3D(keras.layers.Layer):
+    """DLTK's pre-activation residual unit, ``x + F(x)``.
+
+    ``F`` is batch norm, activation, convolution, twice. With a stride above one, the first convolution
+    uses a kernel of twice the stride along that axis (no voxel skipped) and the shortcut is max-pooled
+    with the stride ('same' padding, so odd sizes give ceil(n / stride) like the convolution). Extra
+    output channels are filled with zeros on the shortcut; fewer output channels use a 1x1x1
+    projection.
+
+    Args:
+        out_filters: Output channels.
+        kernel_size: Kernel of the unstrided convolutions, (z, y, x).
+        strides: Stride of the first convolution, (z, y, x).
+        activation: Keras activation name.
+        use_bias: Biases in the convolutions.
+        kernel_regularizer: Keras regulariser (or its config) for both convolutions.
+    """
+
+    def __init__(
+        self,
+        out_filters: int,
+        kernel_size: int | Sequence[int] = 3,
+        strides: int | Sequence[int] = 1,
+        activation: str = "relu6",
+        use_bias: bool = False,
+        kernel_regularizer=None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.out_filters = int(out_filters)
+        self.kernel_size = as_triple(kernel_size)
+        self.strides = as_triple(strides)
+        self.activation = keras.activations.get(activation)
+        self._activation_name = activation
+        self.use_bias = use_bias
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        first_kernel = tuple(2 * s if s > 1 else k for k, s in zip(self.kernel_size, self.strides))
+        conv_kwargs = dict(
+            padding="same",
+            use_bias=use_bias,
+            kernel_initializer=keras.initializers.VarianceScaling(distribution="uniform"),
+            kernel_regularizer=self.kernel_regularizer,
+            dtype=self.dtype_policy,
+        )
+        self.norm_0 = keras.layers.BatchNormalization(dtype=self.dtype_policy, name="bn_0")
+        self.conv_0 = keras.layers.Conv3D(
+            self.out_filters, first_kernel, strides=self.strides, name="conv_0", **conv_kwargs
+        )
+        self.norm_1 = keras.layers.BatchNormalization(dtype=self.dtype_policy, name="bn_1")
+        self.conv_1 = keras.layers.Conv3D(self.out_filters, self.kernel_size, name="conv_1", **conv_kwargs)
+        self.pool = (
+            keras.layers.MaxPooling3D(self.strides, self.strides, padding="same", dtype=self.dtype_policy)
+            if max(self.strides) > 1
+            else None
+        )
+        self.projection = None
+        self._conv_kwargs = conv_kwargs
+
+    def build(self, input_shape) -> None:
+        in_filters = int(input_shape[-1])
+        self.in_filters = in_filters
+        self.norm_0.build(input_shape)
+        self.conv_0.build(input_shape)
+        strided_shape = self.conv_0.compute_output_shape(input_shape)
+        self.norm_1.build(strided_shape)
+        self.conv_1.build(strided_shape)
+        if in_filters > self.out_filters:
+            self.projection = keras.layers.Conv3D(self.out_filters, 1, name="projection", **self._conv_kwargs)
+            self.projection.build(strided_shape[:-1] + (in_filters,))
+
+    def call(self, inputs, training=None):
+        shortcut = inputs
+        if self.pool is not None:
+            shortcut = self.pool(shortcut)
+        x = self.conv_0(self.activation(self.norm_0(inputs, training=training)))
+        x = self.conv_1(self.activation(self.norm_1(x, training=training)))
+        if self.in_filters < self.out_filters:
+            extra = self.out_filters - self.in_filters
+            shortcut = ops.pad(shortcut, [[0, 0]] * 4 + [[extra // 2, extra - extra // 2]])
+        elif self.projection is not None:
+            shortcut = self.projection(shortcut)
+        return x + ops.cast(shortcut, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return self.conv_0.compute_output_shape(input_shape)[:-1] + (self.out_filters,)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            out_filters=self.out_filters,
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            activation=self._activation_name,
+            use_bias=self.use_bias,
+            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer)
+            if self.kernel_regularizer is not None
+            else None,
+        )
+        return config

@@ -1,0 +1,253 @@
+"""Distribution strategy, precision policy, callbacks and a resumable training loop.
+
+A training run lives in one model folder::
+
+    <model_path>/
+      backup/            BackupAndRestore state (weights + optimizer + epoch), for resuming
+      checkpoints/       last.keras (every epoch), best.keras (best validation score)
+      logs/              TensorBoard events (train/ and validation/)
+      training_state.json  steps done, steps asked for, epoch length
+
+An "epoch" here is a checkpoint interval of ``steps_per_epoch`` steps over an endless training
+dataset, as DLTK's ``save_checkpoints_steps``. A killed run restarts from the last completed interval:
+the optimizer's step count, weights and moments continue from there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+PRECISION_POLICIES = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+
+
+def select_strategy(devices: Sequence[str] | None = None) -> tf.distribute.Strategy:
+    """Chooses how to distribute training.
+
+    * ``TF_CONFIG`` names a cluster of more than one worker: ``MultiWorkerMirroredStrategy``.
+    * ``devices`` lists more than one device, or several GPUs are visible: ``MirroredStrategy``.
+    * Otherwise the default strategy (one device).
+
+    Args:
+        devices: Device names such as ``["/gpu:0", "/gpu:1"]`` or ``["/cpu:0", "/cpu:1"]``.
+
+    Returns:
+        The strategy; build and compile the model inside ``strategy.scope()``.
+    """
+    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    workers = config.get("cluster", {}).get("worker", [])
+    if len(workers) > 1:
+        communication = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
+        )
+        strategy: tf.distribute.Strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=communication
+        )
+    elif devices is not None and len(devices) > 1:
+        cross_device_ops = (
+            tf.distribute.HierarchicalCopyAllReduce()
+            if not any("gpu" in d.lower() for d in devices)
+            else None
+        )
+        strategy = tf.distribute.MirroredStrategy(devices=list(devices), cross_device_ops=cross_device_ops)
+    elif devices is None and len(tf.config.list_logical_devices("GPU")) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+    elif devices:
+        strategy = tf.distribute.OneDeviceStrategy(devices[0])
+    else:
+        strategy = tf.distribute.get_strategy()
+    logger.info("strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync)
+    return strategy
+
+
+def select_precision_policy(policy: str = "auto") -> str:
+    """Sets Keras' global dtype policy and returns its name.
+
+    ``auto`` gives ``mixed_float16`` where a GPU is visible and ``float32`` on CPU: float16 has no CPU
+    kernels for MaxPool3D / AvgPool3D. ``mixed_bfloat16`` works on CPU and on recent GPUs.
+
+    Raises:
+        ValueError: Unknown policy, or ``mixed_float16`` without a GPU.
+    """
+    if policy not in PRECISION_POLICIES:
+        raise ValueError(f"unknown precision policy {policy!r}; choose one of {PRECISION_POLICIES}")
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    if policy == "auto":
+        policy = "mixed_float16" if has_gpu else "float32"
+    if policy == "mixed_float16" and not has_gpu:
+        raise ValueError(
+            "mixed_float16 needs a GPU: TensorFlow has no float16 CPU kernels for 3D pooling; "
+            "use float32 or mixed_bfloat16 on CPU"
+        )
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+@dataclass
+class TrainingState:
+    """What a model folder says about its training progress."""
+
+    steps_done: int
+    max_steps: int
+    steps_per_epoch: int
+
+    @property
+    def epochs(self) -> int:
+        return math.ceil(self.max_steps / self.steps_per_epoch)
+
+
+def prepare_model_dir(model_path: str | Path, restart: bool = False) -> Path:
+    """Creates the model folder; with ``restart``, deletes an existing one first.
+
+    Without ``restart`` an existing folder is kept and training resumes from it. Deleting is never
+    implicit.
+    """
+    model_path = Path(model_path)
+    if restart and model_path.exists():
+        logger.warning("--restart: deleting %s", model_path)
+        shutil.rmtree(model_path)
+    (model_path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return model_path
+
+
+class _StateWriter(keras.callbacks.Callback):
+    """Writes training_state.json (atomically) at each epoch end."""
+
+    def __init__(self, path: Path, max_steps: int, steps_per_epoch: int) -> None:
+        super().__init__()
+        self.path = path
+        self.max_steps = max_steps
+        self.steps_per_epoch = steps_per_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        state = {
+            "steps_done": int(self.model.optimizer.iterations.numpy()),
+            "max_steps": self.max_steps,
+            "steps_per_epoch": self.steps_per_epoch,
+            "last_logs": {k: float(v) for k, v in (logs or {}).items()},
+        }
+        temporary = self.path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(state, indent=2))
+        os.replace(temporary, self.path)
+
+
+def training_callbacks(
+    model_path: str | Path,
+    monitor: str | None = "val_loss",
+    mode: str = "min",
+    max_steps: int = 0,
+    steps_per_epoch: int = 1,
+    extra: Sequence[keras.callbacks.Callback] = (),
+) -> list[keras.callbacks.Callback]:
+    """The callbacks every dltk2 training run uses.
+
+    BackupAndRestore (resume after a kill), last and best ``.keras`` checkpoints, TensorBoard under
+    ``logs/``, and a small JSON of progress. Without validation (``monitor=None``), no best checkpoint.
+    """
+    model_path = Path(model_path)
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(
+            str(model_path / "backup"), save_freq="epoch", double_checkpoint=True, delete_checkpoint=False
+        ),
+        keras.callbacks.ModelCheckpoint(str(model_path / "checkpoints" / "last.keras")),
+        keras.callbacks.TensorBoard(log_dir=str(model_path / "logs"), update_freq="epoch"),
+        _StateWriter(model_path / "training_state.json", max_steps, steps_per_epoch),
+    ]
+    if monitor:
+        callbacks.insert(
+            2,
+            keras.callbacks.ModelCheckpoint(
+                str(model_path / "checkpoints" / "best.keras"), monitor=monitor, mode=mode, save_best_only=True
+            ),
+        )
+    callbacks.extend(extra)
+    return callbacks
+
+
+def steps_done(model_path: str | Path) -> int:
+    """Optimizer steps recorded in a model folder (0 for a new one)."""
+    path = Path(model_path) / "training_state.json"
+    if not path.exists():
+        return 0
+    return int(json.loads(path.read_text())["steps_done"])
+
+
+def train(
+    model: keras.Model,
+    train_dataset: tf.data.Dataset,
+    model_path: str | Path,
+    max_steps: int,
+    steps_per_epoch: int = 100,
+    validation_dataset: tf.data.Dataset | None = None,
+    monitor: str = "val_loss",
+    mode: str = "min",
+    verbose: int = 2,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> keras.callbacks.History:
+    """Trains a compiled model for ``max_steps`` optimizer steps in total, resuming a previous run.
+
+    ``max_steps`` counts from the very first step of the model folder, so a resumed run stops at the
+    same total a run that was never interrupted would.
+
+    Args:
+        model: A compiled, built model (built inside the strategy scope where one is used).
+        train_dataset: An endless (repeated) dataset of (features, labels) batches.
+        model_path: The model folder (see module docstring).
+        max_steps: Total optimizer steps.
+        steps_per_epoch: Steps between checkpoints, validation and TensorBoard summaries.
+        validation_dataset: Finite dataset evaluated after each epoch; None to skip validation.
+        monitor: Metric that picks the best checkpoint (with validation).
+        mode: ``"min"`` or ``"max"`` for ``monitor``.
+        verbose: Keras' verbosity.
+        extra_callbacks: Appended to :func:`training_callbacks`.
+
+    Returns:
+        Keras' History of this (possibly resumed) run.
+    """
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    steps_per_epoch = max(1, min(steps_per_epoch, max_steps))
+    epochs = math.ceil(max_steps / steps_per_epoch)
+    callbacks = training_callbacks(
+        model_path,
+        monitor=monitor if validation_dataset is not None else None,
+        mode=mode,
+        max_steps=max_steps,
+        steps_per_epoch=steps_per_epoch,
+        extra=extra_callbacks,
+    )
+    already = steps_done(model_path)
+    if already:
+        logger.info("resuming %s at step %d of %d", model_path, already, max_steps)
+    return model.fit(
+        train_dataset,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=validation_dataset,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+
+
+def load_trained_model(model_path: str | Path, which: str = "best") -> keras.Model:
+    """Loads ``checkpoints/best.keras`` (falling back to ``last.keras``) or ``last.keras``."""
+    checkpoints = Path(model_path) / "checkpoints"
+    names = ["best.keras", "last.keras"] if which == "best" else ["last.keras"]
+    for name in names:
+        if (checkpoints / name).exists():
+            return keras.models.load_model(checkpoints / name, compile=False)
+    raise FileNotFoundError(f"{checkpoints}: no trained model ({' or '.join(names)}); train one first")
+
+
+ModelBuilder = Callable[[], keras.Model]
