@@ -149,3 +149,28 @@ def call_signature(saved_model_dir: str | Path, inputs: Mapping[str, np.ndarray]
     signature = loaded.signatures[name]
     outputs = signature(**{key: tf.constant(value) for key, value in inputs.items()})
     return {key: value.numpy() for key, value in outputs.items()}
+
+
+def export_crop_averaging_model(
+    model_path: str | Path, predictor, example_volume: np.ndarray, version: int | None = None
+) -> tuple[Path, Path]:
+    """Writes ``<model_path>/model.keras`` and ``<model_path>/export/<version>/`` for a crop predictor.
+
+    Args:
+        model_path: The model folder.
+        predictor: A :class:`dltk2.inference.CropAveragingPredictor`.
+        example_volume: A raw (z, y, x) volume for the warm-up request.
+        version: See :func:`export_saved_model`.
+
+    Returns:
+        ``(keras_file, saved_model_dir)``.
+    """
+    keras_file = save_keras_model(predictor.model, Path(model_path) / "model.keras")
+    saved_model_dir = export_saved_model(
+        Path(model_path) / "export",
+        predictor.model,
+        predictor.serving_functions(),
+        version=version,
+        warmup_inputs={"image": np.asarray(example_volume, np.float32)},
+    )
+    return keras_file, saved_model_dir

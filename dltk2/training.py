@@ -20,12 +20,13 @@ import logging
 import math
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import keras
 import tensorflow as tf
+
+from dltk2.networks import layers as _layers  # noqa: F401  (registers dltk2's layers for loading)
 
 logger = logging.getLogger(__name__)
 
@@ -92,19 +93,6 @@ def select_precision_policy(policy: str = "auto") -> str:
         )
     keras.mixed_precision.set_global_policy(policy)
     return policy
-
-
-@dataclass
-class TrainingState:
-    """What a model folder says about its training progress."""
-
-    steps_done: int
-    max_steps: int
-    steps_per_epoch: int
-
-    @property
-    def epochs(self) -> int:
-        return math.ceil(self.max_steps / self.steps_per_epoch)
 
 
 def prepare_model_dir(model_path: str | Path, restart: bool = False) -> Path:
@@ -237,6 +225,7 @@ def train(
         validation_data=validation_dataset,
         callbacks=callbacks,
         verbose=verbose,
+        shuffle=False,  # tf.data shuffles; Keras would only warn
     )
 
 
@@ -250,4 +239,32 @@ def load_trained_model(model_path: str | Path, which: str = "best") -> keras.Mod
     raise FileNotFoundError(f"{checkpoints}: no trained model ({' or '.join(names)}); train one first")
 
 
-ModelBuilder = Callable[[], keras.Model]
+
+def learning_rate_schedule(learning_rate: float, schedule: str = "constant", max_steps: int = 1):
+    """A constant learning rate (DLTK), or cosine decay to zero over ``max_steps``.
+
+    Cosine decay lets the weights settle at the end, so batch-norm moving statistics catch up with
+    them; short CPU runs need that for a calibrated model at inference.
+    """
+    if schedule == "constant":
+        return learning_rate
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, max_steps))
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose 'constant' or 'cosine'")
+
+
+def save_run_config(model_path: str | Path, config: dict) -> Path:
+    """Writes ``run_config.json``: what deploy and export need to know about the training run."""
+    path = Path(model_path) / "run_config.json"
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(config, indent=2, sort_keys=True))
+    os.replace(temporary, path)
+    return path
+
+
+def load_run_config(model_path: str | Path) -> dict:
+    """Reads ``run_config.json`` of a model folder."""
+    path = Path(model_path) / "run_config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; is {model_path} a model folder written by train.py?")
+    return json.loads(path.read_text())

@@ -8,7 +8,10 @@ NRRD (``.nrrd``, ``.nhdr``) and any other format SimpleITK reads, plus a folder 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import os
+import struct
+import zlib
 import tempfile
 from pathlib import Path
 from typing import Sequence, Union
@@ -78,6 +81,80 @@ def _first_line(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
+def _nifti_layout(header: bytes) -> tuple[str, int, int, int] | None:
+    """(endianness, data offset, voxel data bytes, datatype code) of a NIfTI-1/2 header; None if unsure."""
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
+            dims = struct.unpack(endian + "8h", header[40:56])
+            datatype, bitpix = struct.unpack(endian + "2h", header[70:74])
+            offset = max(int(struct.unpack(endian + "f", header[108:112])[0]), 348)
+            break
+        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
+            datatype, bitpix = struct.unpack(endian + "2h", header[12:16])
+            dims = struct.unpack(endian + "8q", header[16:80])
+            offset = max(struct.unpack(endian + "q", header[168:176])[0], 540)
+            break
+    else:
+        return None
+    rank = dims[0]
+    if not 1 <= rank <= 7 or bitpix <= 0:
+        return None
+    voxels = 1
+    for extent in dims[1 : rank + 1]:
+        voxels *= max(int(extent), 1)
+    return endian, offset, voxels * bitpix // 8, datatype
+
+
+_NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}
+
+
+def check_nifti_file(path: Path, require_finite: bool = True) -> None:
+    """Checks a NIfTI file for what ITK's reader lets through silently.
+
+    ITK's NIfTI reader returns a truncated ``.nii`` / ``.nii.gz`` without complaint, and turns NaN
+    voxels into 0. This raises instead: for ``.nii.gz`` it compares the gzip trailer's size field
+    (uncompressed size mod 2**32) with what the header promises (a truncated stream ends in compressed
+    data, so the two disagree but for a 2**-32 chance); for ``.nii`` the file size. For float data and
+    ``require_finite``, the voxels are read and checked for NaN and infinity (integer data cannot hold
+    them, so the common int16 MRI costs nothing more).
+
+    Raises:
+        ImageReadError: naming the file and the problem.
+    """
+    name = path.name
+    compressed = name.endswith(".nii.gz")
+    if not (compressed or name.endswith(".nii")):
+        return
+    try:
+        opener = gzip.open if compressed else open
+        with opener(path, "rb") as stream:
+            layout = _nifti_layout(stream.read(540))
+        if layout is None:
+            return
+        endian, offset, data_bytes, datatype = layout
+        expected = offset + data_bytes
+        if compressed:
+            with open(path, "rb") as raw:
+                raw.seek(-4, os.SEEK_END)
+                actual = struct.unpack("<I", raw.read(4))[0]
+            if expected % 2**32 != actual:
+                raise ImageReadError(
+                    f"{path}: truncated or corrupt gzip stream (header promises {expected} bytes "
+                    f"uncompressed, the gzip trailer says {actual})"
+                )
+        elif path.stat().st_size < expected:
+            raise ImageReadError(f"{path}: truncated NIfTI file ({path.stat().st_size} of {expected} bytes)")
+        if require_finite and datatype in _NIFTI_FLOAT_TYPES:
+            with opener(path, "rb") as stream:
+                stream.seek(offset)
+                data = np.frombuffer(stream.read(data_bytes), dtype=endian + _NIFTI_FLOAT_TYPES[datatype])
+            check_finite(data, str(path))
+    except (OSError, EOFError, zlib.error) as error:
+        if isinstance(error, ImageReadError):
+            raise
+        raise ImageReadError(f"{path}: cannot read image (truncated or corrupt?): {error}") from error
+
+
 def read_dicom_series(folder: PathLike, series_id: str | None = None) -> sitk.Image:
     """Reads one DICOM series from a folder as a 3D image, slices sorted by position.
 
@@ -135,6 +212,7 @@ def read_image(
     if path.is_dir():
         image = read_dicom_series(path)
     else:
+        check_nifti_file(path, require_finite)
         try:
             image = sitk.ReadImage(str(path)) if pixel_type is None else sitk.ReadImage(str(path), pixel_type)
         except RuntimeError as error:

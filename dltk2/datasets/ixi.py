@@ -1,0 +1,115 @@
+"""The IXI_HH data set as ``download_IXI_HH.py`` (real) and ``make_synthetic_ixi.py`` write it.
+
+Layout: ``<data_dir>/demographic_HH.csv`` with IXI's columns, and ``<data_dir>/<s>mm/<ID>/T1_<s>mm.nii.gz``.
+Both IXI applications (sex classification, age regression) read it through :func:`read_fn`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from dltk2.augmentation import flip
+from dltk2.io.image import read_array
+from dltk2.io.reader import Mode, Reader, read_csv_columns
+from dltk2.preprocessing import whitening
+from dltk2.sampling import extract_random_example_array
+
+ID_COLUMN = "IXI_ID"
+SEX_COLUMN = "SEX_ID (1=m, 2=f)"
+AGE_COLUMN = "AGE"
+TARGETS = {"sex": SEX_COLUMN, "age": AGE_COLUMN}
+
+
+def t1_path(data_dir: str | Path, subject_id: str, spacing_mm: float) -> Path:
+    """``<data_dir>/<s>mm/<ID>/T1_<s>mm.nii.gz``."""
+    label = f"{spacing_mm:g}mm"
+    return Path(data_dir) / label / subject_id / f"T1_{label}.nii.gz"
+
+
+def load_subjects(
+    csv_path: str | Path, target: str, spacing_mm: float = 2.0, data_dir: str | Path | None = None
+) -> pd.DataFrame:
+    """Reads the demographics CSV into the rows the reader takes.
+
+    Args:
+        csv_path: ``demographic_HH.csv``.
+        target: ``"sex"`` (label ``SEX_ID - 1``: 0 male, 1 female) or ``"age"`` (years).
+        spacing_mm: Which resampled images to use.
+        data_dir: Folder holding the ``<s>mm`` folders; default: the CSV's folder.
+
+    Returns:
+        DataFrame with columns ``id``, ``image``, ``label`` (strings), in the CSV's order. Subjects
+        whose target is empty are dropped (IXI has a few without age).
+
+    Raises:
+        CsvError: The CSV lacks ``IXI_ID`` or the target's column.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {sorted(TARGETS)}, got {target!r}")
+    column = TARGETS[target]
+    table = read_csv_columns(csv_path, [ID_COLUMN, column])
+    table = table[table[column].notna() & (table[column].str.strip() != "")]
+    data_dir = Path(data_dir) if data_dir is not None else Path(csv_path).parent
+    if target == "sex":
+        labels = (table[column].astype(float).astype(int) - 1).astype(str)
+    else:
+        labels = table[column].astype(float).map(lambda v: f"{v:.6f}")
+    return pd.DataFrame({
+        "id": table[ID_COLUMN].values,
+        "image": [str(t1_path(data_dir, subject, spacing_mm)) for subject in table[ID_COLUMN]],
+        "label": labels.values,
+    })
+
+
+def split_subjects(subjects: pd.DataFrame, num_train: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """DLTK's split: the first ``num_train`` rows train, the rest validate."""
+    if not 0 < num_train < len(subjects):
+        raise ValueError(f"num_train={num_train} leaves no training or no validation subject of {len(subjects)}")
+    return subjects.iloc[:num_train].reset_index(drop=True), subjects.iloc[num_train:].reset_index(drop=True)
+
+
+def read_fn(file_reference: Sequence[str], mode: Mode, params: Mapping[str, Any]) -> Iterator[dict]:
+    """Reads one subject's T1 volume and yields examples.
+
+    TRAIN: whitening, a random left-right flip, ``n_examples`` random crops of ``example_size``.
+    EVAL: the same crops without flip, at positions fixed per subject (a stable validation score).
+    PREDICT: the raw volume (z, y, x); whitening and crops happen in
+    :class:`dltk2.inference.CropAveragingPredictor`, the graph that is also exported for serving.
+
+    Args:
+        file_reference: ``(id, image_path, label)`` as :func:`load_subjects` gives.
+        mode: The reader's mode.
+        params: ``example_size`` (z, y, x), ``n_examples``, ``target`` (``"sex"`` or ``"age"``).
+    """
+    subject_id, image_path, label = file_reference[:3]
+    image, _ = read_array(image_path)
+    if mode == Mode.PREDICT:
+        yield {"features": {"x": image}}
+        return
+    target = params.get("target", "sex")
+    value = np.int32(int(label)) if target == "sex" else np.float32(float(label))
+    image = whitening(image)[..., np.newaxis]
+    if mode == Mode.TRAIN:
+        rng = np.random.default_rng()
+        (image,) = flip([image], axis=2, rng=rng)
+    else:
+        rng = np.random.default_rng(zlib.crc32(subject_id.encode()))
+    (crops,) = extract_random_example_array(image, params["example_size"], params["n_examples"], rng=rng)
+    for crop in crops:
+        yield {"features": {"x": crop}, "labels": {"y": value if target == "sex" else value[np.newaxis]}}
+
+
+def build_reader(example_size: Sequence[int], target: str) -> Reader:
+    """A :class:`Reader` over :func:`read_fn` with the example shapes of ``target``."""
+    label_dtype, label_shape = (tf.int32, []) if target == "sex" else (tf.float32, [1])
+    return Reader(
+        read_fn,
+        dtypes={"features": {"x": tf.float32}, "labels": {"y": label_dtype}},
+        shapes={"features": {"x": list(example_size) + [1]}, "labels": {"y": label_shape}},
+    )

@@ -1,0 +1,65 @@
+"""Test configuration: one TensorFlow import for the whole suite, two logical CPUs for MirroredStrategy."""
+
+import dltk2  # noqa: F401  (first, as in the applications: oneDNN on)
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import tensorflow as tf
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "data_scripts"))
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def oblique_image(rng):
+    """A small anisotropic float image with a non-identity direction and non-zero origin."""
+    array = rng.normal(100.0, 20.0, size=(7, 11, 13)).astype(np.float32)  # (z, y, x)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.7, 0.8, 3.0))
+    image.SetOrigin((-12.5, 40.25, 7.0))
+    angle = np.deg2rad(20.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    image.SetDirection(rotation.flatten().tolist())
+    return image
+
+
+def run_script(script: str, *args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Runs one of the repository's scripts in a fresh Python, as a user would; fails with its output."""
+    environment = dict(os.environ, **(env or {}))
+    environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    result = subprocess.run(
+        [sys.executable, str(REPO / script), *args], capture_output=True, text=True, timeout=timeout,
+        env=environment, cwd=str(REPO),
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{script} {' '.join(args)} exited {result.returncode}\nstdout:\n{result.stdout[-4000:]}\n"
+            f"stderr:\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+@pytest.fixture(scope="session")
+def tiny_ixi(tmp_path_factory):
+    """Twelve synthetic IXI subjects at 8 mm (about 24x29x25 voxels)."""
+    import make_synthetic_ixi
+
+    output = tmp_path_factory.mktemp("ixi")
+    csv_path = make_synthetic_ixi.make_dataset(output, num_subjects=12, seed=3, spacings=[8.0], workers=1)
+    return csv_path

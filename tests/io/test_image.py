@@ -1,0 +1,139 @@
+"""Tests of dltk2.io.image: formats, geometry round trips, DICOM series, clear errors."""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from pydicom.data import get_testdata_file
+
+from dltk2.io.image import (ImageGeometry, ImageReadError, array_to_image, read_array, read_dicom_series,
+                            read_image, write_image)
+
+
+@pytest.mark.parametrize("extension", [".nii", ".nii.gz", ".mha", ".mhd", ".nrrd"])
+def test_write_then_read_keeps_voxels_and_geometry(tmp_path, oblique_image, extension):
+    path = write_image(oblique_image, tmp_path / f"image{extension}")
+    again = read_image(path)
+    assert ImageGeometry.from_image(again).isclose(ImageGeometry.from_image(oblique_image))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(again), sitk.GetArrayFromImage(oblique_image))
+
+
+def test_read_array_gives_zyx_order_and_geometry(tmp_path, oblique_image):
+    path = write_image(oblique_image, tmp_path / "image.nii.gz")
+    array, geometry = read_array(path)
+    assert array.shape == (7, 11, 13)
+    assert geometry.size == (13, 11, 7)
+    assert geometry.spacing == pytest.approx((0.7, 0.8, 3.0))
+    rebuilt = array_to_image(array, geometry)
+    assert ImageGeometry.from_image(rebuilt).isclose(geometry)
+
+
+def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path, oblique_image, monkeypatch):
+    target = tmp_path / "image.nii.gz"
+    write_image(oblique_image, target)
+    before = target.read_bytes()
+
+    def failing_write(*args, **kwargs):
+        Path(args[1]).write_bytes(b"half a file")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(sitk, "WriteImage", failing_write)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_image(oblique_image, target)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image.nii.gz"]
+
+
+def test_missing_file_names_the_file(tmp_path):
+    with pytest.raises(ImageReadError, match=r"nothere\.nii\.gz: no such file"):
+        read_image(tmp_path / "nothere.nii.gz")
+
+
+def test_truncated_gzip_names_the_file(tmp_path, oblique_image):
+    path = write_image(oblique_image, tmp_path / "image.nii.gz")
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.nii.gz"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError) as error:
+        read_image(truncated)
+    message = str(error.value)
+    assert "truncated.nii.gz: truncated or corrupt gzip stream" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("extension", [".nii", ".mha", ".nrrd"])
+def test_truncated_uncompressed_and_other_formats_name_the_file(tmp_path, oblique_image, extension):
+    path = write_image(oblique_image, tmp_path / f"image{extension}")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=rf"image\{extension}: (truncated|cannot read)"):
+        read_image(path)
+
+
+def test_corrupt_file_names_the_file(tmp_path):
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(gzip.compress(b"this is not an image at all" * 20))
+    with pytest.raises(ImageReadError, match="corrupt.nii.gz"):
+        read_image(corrupt)
+
+
+def test_nan_voxels_are_reported_with_count(tmp_path):
+    array = np.ones((4, 5, 6), np.float32)
+    array[1, 2, 3] = np.nan
+    array[0, 0, 0] = np.inf
+    path = write_image(array, tmp_path / "nan.nii.gz")
+    with pytest.raises(ImageReadError, match=r"nan\.nii\.gz: 2 of 120 voxels are NaN or infinite"):
+        read_array(path)
+    # Without the check the read goes through; ITK's NIfTI reader turns NaN into 0.
+    values, _ = read_array(path, require_finite=False)
+    assert values[1, 2, 3] == 0.0 and values[1, 1, 1] == 1.0
+
+
+def test_nan_voxels_in_other_formats_are_reported(tmp_path):
+    array = np.ones((4, 5, 6), np.float32)
+    array[2, 2, 2] = np.nan
+    path = write_image(array, tmp_path / "nan.mha")
+    with pytest.raises(ImageReadError, match=r"nan\.mha: 1 of 120 voxels"):
+        read_array(path)
+
+
+def _write_dicom_series(folder: Path, num_slices: int = 4) -> None:
+    """A CT series from pydicom's CT_small.dcm, one slice per 2.5 mm, shuffled file order."""
+    template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    series_uid = pydicom.uid.generate_uid()
+    folder.mkdir()
+    for index in [2, 0, 3, 1][:num_slices]:
+        dataset = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        dataset.SeriesInstanceUID = series_uid
+        dataset.SOPInstanceUID = pydicom.uid.generate_uid()
+        dataset.InstanceNumber = index + 1
+        position = [float(v) for v in template.ImagePositionPatient]
+        dataset.ImagePositionPatient = [position[0], position[1], position[2] + 2.5 * index]
+        pixels = dataset.pixel_array.copy()
+        pixels[0, 0] = index  # mark the slice
+        dataset.PixelData = pixels.tobytes()
+        dataset.save_as(folder / f"slice_{index}.dcm")
+
+
+def test_dicom_series_folder_is_sorted_by_position(tmp_path):
+    folder = tmp_path / "series"
+    _write_dicom_series(folder)
+    image = read_image(folder)
+    array = sitk.GetArrayFromImage(image)
+    assert array.shape[0] == 4
+    assert image.GetSpacing()[2] == pytest.approx(2.5)
+    reference = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    slope, intercept = float(reference.RescaleSlope), float(reference.RescaleIntercept)
+    expected = reference.pixel_array.astype(float) * slope + intercept
+    np.testing.assert_allclose(array[1, 5:, 5:], expected[5:, 5:])
+    # The marked corner gives each slice's index in position order.
+    assert [int(round((array[i, 0, 0] - intercept) / slope)) for i in range(4)] == [0, 1, 2, 3]
+
+
+def test_folder_without_dicom_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImageReadError, match="no DICOM series"):
+        read_dicom_series(tmp_path / "empty")

@@ -1,0 +1,123 @@
+"""Tests of dltk2.io.reader: modes, several examples per volume, errors, MirroredStrategy."""
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from dltk2.io.image import read_array, write_image
+from dltk2.io.reader import CsvError, Mode, Reader, read_csv_columns
+from dltk2.sampling import extract_random_example_array
+
+
+@pytest.fixture
+def volumes(tmp_path, rng):
+    """Five volumes of different sizes, the label of each its row number."""
+    rows = []
+    for index in range(5):
+        shape = (6 + index, 8, 7 + (index % 2))
+        path = write_image(rng.normal(index, 1.0, size=shape).astype(np.float32), tmp_path / f"v{index}.nii.gz")
+        rows.append([f"subject{index}", str(path), str(index)])
+    return pd.DataFrame(rows, columns=["id", "image", "label"])
+
+
+def read_fn(file_reference, mode, params):
+    subject, path, label = file_reference
+    image, _ = read_array(path)
+    if mode == Mode.PREDICT:
+        yield {"features": {"x": image}}
+        return
+    (crops,) = extract_random_example_array(image[..., None], params["example_size"], params["n_examples"],
+                                            rng=np.random.default_rng())
+    for crop in crops:
+        yield {"features": {"x": crop}, "labels": {"y": np.int32(label)}}
+
+
+def make_reader():
+    return Reader(read_fn, {"features": {"x": tf.float32}, "labels": {"y": tf.int32}},
+                  {"features": {"x": [4, 4, 4, 1]}, "labels": {"y": []}})
+
+
+PARAMS = {"example_size": [4, 4, 4], "n_examples": 3}
+
+
+def test_train_mode_repeats_shuffles_and_batches(volumes):
+    dataset = make_reader().dataset(volumes, Mode.TRAIN, PARAMS, batch_size=4, seed=0)
+    assert dataset.element_spec[0].shape.as_list() == [4, 4, 4, 4, 1]
+    labels = np.concatenate([y.numpy() for _, y in dataset.take(30)])
+    assert len(labels) == 120  # far more than 5 volumes x 3 crops: the dataset repeats
+    assert set(labels) == {0, 1, 2, 3, 4}
+    assert not np.array_equal(labels[:15], np.repeat(np.arange(5), 3))  # shuffled
+
+
+def test_eval_mode_is_one_ordered_pass_with_several_examples_per_volume(volumes):
+    dataset = make_reader().dataset(volumes, Mode.EVAL, PARAMS, batch_size=4)
+    batches = list(dataset)
+    labels = np.concatenate([y.numpy() for _, y in batches])
+    np.testing.assert_array_equal(labels, np.repeat(np.arange(5), 3))
+    assert batches[-1][0].shape[0] == 3  # the short last batch is kept
+    # The crops come from the right volumes: intensity mean follows the label.
+    images = np.concatenate([x.numpy() for x, _ in batches])
+    assert np.corrcoef(images.mean(axis=(1, 2, 3, 4)), labels)[0, 1] > 0.95
+
+
+def test_predict_mode_gives_features_only_with_their_own_shapes(volumes):
+    reader = Reader(read_fn, {"features": {"x": tf.float32}, "labels": {"y": tf.int32}},
+                    {"features": {"x": [None, None, None]}})
+    shapes = [x.shape for x in reader.dataset(volumes, Mode.PREDICT, PARAMS, batch_size=1)]
+    assert [tuple(s) for s in shapes] == [(1, 6 + i, 8, 7 + (i % 2)) for i in range(5)]
+
+
+def test_unreadable_file_fails_with_its_name(volumes, tmp_path):
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not an image")
+    volumes.loc[2, "image"] = str(broken)
+    dataset = make_reader().dataset(volumes, Mode.EVAL, PARAMS, batch_size=2)
+    with pytest.raises(tf.errors.OpError, match="broken.nii.gz"):
+        for _ in dataset:
+            pass
+
+
+def test_skip_errors_skips_and_counts_bad_rows(volumes, tmp_path):
+    volumes.loc[1, "image"] = str(tmp_path / "missing.nii.gz")
+    reader = make_reader()
+    dataset = reader.dataset(volumes, Mode.EVAL, PARAMS, batch_size=5, skip_errors=True)
+    labels = np.concatenate([y.numpy() for _, y in dataset])
+    np.testing.assert_array_equal(labels, np.repeat([0, 2, 3, 4], 3))
+    assert len(reader.skipped) == 1
+    assert "missing.nii.gz: no such file" in reader.skipped[0][1]
+
+
+def test_wrong_example_shape_is_reported(volumes):
+    reader = Reader(read_fn, {"features": {"x": tf.float32}, "labels": {"y": tf.int32}},
+                    {"features": {"x": [5, 5, 5, 1]}, "labels": {"y": []}})
+    with pytest.raises(tf.errors.OpError, match=r"does not match \(5, 5, 5, 1\)"):
+        next(iter(reader.dataset(volumes, Mode.EVAL, PARAMS)))
+
+
+def test_reader_feeds_fit_under_two_replica_mirrored_strategy(volumes):
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    assert len(devices) == 2
+    strategy = tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.HierarchicalCopyAllReduce())
+    dataset = make_reader().dataset(volumes, Mode.TRAIN, PARAMS, batch_size=4, seed=1)
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((4, 4, 4, 1)), keras.layers.GlobalAveragePooling3D(),
+                                  keras.layers.Dense(5)])
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(dataset, epochs=1, steps_per_epoch=5, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert int(model.optimizer.iterations.numpy()) == 5
+
+
+def test_read_csv_columns_names_file_and_missing_column(tmp_path):
+    path = tmp_path / "subjects.csv"
+    path.write_text("IXI_ID,AGE\nIXI002,35.8\n")
+    assert read_csv_columns(path, ["IXI_ID"])["IXI_ID"].tolist() == ["IXI002"]
+    with pytest.raises(CsvError, match=r"subjects\.csv: lacks column\(s\) 'SEX_ID \(1=m, 2=f\)' \(has 'IXI_ID', 'AGE'\)"):
+        read_csv_columns(path, ["IXI_ID", "SEX_ID (1=m, 2=f)"])
+    with pytest.raises(CsvError, match="no such CSV file"):
+        read_csv_columns(tmp_path / "none.csv", ["IXI_ID"])
+    (tmp_path / "empty.csv").write_text("IXI_ID,AGE\n")
+    with pytest.raises(CsvError, match="no rows"):
+        read_csv_columns(tmp_path / "empty.csv", ["IXI_ID"])

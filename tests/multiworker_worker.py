@@ -1,0 +1,52 @@
+"""One worker of the two-process MultiWorkerMirroredStrategy test (run by tests/test_training.py).
+
+Reads TF_CONFIG, trains a tiny DLTK ResNet on a Reader dataset for a few steps and prints the
+replica count, the final step and a checksum of the weights (equal on both workers if in sync).
+"""
+
+import dltk2  # noqa: F401
+
+import json
+import sys
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from dltk2.io.reader import Mode, Reader
+from dltk2.networks.resnet import resnet_3d
+from dltk2.training import select_strategy
+
+
+def read_fn(file_reference, mode, params):
+    index = int(file_reference[0])
+    rng = np.random.default_rng(index)
+    for _ in range(2):
+        label = np.int32(index % 2)
+        yield {"features": {"x": rng.normal(label, 1.0, size=(8, 8, 8, 1)).astype(np.float32)},
+               "labels": {"y": label}}
+
+
+def main() -> None:
+    keras.config.disable_traceback_filtering()
+    strategy = select_strategy()
+    reader = Reader(read_fn, {"features": {"x": tf.float32}, "labels": {"y": tf.int32}},
+                    {"features": {"x": [8, 8, 8, 1]}, "labels": {"y": []}})
+    dataset = reader.dataset([[str(i)] for i in range(8)], Mode.TRAIN, {}, batch_size=4, seed=0)
+    with strategy.scope():
+        model = resnet_3d((8, 8, 8, 1), num_classes=2, filters=(4, 8), strides=(1, 2))
+        model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    batch = next(iter(dataset))
+    with strategy.scope():
+        model._symbolic_build(data_batch=batch)
+    model._distribute_strategy = None
+    with strategy.scope():
+        model.fit(dataset, epochs=2, steps_per_epoch=3, verbose=0)
+    checksum = float(sum(np.abs(w).sum() for w in model.get_weights()))
+    print(json.dumps({"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
+                      "steps": int(model.optimizer.iterations.numpy()), "checksum": checksum}))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

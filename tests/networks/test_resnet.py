@@ -1,0 +1,90 @@
+"""Tests of dltk2.networks.resnet (DLTK's 3D residual network)."""
+
+import keras
+import numpy as np
+import pytest
+
+from dltk2.networks.layers import ResidualUnit3D
+from dltk2.networks.resnet import classification_outputs, resnet_3d
+
+
+def dltk_parameter_count(filters, strides, num_res_units, num_classes, in_channels=1):
+    """Counts DLTK's resnet_3d parameters by hand: convolutions without bias, BN (4 per channel)."""
+    total = 27 * in_channels * filters[0]
+    for scale in range(1, len(filters)):
+        for unit in range(num_res_units):
+            c_in = filters[scale - 1] if unit == 0 else filters[scale]
+            c_out = filters[scale]
+            k0 = (2 * strides[scale] if unit == 0 and strides[scale] > 1 else 3) ** 3
+            total += 4 * c_in + k0 * c_in * c_out + 4 * c_out + 27 * c_out * c_out
+    total += 4 * filters[-1] + filters[-1] * num_classes + num_classes
+    return total
+
+
+def test_ixi_configuration_has_dltks_parameter_count():
+    filters, strides = (16, 32, 64, 128, 256), (1, 2, 2, 2, 2)
+    model = resnet_3d((64, 96, 96, 1), num_classes=2, num_res_units=2, filters=filters, strides=strides)
+    expected = dltk_parameter_count(filters, strides, 2, 2)
+    assert model.count_params() == expected == 9_844_210
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 16), (15, 17, 9), (7, 5, 3)])
+def test_any_input_size_gives_logits(shape, rng):
+    model = resnet_3d(num_classes=3, num_res_units=2, filters=(4, 8, 16), strides=(1, 2, 2))
+    logits = model(rng.normal(size=(2,) + shape + (1,)).astype(np.float32))
+    assert logits.shape == (2, 3)
+
+
+def test_strided_unit_halves_odd_sizes_like_its_convolution(rng):
+    unit = ResidualUnit3D(8, strides=(2, 2, 1))
+    outputs = unit(rng.normal(size=(1, 9, 10, 5, 4)).astype(np.float32))
+    assert outputs.shape == (1, 5, 5, 5, 8)
+    assert unit.conv_0.kernel.shape == (4, 4, 3, 4, 8)  # kernel twice the stride where strided
+
+
+def test_unit_with_fewer_output_channels_projects_the_shortcut(rng):
+    unit = ResidualUnit3D(2)
+    assert unit(rng.normal(size=(1, 4, 4, 4, 6)).astype(np.float32)).shape == (1, 4, 4, 4, 2)
+    assert unit.projection is not None
+
+
+def test_get_config_round_trips_with_identical_outputs(rng):
+    model = resnet_3d((12, 12, 12, 1), num_classes=2, num_res_units=2, filters=(4, 8, 8), strides=(1, 2, 2),
+                      l2_regularisation=1e-3)
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    inputs = rng.normal(size=(2, 12, 12, 12, 1)).astype(np.float32)
+    np.testing.assert_allclose(model(inputs), clone(inputs), rtol=1e-5, atol=1e-6)
+    assert len(clone.losses) == len(model.losses) > 0  # the L2 regulariser came along
+    unit = model.get_layer("unit_1_0")
+    assert ResidualUnit3D.from_config(unit.get_config()).get_config() == unit.get_config()
+
+
+def test_saved_and_loaded_keras_file_predicts_the_same(tmp_path, rng):
+    model = resnet_3d((8, 8, 8, 1), num_classes=2, filters=(4, 8), strides=(1, 2))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    inputs = rng.normal(size=(1, 8, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_allclose(model(inputs), loaded(inputs), rtol=1e-5, atol=1e-6)
+
+
+def test_regression_has_one_output():
+    model = resnet_3d((8, 8, 8, 1), task="regression", filters=(4, 8), strides=(1, 2))
+    assert model.output_shape == (None, 1)
+    assert model.layers[-1].name == "prediction"
+
+
+def test_classification_outputs_agree_with_numpy(rng):
+    logits = rng.normal(size=(4, 3)).astype(np.float32)
+    outputs = classification_outputs(logits)
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(outputs["probabilities"], expected, rtol=1e-5)
+    np.testing.assert_array_equal(outputs["class_id"], logits.argmax(axis=1))
+
+
+def test_bad_configuration_is_rejected():
+    with pytest.raises(ValueError, match="one entry per scale"):
+        resnet_3d(filters=(4, 8), strides=(1,))
+    with pytest.raises(ValueError, match="task"):
+        resnet_3d(task="segmentation")
