@@ -2,8 +2,6 @@
 
 import dltk2  # noqa: F401  (first, as in the applications: oneDNN on)
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import tensorflow as tf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "data_scripts"))
+sys.path.insert(0, str(REPO / "tests"))  # for helpers.py
 
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
@@ -37,22 +36,6 @@ def oblique_image(rng):
     rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
     image.SetDirection(rotation.flatten().tolist())
     return image
-
-
-def run_script(script: str, *args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Runs one of the repository's scripts in a fresh Python, as a user would; fails with its output."""
-    environment = dict(os.environ, **(env or {}))
-    environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    result = subprocess.run(
-        [sys.executable, str(REPO / script), *args], capture_output=True, text=True, timeout=timeout,
-        env=environment, cwd=str(REPO),
-    )
-    if result.returncode != 0:
-        raise AssertionError(
-            f"{script} {' '.join(args)} exited {result.returncode}\nstdout:\n{result.stdout[-4000:]}\n"
-            f"stderr:\n{result.stderr[-4000:]}"
-        )
-    return result
 
 
 @pytest.fixture(scope="session")

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 from reader import TARGET
+from dltk2.cli import run
 from dltk2.datasets import ixi
 from dltk2.inference import CropAveragingPredictor
 from dltk2.io.image import read_array
@@ -75,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

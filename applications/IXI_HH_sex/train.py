@@ -20,9 +20,10 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 from reader import build_reader, TARGET
+from dltk2.cli import run
 from dltk2.datasets import ixi
 from dltk2.export import export_crop_averaging_model
 from dltk2.inference import CropAveragingPredictor
@@ -30,7 +31,7 @@ from dltk2.io.image import read_array
 from dltk2.io.reader import Mode
 from dltk2.networks.resnet import resnet_3d
 from dltk2.training import (learning_rate_schedule, load_trained_model, prepare_model_dir, save_run_config, select_precision_policy,
-                            select_strategy, train)
+                            select_strategy, steps_done, train)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "Model folder: checkpoints, TensorBoard logs, exports.")
@@ -99,6 +100,9 @@ def main(argv):
     print(f"model: {model.count_params():,} parameters; {len(train_subjects)} training and "
           f"{len(val_subjects)} validation subjects; precision {policy}; "
           f"{strategy.num_replicas_in_sync} replica(s); TensorBoard: tensorboard --logdir {model_path / 'logs'}")
+    done = steps_done(model_path)
+    if done:
+        print(f"resuming {model_path} at step {done} of {FLAGS.max_steps}")
     train(model, train_dataset, model_path, FLAGS.max_steps, FLAGS.steps_per_epoch,
           validation_dataset=val_dataset, verbose=1 if FLAGS.verbose else 2)
 
@@ -112,4 +116,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

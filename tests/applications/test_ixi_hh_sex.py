@@ -1,0 +1,129 @@
+"""End to end: synthetic IXI -> train (killed and resumed) -> deploy -> export -> serving agrees."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from helpers import REPO, run_script
+from dltk2.datasets import ixi
+from dltk2.io.image import read_array
+from dltk2.export import read_warmup_requests
+
+TINY = ["--spacing_mm=8", "--example_size=16,16,16", "--n_examples=2", "--filters=4,8", "--strides=1,2",
+        "--num_res_units=1", "--batch_size=4", "--num_train=8", "--steps_per_epoch=2", "--num_crops=3"]
+LINE = re.compile(r"^id=IXI\d{3}; pred=[01]; true=[01]; run time=\d+\.\d\d s;$")
+
+
+def test_train_kill_resume_deploy_export(tiny_ixi, tmp_path):
+    model_path = tmp_path / "model"
+    command = [sys.executable, str(REPO / "applications/IXI_HH_sex/train.py"), f"--model_path={model_path}",
+               f"--data_csv={tiny_ixi}", "--max_steps=400", "--export=false", *TINY]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    state = model_path / "training_state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if state.exists() and json.loads(state.read_text())["steps_done"] >= 4:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = json.loads(state.read_text())["steps_done"]
+    assert 4 <= killed_at < 400
+
+    result = run_script("applications/IXI_HH_sex/train.py", f"--model_path={model_path}",
+                        f"--data_csv={tiny_ixi}", f"--max_steps={killed_at + 4}", *TINY)
+    assert f"resuming {model_path} at step {killed_at} of {killed_at + 4}" in result.stdout
+    assert json.loads(state.read_text())["steps_done"] == killed_at + 4
+    assert (model_path / "checkpoints" / "best.keras").exists()
+    assert (model_path / "model.keras").exists()
+    assert list((model_path / "logs").rglob("events.out.tfevents.*"))
+
+    deployed = run_script("applications/IXI_HH_sex/deploy.py", f"--model_path={model_path}", "--num_crops=3")
+    lines = deployed.stdout.strip().splitlines()
+    assert len(lines) == 5  # 4 validation subjects and the accuracy
+    assert all(LINE.match(line) for line in lines[:-1]), lines
+    predictions = pd.read_csv(model_path / "predictions_sex.csv")
+    accuracy = float(re.fullmatch(r"accuracy=(\d\.\d{3})", lines[-1]).group(1))
+    assert accuracy == pytest.approx(np.mean(predictions["pred"] == predictions["true"]), abs=1e-3)
+
+    # The SavedModel in TF Serving's layout answers as deploy did (seed 0 = serving_default).
+    saved_model = model_path / "export" / "1"
+    assert (saved_model / "saved_model.pb").exists()
+    loaded = tf.saved_model.load(str(saved_model))
+    serving = loaded.signatures["serving_default"]
+    assert set(serving.structured_input_signature[1]) == {"image"}
+    subjects = ixi.load_subjects(tiny_ixi, "sex", 8.0)
+    for row, subject in zip(predictions.itertuples(), subjects.iloc[8:].itertuples()):
+        volume, _ = read_array(subject.image)
+        outputs = serving(image=tf.constant(volume))
+        assert int(outputs["class_id"]) == row.pred
+        np.testing.assert_allclose(outputs["probabilities"].numpy(), [row.prob_male, row.prob_female], atol=2e-5)
+    requests = read_warmup_requests(saved_model)
+    assert len(requests) == 1 and requests[0].model_spec.signature_name == "serving_default"
+
+    # A second export gets the next version; the first is left alone.
+    run_script("applications/IXI_HH_sex/train.py", f"--model_path={model_path}", f"--data_csv={tiny_ixi}",
+               f"--max_steps={killed_at + 4}", *TINY)
+    assert (model_path / "export" / "2" / "saved_model.pb").exists()
+
+
+def test_restart_starts_over(tiny_ixi, tmp_path):
+    model_path = tmp_path / "model"
+    args = [f"--model_path={model_path}", f"--data_csv={tiny_ixi}", "--max_steps=2", "--export=false",
+            "--run_validation=false", *TINY]
+    run_script("applications/IXI_HH_sex/train.py", *args)
+    (model_path / "marker").write_text("old run")
+    result = run_script("applications/IXI_HH_sex/train.py", *args, "--restart")
+    assert not (model_path / "marker").exists()
+    assert "resuming" not in result.stdout
+
+
+def _expect_one_line_error(script, *args, pattern):
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True, text=True,
+                            env=environment, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert re.search(pattern, last), last
+    return last
+
+
+def test_csv_without_the_sex_column_is_a_one_line_error(tiny_ixi, tmp_path):
+    table = pd.read_csv(tiny_ixi).drop(columns=["SEX_ID (1=m, 2=f)"])
+    table.to_csv(tmp_path / "demographic_HH.csv", index=False)
+    _expect_one_line_error("applications/IXI_HH_sex/train.py", f"--model_path={tmp_path / 'm'}",
+                           f"--data_csv={tmp_path / 'demographic_HH.csv'}", f"--data_dir={tiny_ixi.parent}", *TINY,
+                           pattern=r"^error: .*demographic_HH\.csv: lacks column\(s\) 'SEX_ID \(1=m, 2=f\)'")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "nan", "delete"])
+def test_bad_image_stops_training_with_the_file_named(tiny_ixi, tmp_path, damage):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_ixi.parent, data)
+    victim = data / "8mm" / "IXI014" / "T1_8mm.nii.gz"
+    if damage == "truncate":
+        victim.write_bytes(victim.read_bytes()[:300])
+        pattern = r"IXI014/T1_8mm\.nii\.gz: truncated or corrupt"
+    elif damage == "nan":
+        from dltk2.io.image import write_image
+        volume, geometry = read_array(victim)
+        volume[3, 4, 5] = np.nan
+        write_image(volume, victim, geometry)
+        pattern = r"IXI014/T1_8mm\.nii\.gz: 1 of \d+ voxels are NaN"
+    else:
+        victim.unlink()
+        pattern = r"IXI014/T1_8mm\.nii\.gz: no such file"
+    _expect_one_line_error("applications/IXI_HH_sex/train.py", f"--model_path={tmp_path / 'm'}",
+                           f"--data_csv={data / 'demographic_HH.csv'}", "--max_steps=50", "--export=false", *TINY,
+                           pattern=r"^error: reading \['IXI014', .*" + pattern)
