@@ -1,0 +1,36 @@
+"""End to end for age regression: synthetic IXI -> train -> deploy -> export -> serving agrees."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from helpers import run_script
+from dltk2.datasets import ixi
+from dltk2.io.image import read_array
+
+TINY = ["--spacing_mm=8", "--example_size=16,16,16", "--n_examples=2", "--filters=4,8", "--strides=1,2",
+        "--num_res_units=1", "--batch_size=4", "--num_train=8", "--steps_per_epoch=2", "--num_crops=2"]
+LINE = re.compile(r"^id=IXI\d{3}; pred=\d+\.\d\d yrs; true=\d+\.\d\d yrs; run time=\d+\.\d\d s;$")
+
+
+def test_train_deploy_export_age(tiny_ixi, tmp_path):
+    model_path = tmp_path / "model"
+    run_script("applications/IXI_HH_age/train.py", f"--model_path={model_path}", f"--data_csv={tiny_ixi}",
+               "--max_steps=4", *TINY)
+    deployed = run_script("applications/IXI_HH_age/deploy.py", f"--model_path={model_path}", "--num_crops=2")
+    lines = deployed.stdout.strip().splitlines()
+    assert all(LINE.match(line) for line in lines[:-1]) and len(lines) == 5, lines
+    predictions = pd.read_csv(model_path / "predictions_age.csv")
+    error = float(re.fullmatch(r"mean absolute err=(\d+\.\d{3}) yrs", lines[-1]).group(1))
+    assert error == pytest.approx(np.mean(np.abs(predictions["pred_yrs"] - predictions["true_yrs"])), abs=1e-3)
+    # The output bias starts at the training mean, so even 4 steps predict adult ages.
+    assert predictions["pred_yrs"].between(5, 110).all()
+
+    serving = tf.saved_model.load(str(model_path / "export" / "1")).signatures["serving_default"]
+    subjects = ixi.load_subjects(tiny_ixi, "age", 8.0).iloc[8:]
+    for row, subject in zip(predictions.itertuples(), subjects.itertuples()):
+        volume, _ = read_array(subject.image)
+        assert float(serving(image=tf.constant(volume))["prediction"]) == pytest.approx(row.pred_yrs, abs=1e-3)

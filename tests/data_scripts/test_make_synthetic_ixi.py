@@ -1,0 +1,58 @@
+"""Tests of data_scripts/make_synthetic_ixi.py: IXI's layout and columns, and learnable signals."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+import make_synthetic_ixi as synthetic
+from dltk2.io.image import read_array
+
+
+def test_layout_columns_and_geometry(tiny_ixi):
+    table = pd.read_csv(tiny_ixi)
+    assert list(table.columns) == synthetic.CSV_COLUMNS
+    assert table["IXI_ID"].tolist() == [f"IXI{i:03d}" for i in range(12, 24)]
+    assert set(table["SEX_ID (1=m, 2=f)"]) <= {1, 2} and table["AGE"].between(20, 87).all()
+    for subject in table["IXI_ID"]:
+        volume, geometry = read_array(tiny_ixi.parent / "8mm" / subject / "T1_8mm.nii.gz", dtype=None)
+        assert volume.dtype == np.int16
+        assert geometry.spacing == pytest.approx((8.0, 8.0, 8.0))
+        assert volume.shape == (24, 29, 25)
+        assert np.allclose(np.array(geometry.direction).reshape(3, 3), np.diag([-1, -1, 1]))  # LPS from RAS
+
+
+def test_same_seed_same_data(tmp_path):
+    first = synthetic.make_dataset(tmp_path / "a", num_subjects=2, seed=5, spacings=[12.0])
+    second = synthetic.make_dataset(tmp_path / "b", num_subjects=2, seed=5, spacings=[12.0])
+    assert first.read_text() == second.read_text()
+    a, _ = read_array(tmp_path / "a" / "12mm" / "IXI013" / "T1_12mm.nii.gz")
+    b, _ = read_array(tmp_path / "b" / "12mm" / "IXI013" / "T1_12mm.nii.gz")
+    np.testing.assert_array_equal(a, b)
+
+
+def test_sex_changes_brain_volume_by_about_nine_percent_with_overlap():
+    rng = np.random.default_rng(0)
+    subjects = [synthetic.subject_parameters(rng, i, 12) for i in range(2000)]
+    volume = np.array([np.prod(s["scales"]) for s in subjects])
+    sex = np.array([s["sex"] for s in subjects])
+    ratio = np.exp(np.log(volume[sex == 1]).mean() - np.log(volume[sex == 2]).mean())
+    assert ratio == pytest.approx(1.09, abs=0.005)
+    assert volume[sex == 2].max() > volume[sex == 1].min()  # the distributions overlap
+
+
+def _render(age, scale):
+    params = synthetic.subject_parameters(np.random.default_rng(1), 0, 12)
+    params.update(age=age, scales=np.full(3, scale), rotation=np.zeros(3), translation=np.zeros(3),
+                  noise_fraction=0.0, bias_coefficients=np.zeros(9), intensity_scale=1000.0)
+    return sitk.GetArrayFromImage(synthetic.render_subject(params, 3.0, synthetic.load_template()))
+
+
+def test_larger_scale_gives_more_brain_and_age_gives_larger_ventricles():
+    small, large = _render(40.0, 0.96), _render(40.0, 1.04)
+    assert (large > 100).sum() / (small > 100).sum() == pytest.approx((1.04 / 0.96) ** 3, rel=0.02)
+    young, old = _render(20.0, 1.0), _render(85.0, 1.0)
+    brain = young > 100
+    threshold = 1.1 * synthetic.load_template()["csf_value"] * 1000.0  # CSF intensity, intensity_scale 1000
+    csf = lambda volume: ((volume < threshold) & brain).sum()  # noqa: E731  dark voxels inside the brain
+    assert csf(old) > 1.3 * csf(young)

@@ -1,0 +1,52 @@
+"""Tests of dltk2.datasets.ixi."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dltk2.datasets import ixi
+from dltk2.io.reader import CsvError, Mode
+from dltk2.preprocessing import whitening
+from dltk2.io.image import read_array
+
+
+def test_load_subjects_labels_and_paths(tiny_ixi):
+    table = pd.read_csv(tiny_ixi)
+    sex = ixi.load_subjects(tiny_ixi, "sex", 8.0)
+    assert sex["label"].astype(int).tolist() == (table["SEX_ID (1=m, 2=f)"] - 1).tolist()
+    assert sex["image"].iloc[0].endswith("8mm/IXI012/T1_8mm.nii.gz")
+    age = ixi.load_subjects(tiny_ixi, "age", 8.0)
+    np.testing.assert_allclose(age["label"].astype(float), table["AGE"], atol=1e-6)
+    train, validation = ixi.split_subjects(sex, 8)
+    assert len(train) == 8 and validation["id"].tolist() == table["IXI_ID"].tolist()[8:]
+    with pytest.raises(ValueError, match="no training or no validation"):
+        ixi.split_subjects(sex, 12)
+
+
+def test_subjects_without_age_are_dropped(tmp_path, tiny_ixi):
+    table = pd.read_csv(tiny_ixi)
+    table.loc[3, "AGE"] = None
+    table.to_csv(tmp_path / "demo.csv", index=False)
+    assert len(ixi.load_subjects(tmp_path / "demo.csv", "age", 8.0, data_dir=tiny_ixi.parent)) == 11
+
+
+def test_missing_column_names_it(tmp_path):
+    (tmp_path / "demo.csv").write_text("IXI_ID,AGE\nIXI012,30\n")
+    with pytest.raises(CsvError, match=r"lacks column\(s\) 'SEX_ID \(1=m, 2=f\)'"):
+        ixi.load_subjects(tmp_path / "demo.csv", "sex")
+
+
+def test_read_fn_modes(tiny_ixi):
+    row = ixi.load_subjects(tiny_ixi, "sex", 8.0).iloc[0].tolist()
+    params = {"example_size": [16, 16, 16], "n_examples": 3, "target": "sex"}
+    train = list(ixi.read_fn(row, Mode.TRAIN, params))
+    assert len(train) == 3 and train[0]["features"]["x"].shape == (16, 16, 16, 1)
+    assert train[0]["labels"]["y"] == int(row[2])
+    first = [e["features"]["x"] for e in ixi.read_fn(row, Mode.EVAL, params)]
+    second = [e["features"]["x"] for e in ixi.read_fn(row, Mode.EVAL, params)]
+    np.testing.assert_array_equal(first, second)  # validation crops are fixed per subject
+    (predict,) = ixi.read_fn(row, Mode.PREDICT, params)
+    raw, _ = read_array(row[1])
+    np.testing.assert_array_equal(predict["features"]["x"], raw)
+    # Crops are cut from the whitened volume.
+    assert np.isclose(whitening(raw), first[0][0, 0, 0, 0]).any()

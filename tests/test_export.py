@@ -1,0 +1,70 @@
+"""Tests of dltk2.export: TF Serving layout, versions, atomic writes, warm-up requests."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dltk2.export import (call_signature, existing_versions, export_saved_model, read_warmup_requests,
+                          save_keras_model)
+
+
+def small_model():
+    inputs = keras.Input((3,), name="values")
+    return keras.Model(inputs, keras.layers.Dense(2, name="scores")(inputs))
+
+
+def endpoints(model):
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="values")])
+    def serving_default(values):
+        scores = model(values)
+        return {"scores": scores, "best": tf.argmax(scores, axis=-1, output_type=tf.int32)}
+
+    return {"serving_default": serving_default}
+
+
+def test_export_writes_versioned_folders_with_named_signature(tmp_path, rng):
+    model = small_model()
+    values = rng.normal(size=(4, 3)).astype(np.float32)
+    first = export_saved_model(tmp_path / "my_model", model, endpoints(model), warmup_inputs={"values": values})
+    second = export_saved_model(tmp_path / "my_model", model, endpoints(model))
+    assert first == tmp_path / "my_model" / "1" and second == tmp_path / "my_model" / "2"
+    assert existing_versions(tmp_path / "my_model") == [1, 2]
+    assert not [p for p in (tmp_path / "my_model").iterdir() if p.name.startswith(".")]
+    outputs = call_signature(first, {"values": values})
+    np.testing.assert_allclose(outputs["scores"], model(values), rtol=1e-6)
+    np.testing.assert_array_equal(outputs["best"], np.argmax(model(values), axis=-1))
+    signature = tf.saved_model.load(str(first)).signatures["serving_default"]
+    assert list(signature.structured_input_signature[1]) == ["values"]
+    (request,) = read_warmup_requests(first)
+    assert request.model_spec.name == "my_model"
+    np.testing.assert_array_equal(tf.make_ndarray(request.inputs["values"]), values)
+    with pytest.raises(FileExistsError):
+        export_saved_model(tmp_path / "my_model", model, endpoints(model), version=2)
+
+
+def test_export_needs_serving_default(tmp_path):
+    model = small_model()
+    with pytest.raises(ValueError, match="serving_default"):
+        export_saved_model(tmp_path, model, {"other": endpoints(model)["serving_default"]})
+
+
+def test_failed_export_leaves_no_version_folder(tmp_path, monkeypatch):
+    model = small_model()
+
+    def broken_write(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tf.saved_model, "save", broken_write)
+    with pytest.raises(OSError, match="disk full"):
+        export_saved_model(tmp_path / "m", model, endpoints(model))
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_save_keras_model_round_trips_and_checks_extension(tmp_path, rng):
+    model = small_model()
+    path = save_keras_model(model, tmp_path / "model.keras")
+    values = rng.normal(size=(2, 3)).astype(np.float32)
+    np.testing.assert_allclose(keras.models.load_model(path)(values), model(values), rtol=1e-6)
+    with pytest.raises(ValueError, match=".keras"):
+        save_keras_model(model, tmp_path / "model.h5")
