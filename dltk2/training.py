@@ -182,7 +182,7 @@ def train(
     mode: str = "min",
     verbose: int = 2,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
-) -> keras.callbacks.History:
+) -> dict[str, list[float]]:
     """Trains a compiled model for ``max_steps`` optimizer steps in total, resuming a previous run.
 
     ``max_steps`` counts from the very first step of the model folder, so a resumed run stops at the
@@ -201,7 +201,7 @@ def train(
         extra_callbacks: Appended to :func:`training_callbacks`.
 
     Returns:
-        Keras' History of this (possibly resumed) run.
+        The logs of each epoch of this (possibly resumed) run, as ``History.history``.
     """
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
@@ -218,7 +218,11 @@ def train(
     already = steps_done(model_path)
     if already:
         logger.info("resuming %s at step %d of %d", model_path, already, max_steps)
-    return model.fit(
+    if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        if validation_dataset is not None:
+            logger.warning("validation is skipped under MultiWorkerMirroredStrategy; evaluate the checkpoints")
+        return train_multi_worker(model, train_dataset, model_path, max_steps, steps_per_epoch)
+    history = model.fit(
         train_dataset,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
@@ -227,6 +231,87 @@ def train(
         verbose=verbose,
         shuffle=False,  # tf.data shuffles; Keras would only warn
     )
+    return history.history
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or resolver.task_type is None:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def _replace_atomically(write, path: Path) -> None:
+    temporary = path.with_name(f".tmp.{path.name}")  # keeps Keras' required suffixes
+    write(str(temporary))
+    os.replace(temporary, path)
+
+
+def train_multi_worker(
+    model: keras.Model,
+    train_dataset: tf.data.Dataset,
+    model_path: str | Path,
+    max_steps: int,
+    steps_per_epoch: int,
+) -> dict[str, list[float]]:
+    """Trains under ``MultiWorkerMirroredStrategy``, which Keras 3's ``fit`` cannot do.
+
+    ``fit`` fails there twice over (keras-team/keras#20585): its symbolic build reduces an eager
+    PerReplica batch, and it reduces scalar metrics along axis 0. This loop runs Keras' own
+    ``train_step`` on every replica with ``strategy.run`` and averages its logs across workers. Every
+    ``steps_per_epoch`` steps the chief writes what :func:`train` writes (backup weights with the
+    optimizer's state, ``checkpoints/last.keras``, ``training_state.json``, TensorBoard scalars); a
+    restarted cluster resumes from the backup, which all workers read (a shared file system, as
+    multi-worker training assumes for the model folder).
+
+    Returns:
+        The averaged logs of each epoch, like ``History.history``.
+    """
+    strategy = model.distribute_strategy
+    model_path = Path(model_path)
+    chief = _is_chief(strategy)
+    with strategy.scope():
+        # fit's own build step, without its failing reduce: build on one local batch.
+        model._symbolic_build(data_batch=next(iter(train_dataset)))
+    backup = model_path / "backup" / "latest.weights.h5"
+    if backup.exists():
+        model.load_weights(backup)
+    iterator = iter(strategy.experimental_distribute_dataset(train_dataset))
+
+    def one_step(iterator):
+        per_replica = strategy.run(model.train_step, args=(next(iterator),))
+        return {name: strategy.reduce("MEAN", value, axis=None) for name, value in per_replica.items()}
+
+    @tf.function
+    def train_steps(iterator, steps):
+        logs = one_step(iterator)
+        for _ in tf.range(steps - 1):
+            logs = one_step(iterator)
+        return logs
+
+    writer = tf.summary.create_file_writer(str(model_path / "logs" / "train")) if chief else None
+    state = _StateWriter(model_path / "training_state.json", max_steps, steps_per_epoch)
+    state.set_model(model)
+    history: dict[str, list[float]] = {}
+    done = int(model.optimizer.iterations.numpy())
+    while done < max_steps:
+        model.reset_metrics()
+        logs = train_steps(iterator, tf.constant(min(steps_per_epoch, max_steps - done)))
+        done = int(model.optimizer.iterations.numpy())
+        values = {name: float(value) for name, value in logs.items()}
+        for name, value in values.items():
+            history.setdefault(name, []).append(value)
+        logger.info("step %d: %s", done, values)
+        if chief:
+            backup.parent.mkdir(parents=True, exist_ok=True)
+            _replace_atomically(model.save_weights, backup)
+            _replace_atomically(model.save, model_path / "checkpoints" / "last.keras")
+            with writer.as_default(step=done):
+                for name, value in values.items():
+                    tf.summary.scalar(f"epoch_{name}", value)
+            state.on_epoch_end(done // steps_per_epoch, values)
+    return history
 
 
 def load_trained_model(model_path: str | Path, which: str = "best") -> keras.Model:

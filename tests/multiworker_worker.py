@@ -1,7 +1,8 @@
 """One worker of the two-process MultiWorkerMirroredStrategy test (run by tests/test_training.py).
 
-Reads TF_CONFIG, trains a tiny DLTK ResNet on a Reader dataset for a few steps and prints the
-replica count, the final step and a checksum of the weights (equal on both workers if in sync).
+Usage: multiworker_worker.py MODEL_PATH MAX_STEPS, with TF_CONFIG set. Trains a tiny DLTK ResNet on a
+Reader dataset through dltk2.training.train and prints the replica count, the final step and a
+checksum of the weights (equal on both workers if they stayed in sync).
 """
 
 import dltk2  # noqa: F401
@@ -15,7 +16,7 @@ import keras
 
 from dltk2.io.reader import Mode, Reader
 from dltk2.networks.resnet import resnet_3d
-from dltk2.training import select_strategy
+from dltk2.training import prepare_model_dir, select_strategy, train
 
 
 def read_fn(file_reference, mode, params):
@@ -28,7 +29,6 @@ def read_fn(file_reference, mode, params):
 
 
 def main() -> None:
-    keras.config.disable_traceback_filtering()
     strategy = select_strategy()
     reader = Reader(read_fn, {"features": {"x": tf.float32}, "labels": {"y": tf.int32}},
                     {"features": {"x": [8, 8, 8, 1]}, "labels": {"y": []}})
@@ -36,15 +36,12 @@ def main() -> None:
     with strategy.scope():
         model = resnet_3d((8, 8, 8, 1), num_classes=2, filters=(4, 8), strides=(1, 2))
         model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    batch = next(iter(dataset))
-    with strategy.scope():
-        model._symbolic_build(data_batch=batch)
-    model._distribute_strategy = None
-    with strategy.scope():
-        model.fit(dataset, epochs=2, steps_per_epoch=3, verbose=0)
-    checksum = float(sum(np.abs(w).sum() for w in model.get_weights()))
-    print(json.dumps({"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
-                      "steps": int(model.optimizer.iterations.numpy()), "checksum": checksum}))
+    history = train(model, dataset, prepare_model_dir(sys.argv[1]), max_steps=int(sys.argv[2]), steps_per_epoch=3)
+    checksum = float(sum(np.abs(w.numpy()).sum() for w in model.trainable_variables))
+    statistics = float(sum(np.abs(w.numpy()).sum() for w in model.non_trainable_variables))
+    print(json.dumps({"multi_worker": isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy), "replicas": strategy.num_replicas_in_sync,
+                      "steps": int(model.optimizer.iterations.numpy()), "checksum": checksum, "statistics": statistics,
+                      "loss": history["loss"]}))
     sys.stdout.flush()
 
 
