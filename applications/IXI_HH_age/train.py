@@ -16,105 +16,31 @@ Example:
 
 import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
 
-import logging
-from pathlib import Path
-
 import keras
-import tensorflow as tf
-from absl import flags
 
-from reader import build_reader, TARGET
+from reader import TARGET
+from dltk2.apps import ixi_hh
 from dltk2.cli import run
-from dltk2.datasets import ixi
-from dltk2.export import export_crop_averaging_model
-from dltk2.inference import CropAveragingPredictor
-from dltk2.io.image import read_array
-from dltk2.io.reader import Mode
-from dltk2.networks.resnet import resnet_3d
-from dltk2.training import (learning_rate_schedule, load_trained_model, prepare_model_dir, save_run_config, select_precision_policy,
-                            select_strategy, steps_done, train)
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model_path", None, "Model folder: checkpoints, TensorBoard logs, exports.")
-flags.DEFINE_string("data_csv", None, "demographic_HH.csv of the IXI_HH data set.")
-flags.DEFINE_string("data_dir", None, "Folder holding <s>mm/<ID>/T1_<s>mm.nii.gz; default: the CSV's folder.")
-flags.DEFINE_float("spacing_mm", 2.0, "Isotropic voxel size of the images to train on, mm.")
-flags.DEFINE_integer("num_train", 150, "The first N subjects train, the rest validate.")
-flags.DEFINE_integer("max_steps", 50000, "Total optimizer steps (a resumed run stops at the same total).")
-flags.DEFINE_integer("steps_per_epoch", 100, "Steps between checkpoints, validation and summaries.")
-flags.DEFINE_integer("batch_size", 8, "Global batch size (split across replicas).")
-flags.DEFINE_list("example_size", ["64", "96", "96"], "Crop size (z, y, x), voxels.")
-flags.DEFINE_integer("n_examples", 2, "Random crops per volume and pass.")
-flags.DEFINE_list("filters", ["16", "32", "64", "128", "256"], "Channels of the stem and each scale.")
-flags.DEFINE_list("strides", ["1", "2", "2", "2", "2"], "Stride of the stem and each scale.")
-flags.DEFINE_integer("num_res_units", 2, "Residual units per scale.")
-flags.DEFINE_float("l2", 1e-4, "L2 regularisation of the kernels.")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
-flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cosine"],
-                  "constant (DLTK), or cosine decay to 0 over max_steps.")
-flags.DEFINE_float("adam_epsilon", 1e-5, "Adam epsilon.")
-flags.DEFINE_boolean("run_validation", True, "Evaluate on the validation subjects after each epoch.")
-flags.DEFINE_boolean("restart", False, "Delete an existing model folder and start over.")
-flags.DEFINE_boolean("verbose", False, "Log more, and a progress bar per epoch.")
-flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
-                  "Precision policy; auto: mixed_float16 on GPU, float32 on CPU.")
-flags.DEFINE_list("devices", [], "Devices for MirroredStrategy, e.g. /gpu:0,/gpu:1; default: all GPUs.")
-flags.DEFINE_boolean("export", True, "Export model.keras and a SavedModel when training ends.")
-flags.DEFINE_integer("num_crops", 4, "Crops averaged by the exported serving signature.")
-flags.mark_flags_as_required(["model_path", "data_csv"])
+ixi_hh.define_training_flags(l2=1e-4)
+
+# One output in years, mean squared error, as DLTK.
+HEAD = ixi_hh.Head(
+    task="regression",
+    num_classes=1,
+    loss=keras.losses.MeanSquaredError(),
+    metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+)
+
+
+def start_at_mean_age(model, train_subjects):
+    """The output's bias starts at the training subjects' mean age, so early steps are not spent there."""
+    model.get_layer("prediction").bias.assign([train_subjects["label"].astype(float).mean()])
 
 
 def main(argv):
     del argv
-    logging.getLogger().setLevel(logging.INFO if FLAGS.verbose else logging.WARNING)
-    model_path = prepare_model_dir(FLAGS.model_path, restart=FLAGS.restart)
-    strategy = select_strategy(FLAGS.devices or None)
-    policy = select_precision_policy(FLAGS.precision)
-    example_size = [int(s) for s in FLAGS.example_size]
-
-    subjects = ixi.load_subjects(FLAGS.data_csv, TARGET, FLAGS.spacing_mm, FLAGS.data_dir)
-    train_subjects, val_subjects = ixi.split_subjects(subjects, FLAGS.num_train)
-    params = {"example_size": example_size, "n_examples": FLAGS.n_examples, "target": TARGET}
-    reader = build_reader(example_size)
-    train_dataset = reader.dataset(train_subjects, Mode.TRAIN, params, batch_size=FLAGS.batch_size)
-    val_dataset = (reader.dataset(val_subjects, Mode.EVAL, params, batch_size=FLAGS.batch_size)
-                   if FLAGS.run_validation else None)
-
-    with strategy.scope():
-        model = resnet_3d(
-            input_shape=example_size + [1], num_res_units=FLAGS.num_res_units,
-            filters=[int(f) for f in FLAGS.filters], strides=[int(s) for s in FLAGS.strides],
-            l2_regularisation=FLAGS.l2, task="regression", name="ixi_age_resnet_3d",
-        )
-        model.get_layer("prediction").bias.assign([train_subjects["label"].astype(float).mean()])
-        model.compile(
-            optimizer=keras.optimizers.Adam(
-                learning_rate_schedule(FLAGS.learning_rate, FLAGS.lr_schedule, FLAGS.max_steps),
-                epsilon=FLAGS.adam_epsilon),
-            loss=keras.losses.MeanSquaredError(),
-            metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
-        )
-    save_run_config(model_path, {
-        "task": "regression", "target": TARGET, "spacing_mm": FLAGS.spacing_mm,
-        "example_size": example_size, "num_train": FLAGS.num_train, "data_csv": str(Path(FLAGS.data_csv).resolve()),
-        "data_dir": FLAGS.data_dir, "precision": policy, "replicas": strategy.num_replicas_in_sync,
-    })
-    print(f"model: {model.count_params():,} parameters; {len(train_subjects)} training and "
-          f"{len(val_subjects)} validation subjects; precision {policy}; "
-          f"{strategy.num_replicas_in_sync} replica(s); TensorBoard: tensorboard --logdir {model_path / 'logs'}")
-    done = steps_done(model_path)
-    if done:
-        print(f"resuming {model_path} at step {done} of {FLAGS.max_steps}")
-    train(model, train_dataset, model_path, FLAGS.max_steps, FLAGS.steps_per_epoch,
-          validation_dataset=val_dataset, verbose=1 if FLAGS.verbose else 2)
-
-    if FLAGS.export:
-        keras.mixed_precision.set_global_policy("float32")
-        trained = load_trained_model(model_path, "best" if FLAGS.run_validation else "last")
-        predictor = CropAveragingPredictor(trained, example_size, FLAGS.num_crops, task="regression")
-        example_volume, _ = read_array(subjects["image"].iloc[0])
-        keras_file, saved_model = export_crop_averaging_model(model_path, predictor, example_volume)
-        print(f"exported {keras_file} and SavedModel {saved_model}")
+    ixi_hh.run_training(TARGET, HEAD, name="ixi_age_resnet_3d", initialise=start_at_mean_age)
 
 
 if __name__ == "__main__":

@@ -11,68 +11,36 @@ The prediction is the exported SavedModel's own function: for the same ``--seed`
 SavedModel's ``serving_default``), TF Serving gives the same answer.
 
 Example:
-    python applications/IXI_HH_sex/deploy.py --model_path models/ixi_sex \\
-        --data_csv data/IXI_HH/demographic_HH.csv
+    python applications/IXI_HH_sex/deploy.py --model_path models/ixi_sex
 """
 
 import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
 
-import time
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-import tensorflow as tf
-from absl import flags
 
 from reader import TARGET
+from dltk2.apps import ixi_hh
 from dltk2.cli import run
-from dltk2.datasets import ixi
-from dltk2.inference import CropAveragingPredictor
-from dltk2.io.image import read_array
-from dltk2.training import load_run_config, load_trained_model
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model_path", None, "Model folder written by train.py.")
-flags.DEFINE_string("data_csv", None, "demographic_HH.csv; default: the one the model was trained with.")
-flags.DEFINE_string("data_dir", None, "Folder holding the <s>mm folders; default: the CSV's folder.")
-flags.DEFINE_enum("subjects", "validation", ["validation", "all"],
-                  "Which subjects: those after the training ones (validation), or every row.")
-flags.DEFINE_integer("num_crops", 4, "Random crops averaged per subject.")
-flags.DEFINE_integer("seed", 0, "Seed of the crop positions (0: as the SavedModel's serving_default).")
-flags.DEFINE_string("output_csv", None, "Predictions CSV; default: <model_path>/predictions_sex.csv.")
-flags.mark_flags_as_required(["model_path"])
+ixi_hh.define_deploy_flags(TARGET)
 
 
 def main(argv):
     del argv
-    config = load_run_config(FLAGS.model_path)
-    data_csv = FLAGS.data_csv or config["data_csv"]
-    subjects = ixi.load_subjects(data_csv, TARGET, config["spacing_mm"], FLAGS.data_dir or config.get("data_dir"))
-    if FLAGS.subjects == "validation":
-        _, subjects = ixi.split_subjects(subjects, config["num_train"])
-    model = load_trained_model(FLAGS.model_path)
-    predictor = CropAveragingPredictor(model, config["example_size"], FLAGS.num_crops, task="classification")
-    predict = predictor.serving_functions()["predict_with_seed"]
-    seed = tf.constant(FLAGS.seed, tf.int32)
-
     rows = []
-    for subject_id, image_path, label in subjects[["id", "image", "label"]].itertuples(index=False):
-        volume, _ = read_array(image_path)
-        start = time.perf_counter()
-        outputs = predict(tf.constant(volume), seed)
-        probabilities = outputs["probabilities"].numpy()
-        elapsed = time.perf_counter() - start
-        predicted, true = int(outputs["class_id"]), int(label)
-        print(f"id={subject_id}; pred={predicted}; true={true}; run time={elapsed:.2f} s;", flush=True)
-        rows.append({"id": subject_id, "pred": predicted, "true": true,
+    for prediction in ixi_hh.predict_subjects(TARGET):
+        predicted, true = int(prediction.outputs["class_id"]), int(prediction.label)
+        print(f"id={prediction.subject_id}; pred={predicted}; true={true}; run time={prediction.seconds:.2f} s;",
+              flush=True)
+        probabilities = prediction.outputs["probabilities"]
+        rows.append({"id": prediction.subject_id, "pred": predicted, "true": true,
                      "prob_male": probabilities[0], "prob_female": probabilities[1],
-                     "prob_std": float(outputs["probabilities_std"].numpy()[1]), "run_time_s": elapsed})
+                     "prob_std": float(prediction.outputs["probabilities_std"][1]),
+                     "run_time_s": prediction.seconds})
     table = pd.DataFrame(rows)
-    accuracy = float(np.mean(table["pred"] == table["true"]))
-    print(f"accuracy={accuracy:.3f}")
-    output_csv = Path(FLAGS.output_csv or Path(FLAGS.model_path) / "predictions_sex.csv")
-    table.to_csv(output_csv, index=False, float_format="%.6f")
+    print(f"accuracy={float(np.mean(table['pred'] == table['true'])):.3f}")
+    table.to_csv(ixi_hh.predictions_csv_path(TARGET), index=False, float_format="%.6f")
 
 
 if __name__ == "__main__":

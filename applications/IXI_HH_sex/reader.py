@@ -7,10 +7,7 @@ the crop-averaging predictor (deploy and the exported SavedModel alike) whitens 
 The reading itself is :func:`dltk2.datasets.ixi.read_fn`, shared with age regression.
 """
 
-from functools import partial
-
 from dltk2.datasets import ixi
 
 TARGET = "sex"
 read_fn = ixi.read_fn
-build_reader = partial(ixi.build_reader, target=TARGET)
