@@ -325,6 +325,32 @@ def load_trained_model(model_path: str | Path, which: str = "best") -> keras.Mod
 
 
 
+def _float32_config(config):
+    """A copy of a Keras config in which every mixed-precision dtype policy is float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and str(config.get("config", {}).get("name", "")).startswith("mixed_"):
+            return {**config, "config": {**config["config"], "name": "float32"}}
+        return {key: _float32_config(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_float32_config(value) for value in config]
+    return config
+
+
+def as_float32(model: keras.Model) -> keras.Model:
+    """The same model and weights computing in float32, for export and CPU inference.
+
+    A model trained under ``mixed_float16`` keeps float16 layer policies when saved; served on a CPU it
+    would fail (no float16 kernel for 3D pooling) or lose precision. Float32 models are returned as is.
+    """
+    config = model.get_config()
+    converted = _float32_config(config)
+    if converted == config:
+        return model
+    clone = model.__class__.from_config(converted)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def learning_rate_schedule(learning_rate: float, schedule: str = "constant", max_steps: int = 1):
     """A constant learning rate (DLTK), or cosine decay to zero over ``max_steps``.
 

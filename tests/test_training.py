@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from dltk2.networks.resnet import resnet_3d
-from dltk2.training import (learning_rate_schedule, load_run_config, prepare_model_dir, save_run_config,
+from dltk2.training import (as_float32, learning_rate_schedule, load_run_config, prepare_model_dir, save_run_config,
                             select_precision_policy, select_strategy, steps_done, train)
 
 
@@ -68,6 +68,18 @@ def test_both_cpu_precision_policies_train_the_resnet(policy):
     assert model.output.dtype == "float32"
     history = model.fit(toy_dataset(), epochs=1, steps_per_epoch=3, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_mixed_precision_model_converts_to_float32_for_export(rng):
+    select_precision_policy("mixed_bfloat16")
+    mixed = tiny_model()
+    keras.mixed_precision.set_global_policy("float32")
+    converted = as_float32(mixed)
+    assert {layer.compute_dtype for layer in converted.layers if layer.weights} == {"float32"}
+    assert converted.get_layer("unit_1_0").compute_dtype == "float32"
+    inputs = rng.normal(size=(2, 8, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_allclose(converted(inputs), mixed(inputs), atol=0.05)  # bfloat16 vs float32 rounding
+    assert as_float32(converted) is converted
 
 
 def test_float16_pooling_really_has_no_cpu_kernel():

@@ -24,7 +24,7 @@ from dltk2.inference import CropAveragingPredictor
 from dltk2.io.image import read_array
 from dltk2.io.reader import Mode
 from dltk2.networks.resnet import resnet_3d
-from dltk2.training import (learning_rate_schedule, load_run_config, load_trained_model, prepare_model_dir,
+from dltk2.training import (as_float32, learning_rate_schedule, load_run_config, load_trained_model, prepare_model_dir,
                             save_run_config, select_precision_policy, select_strategy, steps_done, train)
 
 FLAGS = flags.FLAGS
@@ -118,7 +118,7 @@ def run_training(target: str, head: Head, name: str,
 
     if FLAGS.export:
         keras.mixed_precision.set_global_policy("float32")
-        trained = load_trained_model(model_path, "best" if FLAGS.run_validation else "last")
+        trained = as_float32(load_trained_model(model_path, "best" if FLAGS.run_validation else "last"))
         predictor = CropAveragingPredictor(trained, example_size, FLAGS.num_crops, task=head.task)
         example_volume, _ = read_array(subjects["image"].iloc[0])
         keras_file, saved_model = export_crop_averaging_model(model_path, predictor, example_volume)
@@ -157,7 +157,7 @@ def predict_subjects(target: str) -> Iterator[Prediction]:
                                  FLAGS.data_dir or config.get("data_dir"))
     if FLAGS.subjects == "validation":
         _, subjects = ixi.split_subjects(subjects, config["num_train"])
-    predictor = CropAveragingPredictor(load_trained_model(FLAGS.model_path), config["example_size"],
+    predictor = CropAveragingPredictor(as_float32(load_trained_model(FLAGS.model_path)), config["example_size"],
                                        FLAGS.num_crops, task=config["task"])
     predict = predictor.serving_functions()["predict_with_seed"]
     seed = tf.constant(FLAGS.seed, tf.int32)
