@@ -7,7 +7,6 @@ deployment) is here, so both applications behave the same way.
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
@@ -17,6 +16,7 @@ import pandas as pd
 import keras
 import tensorflow as tf
 from absl import flags
+from absl import logging as absl_logging
 
 from dltk2.datasets import ixi
 from dltk2.export import export_crop_averaging_model
@@ -73,7 +73,7 @@ class Head(NamedTuple):
 def run_training(target: str, head: Head, name: str,
                  initialise: Callable[[keras.Model, pd.DataFrame], None] | None = None) -> Path:
     """train.py's body: reads the flags, trains (resuming), exports. Returns the model folder."""
-    logging.getLogger().setLevel(logging.INFO if FLAGS.verbose else logging.WARNING)
+    absl_logging.set_verbosity(absl_logging.INFO if FLAGS.verbose else absl_logging.WARNING)
     model_path = prepare_model_dir(FLAGS.model_path, restart=FLAGS.restart)
     strategy = select_strategy(FLAGS.devices or None)
     policy = select_precision_policy(FLAGS.precision)
