@@ -1,5 +1,6 @@
 """Inference on whole volumes, written in TensorFlow ops so that it exports into a SavedModel.
 
+``sliding_window_inference`` segments a volume of any size in overlapping, blended windows.
 ``CropAveragingPredictor`` is what DLTK's IXI deploy did (average the predictions of random crops of a
 whitened volume), as one graph: ``deploy.py`` calls it, and the exported ``serving_default`` is the same
 function, so TF Serving answers exactly what deploy prints for the same crop positions (same seed).
@@ -153,3 +154,103 @@ class CropAveragingPredictor(tf.Module):
             return self(image, seed)
 
         return {"serving_default": serving_default, "predict_with_seed": predict_with_seed}
+
+
+def window_weights(window: Sequence[int], blend: str = "gaussian", sigma_scale: float = 0.125) -> tf.Tensor:
+    """Blending weights of one window, (z, y, x) float32, maximum 1.
+
+    ``gaussian``: a Gaussian centred on the window with sigma ``sigma_scale * window`` per axis (as
+    nnU-Net and MONAI), floored at a small positive value so every voxel counts; ``constant``: ones.
+    """
+    if blend == "constant":
+        return tf.ones(list(window), tf.float32)
+    if blend != "gaussian":
+        raise ValueError(f"blend must be 'gaussian' or 'constant', got {blend!r}")
+    profiles = []
+    for size in window:
+        positions = tf.range(size, dtype=tf.float32) - (size - 1) / 2.0
+        sigma = max(size * sigma_scale, 1e-3)
+        profiles.append(tf.exp(-0.5 * tf.square(positions / sigma)))
+    weights = profiles[0][:, None, None] * profiles[1][None, :, None] * profiles[2][None, None, :]
+    weights = weights / tf.reduce_max(weights)
+    return tf.maximum(weights, 1e-3)
+
+
+def window_starts(size: tf.Tensor, window: int, step: int) -> tf.Tensor:
+    """Start positions along one axis: every ``step`` voxels, and a last window flush with the end."""
+    starts = tf.range(0, size - window + 1, step)
+    last = size - window
+    return tf.cond(starts[-1] < last, lambda: tf.concat([starts, [last]], 0), lambda: starts)
+
+
+def sliding_window_inference(
+    model: keras.Model,
+    volume: tf.Tensor,
+    window: Sequence[int],
+    overlap: float = 0.5,
+    batch_size: int = 4,
+    blend: str = "gaussian",
+    num_classes: int | None = None,
+    apply_softmax: bool = True,
+) -> tf.Tensor:
+    """Runs a segmentation model over a whole volume in overlapping windows and blends the results.
+
+    Any volume size works: a volume smaller than the window is zero-padded (centred) and the padding
+    cropped from the result. Memory is bounded by one class-probability accumulator of the volume's
+    size plus ``batch_size`` windows. Written in TensorFlow ops (``tf.while_loop``), so it runs eagerly,
+    inside a ``tf.function`` and inside an exported SavedModel.
+
+    Args:
+        model: Maps (batch, *window, channels) to (batch, *window, classes) logits (or probabilities).
+        volume: (z, y, x, channels) float32, already normalised as in training.
+        window: (z, y, x) window size.
+        overlap: Fraction of a window shared with the next along each axis, in [0, 1).
+        batch_size: Windows per model call.
+        blend: ``"gaussian"`` or ``"constant"`` weights (see :func:`window_weights`).
+        num_classes: Output channels of the model; read from ``model.output_shape`` if None.
+        apply_softmax: Turn the model's logits into probabilities before blending.
+
+    Returns:
+        (z, y, x, classes) float32 blended class probabilities, the input's spatial size.
+    """
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    window = [int(w) for w in window]
+    classes = int(num_classes or model.output_shape[-1])
+    volume = tf.convert_to_tensor(volume, tf.float32)
+    original_shape = tf.shape(volume)[:3]
+    padded = pad_to_at_least(volume, window)
+    shape = tf.shape(padded)[:3]
+    steps = [max(1, int(round(w * (1.0 - overlap)))) for w in window]
+    axes = [window_starts(shape[i], window[i], steps[i]) for i in range(3)]
+    grid = tf.meshgrid(*axes, indexing="ij")
+    corners = tf.reshape(tf.stack(grid, axis=-1), [-1, 3])
+    num_windows = tf.shape(corners)[0]
+    weights = window_weights(window, blend)
+    offsets = tf.reshape(tf.stack(tf.meshgrid(*[tf.range(w) for w in window], indexing="ij"), -1), [-1, 3])
+
+    def body(start, probabilities, normaliser):
+        batch_corners = corners[start:start + batch_size]
+        windows = tf.map_fn(
+            lambda corner: tf.slice(padded, tf.concat([corner, [0]], 0), window + [-1]),
+            batch_corners,
+            fn_output_signature=tf.TensorSpec(window + [volume.shape[-1]], tf.float32),
+        )
+        outputs = tf.cast(model(windows, training=False), tf.float32)
+        if apply_softmax:
+            outputs = tf.nn.softmax(outputs, axis=-1)
+        weighted = outputs * weights[tf.newaxis, ..., tf.newaxis]
+        indices = tf.reshape(batch_corners[:, tf.newaxis, :] + offsets[tf.newaxis], [-1, 3])
+        probabilities = tf.tensor_scatter_nd_add(probabilities, indices, tf.reshape(weighted, [-1, classes]))
+        repeated = tf.tile(tf.reshape(weights, [-1]), [tf.shape(batch_corners)[0]])
+        normaliser = tf.tensor_scatter_nd_add(normaliser, indices, repeated)
+        return start + batch_size, probabilities, normaliser
+
+    _, probabilities, normaliser = tf.while_loop(
+        lambda start, *_: start < num_windows,
+        body,
+        (tf.constant(0), tf.zeros(tf.concat([shape, [classes]], 0)), tf.zeros(shape)),
+    )
+    blended = probabilities / tf.maximum(normaliser, 1e-12)[..., tf.newaxis]
+    before = (shape - original_shape) // 2
+    return tf.slice(blended, tf.concat([before, [0]], 0), tf.concat([original_shape, [classes]], 0))
