@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -39,6 +41,29 @@ class ReaderError(RuntimeError):
 
 class CsvError(ValueError):
     """A CSV file is missing, empty, or lacks a column that is needed."""
+
+
+def _install_exit_guard() -> None:
+    """After a failed read, let an uncaught exception end the process cleanly (status 1).
+
+    With tf.data's py_function threads still alive, Python's shutdown terminates them as they try to
+    take the GIL; the forced unwind crosses TensorFlow's C++ and aborts the process ("FATAL: exception
+    not rethrown"), or deadlocks. The guard prints the traceback through the previous hook, flushes and
+    exits before shutdown begins. It is installed only once a read has failed, and chains the hook
+    that was there.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "_dltk2_exit_guard", False):
+        return
+
+    def guard(kind, value, traceback):
+        previous(kind, value, traceback)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+    guard._dltk2_exit_guard = True
+    sys.excepthook = guard
 
 
 ReadFn = Callable[[Sequence[str], Mode, Mapping[str, Any]], Iterable[Mapping[str, Any]]]
@@ -198,6 +223,7 @@ class Reader:
             except Exception as error:  # reported with the row, or recorded and skipped
                 message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 if not skip_errors:
+                    _install_exit_guard()
                     raise ReaderError(f"reading {row}: {message}") from error
                 with self._lock:
                     self.skipped.append((row, message))

@@ -118,3 +118,54 @@ class ResidualUnit3D(keras.layers.Layer):
             else None,
         )
         return config
+
+
+def _linear_upsample_axis(x, axis: int, factor: int):
+    """Linear interpolation by 1 or 2 along ``axis`` with half-voxel centres (edges clamped)."""
+    if factor == 1:
+        return x
+    if factor != 2:
+        raise ValueError(f"linear upsampling supports factors 1 and 2, got {factor}")
+    length = ops.shape(x)[axis]
+    previous = ops.concatenate([ops.take(x, [0], axis=axis), ops.take(x, ops.arange(0, length - 1), axis=axis)], axis)
+    following = ops.concatenate([ops.take(x, ops.arange(1, length), axis=axis),
+                                 ops.take(x, [length - 1], axis=axis)], axis)
+    even = 0.75 * x + 0.25 * previous
+    odd = 0.75 * x + 0.25 * following
+    stacked = ops.stack([even, odd], axis=axis + 1)
+    shape = list(ops.shape(x))
+    shape[axis] = length * 2
+    return ops.reshape(stacked, shape)
+
+
+@keras.saving.register_keras_serializable(package="dltk2")
+class UpsampleAndConcat3D(keras.layers.Layer):
+    """Upsamples coarse features linearly by ``strides`` and concatenates the skip features.
+
+    Called on ``[coarse, skip]``; the upsampled features are cropped to the skip's spatial size
+    (a strided 'same' convolution turns n voxels into ceil(n / 2)), so any input size works.
+
+    Args:
+        strides: Upsampling factor per axis (z, y, x), each 1 or 2.
+    """
+
+    def __init__(self, strides: int | Sequence[int] = 2, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.strides = as_triple(strides)
+
+    def call(self, inputs):
+        coarse, skip = inputs
+        x = coarse
+        for axis, factor in zip((1, 2, 3), self.strides):
+            x = _linear_upsample_axis(x, axis, factor)
+        skip_shape = ops.shape(skip)
+        x = x[:, : skip_shape[1], : skip_shape[2], : skip_shape[3], :]
+        return ops.concatenate([x, ops.cast(skip, x.dtype)], axis=-1)
+
+    def compute_output_shape(self, input_shapes):
+        coarse, skip = input_shapes
+        channels = None if coarse[-1] is None or skip[-1] is None else coarse[-1] + skip[-1]
+        return tuple(skip[:-1]) + (channels,)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "strides": self.strides}

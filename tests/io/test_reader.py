@@ -1,5 +1,11 @@
 """Tests of dltk2.io.reader: modes, several examples per volume, errors, MirroredStrategy."""
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pandas as pd
@@ -121,3 +127,34 @@ def test_read_csv_columns_names_file_and_missing_column(tmp_path):
     (tmp_path / "empty.csv").write_text("IXI_ID,AGE\n")
     with pytest.raises(CsvError, match="no rows"):
         read_csv_columns(tmp_path / "empty.csv", ["IXI_ID"])
+
+
+USER_SCRIPT = """
+import dltk2, sys, numpy as np, tensorflow as tf, keras
+from dltk2.io.reader import Reader, Mode
+from dltk2.io.image import read_array
+
+def read_fn(row, mode, params):
+    image, _ = read_array(row[0])
+    yield {"features": {"x": image[:4, :4, :4, None]}, "labels": {"y": np.int32(0)}}
+
+reader = Reader(read_fn, {"features": {"x": tf.float32}, "labels": {"y": tf.int32}},
+                {"features": {"x": [4, 4, 4, 1]}, "labels": {"y": []}})
+dataset = reader.dataset([[path] for path in sys.argv[1:]], Mode.TRAIN, batch_size=2)
+model = keras.Sequential([keras.Input((4, 4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+model.fit(dataset, steps_per_epoch=20, epochs=1, verbose=0)
+"""
+
+
+def test_a_script_that_hits_a_bad_file_exits_cleanly_instead_of_aborting(volumes, tmp_path):
+    # Without the reader's exit guard this aborted ("FATAL: exception not rethrown") or hung at exit.
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(Path(volumes.loc[0, "image"]).read_bytes()[:200])
+    paths = list(volumes["image"]) + [str(broken)]
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    for _ in range(3):
+        result = subprocess.run([sys.executable, "-c", USER_SCRIPT, *paths], capture_output=True, text=True,
+                                timeout=120, env=environment)
+        assert result.returncode == 1, result.stderr[-2000:]
+        assert re.search(r"ReaderError: reading .*broken\.nii\.gz: .*truncated or corrupt", result.stderr)

@@ -1,0 +1,56 @@
+"""Tests of dltk2.networks.unet and the upsampling layer."""
+
+import keras
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from dltk2.networks.layers import UpsampleAndConcat3D
+from dltk2.networks.unet import asymmetric_residual_unet_3d, residual_unet_3d
+
+
+def test_linear_upsampling_matches_scipy_zoom_with_half_voxel_centres(rng):
+    coarse = rng.normal(size=(1, 4, 5, 3, 2)).astype(np.float32)
+    skip = np.zeros((1, 8, 10, 6, 1), np.float32)
+    upsampled = UpsampleAndConcat3D(2)([coarse, skip]).numpy()[..., :2]
+    # scipy's zoom with grid_mode=True uses the same half-voxel geometry; 'nearest' clamps the edges.
+    expected = ndimage.zoom(coarse[0], (2, 2, 2, 1), order=1, mode="nearest", grid_mode=True)
+    np.testing.assert_allclose(upsampled[0], expected, atol=1e-5)
+
+
+def test_upsample_crops_to_odd_skip_sizes(rng):
+    layer = UpsampleAndConcat3D((1, 2, 2))
+    out = layer([rng.normal(size=(2, 5, 4, 3, 6)).astype(np.float32), np.zeros((2, 5, 7, 5, 3), np.float32)])
+    assert out.shape == (2, 5, 7, 5, 9)
+
+
+@pytest.mark.parametrize("builder", [residual_unet_3d, asymmetric_residual_unet_3d])
+@pytest.mark.parametrize("shape", [(16, 16, 16), (13, 18, 9)])
+def test_output_has_the_input_size_and_classes(builder, shape, rng):
+    model = builder(num_classes=5, num_res_units=2, filters=(4, 8, 16), strides=(1, 2, 2))
+    assert model(rng.normal(size=(1,) + shape + (1,)).astype(np.float32)).shape == (1,) + shape + (5,)
+
+
+def test_asymmetric_decoder_is_lighter():
+    kwargs = dict(num_classes=14, num_res_units=3, filters=(8, 16, 32), strides=(1, 2, 2))
+    assert asymmetric_residual_unet_3d(**kwargs).count_params() < residual_unet_3d(**kwargs).count_params()
+    names = [layer.name for layer in asymmetric_residual_unet_3d(**kwargs).layers]
+    assert sum(n.startswith("dec_unit_0_") for n in names) == 1
+    assert sum(n.startswith("enc_unit_2_") for n in names) == 3
+
+
+@pytest.mark.parametrize("builder", [residual_unet_3d, asymmetric_residual_unet_3d])
+def test_get_config_round_trips(builder, rng, tmp_path):
+    model = builder((8, 8, 8, 1), num_classes=3, filters=(4, 8), strides=(1, 2), l2_regularisation=1e-4)
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    inputs = rng.normal(size=(1, 8, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_allclose(model(inputs), clone(inputs), rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "unet.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "unet.keras")(inputs), model(inputs), atol=1e-6)
+
+
+def test_strides_above_two_are_refused(rng):
+    with pytest.raises(ValueError, match="factors 1 and 2"):
+        residual_unet_3d(num_classes=2, filters=(4, 8), strides=(1, 4))(np.zeros((1, 8, 8, 8, 1), np.float32))
+
