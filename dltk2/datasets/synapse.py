@@ -1,0 +1,117 @@
+"""The Synapse (BTCV) multi-organ CT data set: preprocessing to a common grid, and its read_fn.
+
+Raw layout (Synapse's, and ``make_synthetic_synapse.py``'s): ``<data>/img/img0001.nii.gz`` (HU) and
+``<data>/label/label0001.nii.gz`` (0 background, 1-13 organs). Preprocessing resamples both to an
+isotropic spacing (linear or B-spline for the image, nearest for the label, fill 0), clips the image to
+an HU window and scales it to [-1, 1].
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from dltk2.augmentation import add_gaussian_noise, add_gaussian_offset
+from dltk2.io.image import read_array, read_image, write_image
+from dltk2.io.reader import Mode
+from dltk2.preprocessing import clip_and_scale, resample_to_spacing
+from dltk2.sampling import extract_class_balanced_example_array
+
+NUM_CLASSES = 14
+HU_WINDOW = (-1000.0, 800.0)
+CASE = re.compile(r"img(\w+)\.nii(\.gz)?$")
+
+
+def find_cases(data_dir: str | Path, with_labels: bool = True) -> pd.DataFrame:
+    """``id, image, label`` of every ``img/img<id>.nii.gz`` (label empty without ``with_labels``).
+
+    Raises:
+        FileNotFoundError: No images, or a missing label file (named).
+    """
+    data_dir = Path(data_dir)
+    images = sorted(p for p in (data_dir / "img").glob("img*.nii*") if CASE.match(p.name))
+    if not images:
+        raise FileNotFoundError(f"{data_dir / 'img'}: no img<id>.nii.gz files")
+    rows = []
+    for image in images:
+        case_id = CASE.match(image.name).group(1)
+        label = data_dir / "label" / image.name.replace("img", "label", 1)
+        if with_labels and not label.exists():
+            raise FileNotFoundError(f"{label}: no such file (the label of {image.name})")
+        rows.append({"id": f"img{case_id}", "image": str(image), "label": str(label) if with_labels else ""})
+    return pd.DataFrame(rows)
+
+
+def preprocess_image(image: sitk.Image, spacing: Sequence[float] = (2.0, 2.0, 2.0), interpolator: str = "linear",
+                     hu_window: Sequence[float] = HU_WINDOW) -> sitk.Image:
+    """Resamples a CT image (HU) to ``spacing`` (mm), clips to ``hu_window`` and scales to [-1, 1].
+
+    Voxels that fall outside the input are air (the window's low end), not 0 HU.
+    """
+    resampled = resample_to_spacing(sitk.Cast(image, sitk.sitkFloat32), spacing, interpolator=interpolator,
+                                    fill_value=hu_window[0])
+    scaled = sitk.GetImageFromArray(clip_and_scale(sitk.GetArrayFromImage(resampled), *hu_window))
+    scaled.CopyInformation(resampled)
+    return scaled
+
+
+def preprocess_label(label: sitk.Image, spacing: Sequence[float] = (2.0, 2.0, 2.0)) -> sitk.Image:
+    """Resamples a label map to ``spacing`` (mm) with nearest neighbour, fill 0."""
+    return resample_to_spacing(sitk.Cast(label, sitk.sitkUInt8), spacing, is_label=True, fill_value=0)
+
+
+def preprocess_case(row: Mapping[str, str], output_dir: str | Path, spacing: Sequence[float],
+                    interpolator: str = "linear") -> dict[str, str]:
+    """Preprocesses one case into ``<output_dir>/img`` and ``/label``; returns its CSV row."""
+    output_dir = Path(output_dir)
+    image_out = output_dir / "img" / f"{row['id']}.nii.gz"
+    write_image(preprocess_image(read_image(row["image"]), spacing, interpolator), image_out)
+    result = {"id": row["id"], "imgs": str(image_out), "lbls": "", "orig_imgs": row["image"],
+              "orig_lbls": row.get("label", "")}
+    if row.get("label"):
+        label_out = output_dir / "label" / f"{row['id'].replace('img', 'label', 1)}.nii.gz"
+        write_image(preprocess_label(read_image(row["label"]), spacing), label_out)
+        result["lbls"] = str(label_out)
+    return result
+
+
+def split_cases(cases: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A seeded split without replacement: every case in exactly one of (train, val), at least one each."""
+    if len(cases) < 2:
+        raise ValueError(f"cannot split {len(cases)} case(s) into training and validation")
+    order = np.random.default_rng(seed).permutation(len(cases))
+    num_val = min(max(1, int(round(len(cases) * val_fraction))), len(cases) - 1)
+    return cases.iloc[np.sort(order[num_val:])], cases.iloc[np.sort(order[:num_val])]
+
+
+def read_fn(file_reference: Sequence[str], mode: Mode, params: Mapping[str, Any]) -> Iterator[dict]:
+    """Reads one preprocessed case and yields examples.
+
+    TRAIN: ``n_examples`` class-balanced patches of ``example_size`` (each organ as often as the
+    background), with a random intensity offset and noise. No flips: left and right organs have
+    different labels. EVAL: the same patches at positions fixed per case. PREDICT: the whole volume.
+
+    Args:
+        file_reference: ``(id, imgs, lbls, ...)`` as the preprocessing CSVs hold them.
+        params: ``example_size`` (z, y, x), ``n_examples``.
+    """
+    case_id, image_path, label_path = file_reference[:3]
+    image, _ = read_array(image_path)
+    image = image[..., np.newaxis]
+    if mode == Mode.PREDICT:
+        yield {"features": {"x": image}}
+        return
+    label, _ = read_array(label_path, dtype=np.int32)
+    rng = np.random.default_rng() if mode == Mode.TRAIN else np.random.default_rng(zlib.crc32(case_id.encode()))
+    images, labels = extract_class_balanced_example_array(
+        image, label, params["example_size"], params["n_examples"], classes=NUM_CLASSES, rng=rng)
+    for patch, patch_label in zip(images, labels):
+        if mode == Mode.TRAIN:
+            patch = add_gaussian_noise(add_gaussian_offset(patch, 0.05, rng), 0.02, rng)
+        yield {"features": {"x": patch.astype(np.float32)}, "labels": {"y": patch_label.astype(np.int32)}}

@@ -1,0 +1,67 @@
+"""Tests of dltk2.datasets.synapse."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+import make_synthetic_synapse
+from dltk2.datasets import synapse
+from dltk2.io.reader import Mode
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    return make_synthetic_synapse.make_dataset(tmp_path_factory.mktemp("raw"), num_cases=3, seed=2, in_plane_size=64)
+
+
+def test_find_cases_and_a_missing_label(raw, tmp_path):
+    cases = synapse.find_cases(raw)
+    assert cases["id"].tolist() == ["img0001", "img0002", "img0003"]
+    assert cases["label"].iloc[1].endswith("label/label0002.nii.gz")
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "img0007.nii.gz").write_bytes((raw / "img" / "img0001.nii.gz").read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"label0007\.nii\.gz: no such file"):
+        synapse.find_cases(tmp_path)
+    assert synapse.find_cases(tmp_path, with_labels=False)["label"].tolist() == [""]
+
+
+def test_preprocessing_matches_simpleitk_and_keeps_the_physical_extent(raw):
+    image = sitk.ReadImage(str(raw / "img" / "img0001.nii.gz"))
+    ours = synapse.preprocess_image(image)
+    reference = sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), ours, sitk.Transform(), sitk.sitkLinear, -1000.0)
+    expected = (np.clip(sitk.GetArrayFromImage(reference), -1000, 800) + 1000) / 1800 * 2 - 1
+    np.testing.assert_allclose(sitk.GetArrayFromImage(ours), expected, atol=1e-5)
+    assert ours.GetSpacing() == pytest.approx((2.0, 2.0, 2.0))
+    assert ours.GetOrigin() == pytest.approx(image.GetOrigin())
+    extent = np.array(image.GetSize()) * np.array(image.GetSpacing())
+    np.testing.assert_allclose(np.array(ours.GetSize()) * 2.0, extent, atol=2.0)
+    label = synapse.preprocess_label(sitk.ReadImage(str(raw / "label" / "label0001.nii.gz")))
+    assert set(np.unique(sitk.GetArrayFromImage(label))) <= set(range(14))
+
+
+@pytest.mark.parametrize("count,fraction", [(10, 0.2), (3, 0.5), (2, 0.9)])
+def test_split_puts_every_case_in_exactly_one_file(count, fraction):
+    cases = pd.DataFrame({"id": [f"img{i:04d}" for i in range(count)]})
+    train, val = synapse.split_cases(cases, fraction, seed=5)
+    assert sorted(train["id"].tolist() + val["id"].tolist()) == cases["id"].tolist()
+    assert len(train) >= 1 and len(val) >= 1
+    again_train, _ = synapse.split_cases(cases, fraction, seed=5)
+    assert again_train["id"].tolist() == train["id"].tolist()
+    with pytest.raises(ValueError, match="cannot split"):
+        synapse.split_cases(cases.iloc[:1], fraction, seed=5)
+
+
+def test_read_fn_gives_class_balanced_patches(raw, tmp_path):
+    row = synapse.preprocess_case(synapse.find_cases(raw).iloc[0].to_dict(), tmp_path, [4.0, 4.0, 4.0])
+    params = {"example_size": [8, 8, 8], "n_examples": 140}
+    examples = list(synapse.read_fn([row["id"], row["imgs"], row["lbls"]], Mode.TRAIN, params))
+    assert examples[0]["features"]["x"].shape == (8, 8, 8, 1) and examples[0]["labels"]["y"].shape == (8, 8, 8)
+    centres = np.array([e["labels"]["y"][4, 4, 4] for e in examples])
+    present = np.unique(sitk.GetArrayFromImage(sitk.ReadImage(row["lbls"])))
+    # Each class present in the case is a patch centre about equally often.
+    counts = np.bincount(centres, minlength=14)[present]
+    assert counts.min() >= 2 and counts.max() <= 25
+    fixed = [e["features"]["x"] for e in synapse.read_fn([row["id"], row["imgs"], row["lbls"]], Mode.EVAL, params)]
+    again = [e["features"]["x"] for e in synapse.read_fn([row["id"], row["imgs"], row["lbls"]], Mode.EVAL, params)]
+    np.testing.assert_array_equal(fixed, again)
