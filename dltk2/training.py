@@ -140,11 +140,13 @@ def training_callbacks(
 ) -> list[keras.callbacks.Callback]:
     """The callbacks every dltk2 training run uses.
 
-    BackupAndRestore (resume after a kill), last and best ``.keras`` checkpoints, TensorBoard under
-    ``logs/``, and a small JSON of progress. Without validation (``monitor=None``), no best checkpoint.
+    ``extra`` callbacks come first, so that metrics they add to an epoch's logs (a validation Dice, say)
+    can choose the best checkpoint. Then BackupAndRestore (resume after a kill), last and best
+    ``.keras`` checkpoints, TensorBoard under ``logs/``, and a small JSON of progress. Without a
+    ``monitor``, no best checkpoint.
     """
     model_path = Path(model_path)
-    callbacks: list[keras.callbacks.Callback] = [
+    callbacks: list[keras.callbacks.Callback] = list(extra) + [
         keras.callbacks.BackupAndRestore(
             str(model_path / "backup"), save_freq="epoch", double_checkpoint=True, delete_checkpoint=False
         ),
@@ -153,13 +155,11 @@ def training_callbacks(
         _StateWriter(model_path / "training_state.json", max_steps, steps_per_epoch),
     ]
     if monitor:
-        callbacks.insert(
-            2,
+        callbacks.append(
             keras.callbacks.ModelCheckpoint(
                 str(model_path / "checkpoints" / "best.keras"), monitor=monitor, mode=mode, save_best_only=True
-            ),
+            )
         )
-    callbacks.extend(extra)
     return callbacks
 
 
@@ -195,7 +195,8 @@ def train(
         max_steps: Total optimizer steps.
         steps_per_epoch: Steps between checkpoints, validation and TensorBoard summaries.
         validation_dataset: Finite dataset evaluated after each epoch; None to skip validation.
-        monitor: Metric that picks the best checkpoint (with validation).
+        monitor: Metric that picks the best checkpoint (with a validation dataset, or one that an
+            extra callback such as :class:`dltk2.callbacks.SegmentationValidation` adds).
         mode: ``"min"`` or ``"max"`` for ``monitor``.
         verbose: Keras' verbosity.
         extra_callbacks: Appended to :func:`training_callbacks`.
@@ -209,7 +210,8 @@ def train(
     epochs = math.ceil(max_steps / steps_per_epoch)
     callbacks = training_callbacks(
         model_path,
-        monitor=monitor if validation_dataset is not None else None,
+        # Validation comes from the dataset, or from an extra callback that adds its own metric.
+        monitor=monitor if validation_dataset is not None or extra_callbacks else None,
         mode=mode,
         max_steps=max_steps,
         steps_per_epoch=steps_per_epoch,

@@ -24,6 +24,11 @@ from dltk2.preprocessing import clip_and_scale, resample_to_spacing
 from dltk2.sampling import extract_class_balanced_example_array
 
 NUM_CLASSES = 14
+ORGANS = {  # BTCV label: name
+    1: "spleen", 2: "right_kidney", 3: "left_kidney", 4: "gallbladder", 5: "esophagus", 6: "liver",
+    7: "stomach", 8: "aorta", 9: "inferior_vena_cava", 10: "portal_and_splenic_veins", 11: "pancreas",
+    12: "right_adrenal_gland", 13: "left_adrenal_gland",
+}
 HU_WINDOW = (-1000.0, 800.0)
 CASE = re.compile(r"img(\w+)\.nii(\.gz)?$")
 
