@@ -12,10 +12,19 @@ import sys
 from typing import Callable
 
 import tensorflow as tf
-from absl import app
+from absl import app, flags
 
 from dltk2.io.image import ImageReadError
 from dltk2.io.reader import CsvError, ReaderError
+
+def define_run_flags() -> None:
+    """The flags every training script shares: --restart, --verbose, --precision, --devices."""
+    flags.DEFINE_boolean("restart", False, "Delete an existing model folder and start over.")
+    flags.DEFINE_boolean("verbose", False, "Log more, and a progress bar per epoch.")
+    flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
+                      "Precision policy; auto: mixed_float16 on GPU, float32 on CPU.")
+    flags.DEFINE_list("devices", [], "Devices for MirroredStrategy, e.g. /gpu:0,/gpu:1; default: all GPUs.")
+
 
 DATA_ERRORS = (CsvError, ImageReadError, ReaderError, FileNotFoundError)
 

@@ -25,7 +25,7 @@ from absl import logging as absl_logging
 
 from reader import read_fn
 from dltk2.callbacks import SegmentationValidation
-from dltk2.cli import run
+from dltk2.cli import define_run_flags, run
 from dltk2.datasets import synapse
 from dltk2.io.reader import Mode, Reader, read_csv_columns
 from dltk2.losses import SegmentationLoss
@@ -40,11 +40,7 @@ flags.DEFINE_string("config", str(Path(__file__).with_name("config.json")), "Tra
 flags.DEFINE_string("train_csv", None, "train.csv from preprocessing.py.")
 flags.DEFINE_string("val_csv", None, "val.csv from preprocessing.py; without it, no validation.")
 flags.DEFINE_integer("max_steps", None, "Overrides the configuration's max_steps.")
-flags.DEFINE_boolean("restart", False, "Delete an existing model folder and start over.")
-flags.DEFINE_boolean("verbose", False, "Log more, and a progress bar per epoch.")
-flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
-                  "Precision policy; auto: mixed_float16 on GPU, float32 on CPU.")
-flags.DEFINE_list("devices", [], "Devices for MirroredStrategy; default: all GPUs.")
+define_run_flags()
 flags.mark_flags_as_required(["model_path", "train_csv"])
 
 NETWORKS = {"unet": residual_unet_3d, "asym_unet": asymmetric_residual_unet_3d, "fcn": residual_fcn_3d}

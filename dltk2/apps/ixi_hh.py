@@ -18,6 +18,7 @@ import tensorflow as tf
 from absl import flags
 from absl import logging as absl_logging
 
+from dltk2.cli import define_run_flags
 from dltk2.datasets import ixi
 from dltk2.export import export_crop_averaging_model
 from dltk2.inference import CropAveragingPredictor
@@ -51,11 +52,7 @@ def define_training_flags(l2: float) -> None:
                       "constant (DLTK), or cosine decay to 0 over max_steps.")
     flags.DEFINE_float("adam_epsilon", 1e-5, "Adam epsilon.")
     flags.DEFINE_boolean("run_validation", True, "Evaluate on the validation subjects after each epoch.")
-    flags.DEFINE_boolean("restart", False, "Delete an existing model folder and start over.")
-    flags.DEFINE_boolean("verbose", False, "Log more, and a progress bar per epoch.")
-    flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
-                      "Precision policy; auto: mixed_float16 on GPU, float32 on CPU.")
-    flags.DEFINE_list("devices", [], "Devices for MirroredStrategy, e.g. /gpu:0,/gpu:1; default: all GPUs.")
+    define_run_flags()
     flags.DEFINE_boolean("export", True, "Export model.keras and a SavedModel when training ends.")
     flags.DEFINE_integer("num_crops", 4, "Crops averaged by the exported serving signature.")
     flags.mark_flags_as_required(["model_path", "data_csv"])
