@@ -14,7 +14,7 @@ import struct
 import zlib
 import tempfile
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Union
 
 import numpy as np
 import SimpleITK as sitk

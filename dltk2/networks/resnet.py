@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import keras
-from keras import ops
 
 from dltk2.networks.layers import ResidualUnit3D, as_triple
 
@@ -46,7 +45,9 @@ def resnet_3d(
         name: Model name.
 
     Returns:
-        A functional Keras model; outputs stay float32 under a mixed-precision policy.
+        A functional Keras model; outputs stay float32 under a mixed-precision policy. Probabilities
+        and the class come from :class:`dltk2.inference.CropAveragingPredictor`, which averages them
+        over crops.
     """
     if len(filters) != len(strides):
         raise ValueError(f"filters ({len(filters)}) and strides ({len(strides)}) must have one entry per scale")
@@ -83,12 +84,3 @@ def resnet_3d(
     )(x)
     return keras.Model(inputs, outputs, name=name)
 
-
-def classification_outputs(logits) -> dict:
-    """The three views of a classifier's answer: logits, softmax probabilities and the class index."""
-    logits = ops.cast(logits, "float32")
-    return {
-        "logits": logits,
-        "probabilities": ops.softmax(logits, axis=-1),
-        "class_id": ops.cast(ops.argmax(logits, axis=-1), "int32"),
-    }

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dltk2.networks.layers import ResidualUnit3D
-from dltk2.networks.resnet import classification_outputs, resnet_3d
+from dltk2.networks.resnet import resnet_3d
 
 
 def dltk_parameter_count(filters, strides, num_res_units, num_classes, in_channels=1):
@@ -73,14 +73,6 @@ def test_regression_has_one_output():
     model = resnet_3d((8, 8, 8, 1), task="regression", filters=(4, 8), strides=(1, 2))
     assert model.output_shape == (None, 1)
     assert model.layers[-1].name == "prediction"
-
-
-def test_classification_outputs_agree_with_numpy(rng):
-    logits = rng.normal(size=(4, 3)).astype(np.float32)
-    outputs = classification_outputs(logits)
-    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(outputs["probabilities"], expected, rtol=1e-5)
-    np.testing.assert_array_equal(outputs["class_id"], logits.argmax(axis=1))
 
 
 def test_bad_configuration_is_rejected():
