@@ -151,15 +151,18 @@ def call_signature(saved_model_dir: str | Path, inputs: Mapping[str, np.ndarray]
     return {key: value.numpy() for key, value in outputs.items()}
 
 
-def export_crop_averaging_model(
-    model_path: str | Path, predictor, example_volume: np.ndarray, version: int | None = None
+def export_predictor(
+    model_path: str | Path, predictor, warmup_inputs: Mapping[str, np.ndarray], version: int | None = None
 ) -> tuple[Path, Path]:
-    """Writes ``<model_path>/model.keras`` and ``<model_path>/export/<version>/`` for a crop predictor.
+    """Writes ``<model_path>/model.keras`` and ``<model_path>/export/<version>/`` for a predictor.
 
     Args:
         model_path: The model folder.
-        predictor: A :class:`dltk2.inference.CropAveragingPredictor`.
-        example_volume: A raw (z, y, x) volume for the warm-up request.
+        predictor: An object with ``model`` (the Keras model) and ``serving_functions()`` (name ->
+            ``tf.function`` with a named input signature), such as
+            :class:`dltk2.inference.CropAveragingPredictor` or
+            :class:`dltk2.inference.SlidingWindowSegmenter`.
+        warmup_inputs: The named inputs of one ``serving_default`` request (e.g. ``{"image": volume}``).
         version: See :func:`export_saved_model`.
 
     Returns:
@@ -171,6 +174,6 @@ def export_crop_averaging_model(
         predictor.model,
         predictor.serving_functions(),
         version=version,
-        warmup_inputs={"image": np.asarray(example_volume, np.float32)},
+        warmup_inputs=warmup_inputs,
     )
     return keras_file, saved_model_dir

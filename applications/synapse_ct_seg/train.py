@@ -4,9 +4,13 @@ Reads the CSVs that ``preprocessing.py`` writes (2 mm, HU clipped and scaled), d
 patches, and trains the network ``--config`` names: ``net`` (``unet``, ``asym_unet``, ``fcn``), ``opt``
 (``adam``, ``momentum``, ``rmsprop``), ``loss`` (``ce``, ``balce``, ``dice``, ``dice_ce``), ``filters``,
 ``strides``, ``num_residual_units``, ``learning_rate``, ``l2``, ``patch_size``, ``examples_per_volume``,
-``batch_size``, ``max_steps``, ``steps_per_epoch``. After each epoch the whole validation volumes are
+``batch_size``, ``max_steps``, ``steps_per_epoch`` and optionally ``schedule`` (``constant``, DLTK's,
+or ``cosine`` decay to zero over ``max_steps``). After each epoch the whole validation volumes are
 segmented with a sliding window and Dice per organ goes to TensorBoard (with a slice overlay); the
 best checkpoint is kept by mean Dice. An existing model folder is resumed; ``--restart`` starts over.
+When training ends, the best model is exported: ``<model_path>/model.keras`` and a SavedModel in
+``<model_path>/export/<n>/`` whose ``serving_default`` takes a raw CT volume (``image``, float32 HU,
+(z, y, x)) and its ``spacing`` ((x, y, z) mm, float64) and returns ``labels`` on the input grid.
 
 Example:
     python applications/synapse_ct_seg/train.py -p models/synapse --config applications/synapse_ct_seg/config.json \\
@@ -19,6 +23,7 @@ import json
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import flags
 from absl import logging as absl_logging
@@ -27,12 +32,15 @@ from reader import read_fn
 from dltk2.callbacks import SegmentationValidation
 from dltk2.cli import define_run_flags, run
 from dltk2.datasets import synapse
+from dltk2.export import export_predictor
+from dltk2.inference import SlidingWindowSegmenter
+from dltk2.io.image import read_image
 from dltk2.io.reader import Mode, Reader, read_csv_columns
 from dltk2.losses import SegmentationLoss
 from dltk2.networks.fcn import residual_fcn_3d
 from dltk2.networks.unet import asymmetric_residual_unet_3d, residual_unet_3d
-from dltk2.training import (prepare_model_dir, save_run_config, select_precision_policy, select_strategy,
-                            steps_done, train)
+from dltk2.training import (as_float32, learning_rate_schedule, load_trained_model, prepare_model_dir,
+                            save_run_config, select_precision_policy, select_strategy, steps_done, train)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "Model folder: checkpoints, TensorBoard logs, exports.", short_name="p")
@@ -40,6 +48,7 @@ flags.DEFINE_string("config", str(Path(__file__).with_name("config.json")), "Tra
 flags.DEFINE_string("train_csv", None, "train.csv from preprocessing.py.")
 flags.DEFINE_string("val_csv", None, "val.csv from preprocessing.py; without it, no validation.")
 flags.DEFINE_integer("max_steps", None, "Overrides the configuration's max_steps.")
+flags.DEFINE_boolean("export", True, "Export model.keras and a SavedModel when training ends.")
 define_run_flags()
 flags.mark_flags_as_required(["model_path", "train_csv"])
 
@@ -59,8 +68,8 @@ def load_config(path: str) -> dict:
     return config
 
 
-def optimizer(config: dict) -> keras.optimizers.Optimizer:
-    rate = config["learning_rate"]
+def optimizer(config: dict, max_steps: int) -> keras.optimizers.Optimizer:
+    rate = learning_rate_schedule(config["learning_rate"], config.get("schedule", "constant"), max_steps)
     choices = {
         "adam": lambda: keras.optimizers.Adam(rate),
         "momentum": lambda: keras.optimizers.SGD(rate, momentum=0.9, nesterov=True),
@@ -100,8 +109,10 @@ def main(argv):
             num_res_units=config["num_residual_units"], filters=config["filters"], strides=config["strides"],
             l2_regularisation=config.get("l2", 0.0), name=f"synapse_{config['net']}",
         )
-        model.compile(optimizer=optimizer(config), loss=SegmentationLoss(config["loss"]))
-    save_run_config(model_path, {**config, "max_steps": max_steps, "precision": policy,
+        model.compile(optimizer=optimizer(config, max_steps), loss=SegmentationLoss(config["loss"]))
+    spacing_mm = list(read_image(train_cases["imgs"].iloc[0]).GetSpacing())
+    save_run_config(model_path, {**config, "max_steps": max_steps, "precision": policy, "spacing_mm": spacing_mm,
+                                 "hu_window": list(synapse.HU_WINDOW),
                                  "train_csv": str(Path(FLAGS.train_csv).resolve())})
     print(f"model: {model.count_params():,} parameters; {len(train_cases)} training cases; precision {policy}; "
           f"TensorBoard: tensorboard --logdir {model_path / 'logs'}")
@@ -110,6 +121,15 @@ def main(argv):
         print(f"resuming {model_path} at step {done} of {max_steps}")
     train(model, dataset, model_path, max_steps, config["steps_per_epoch"], monitor="val_mean_dice", mode="max",
           verbose=1 if FLAGS.verbose else 2, extra_callbacks=callbacks)
+
+    if FLAGS.export:
+        keras.mixed_precision.set_global_policy("float32")
+        segmenter = SlidingWindowSegmenter(as_float32(load_trained_model(model_path)), patch, spacing_mm,
+                                           synapse.HU_WINDOW, num_classes=config["num_classes"])
+        warmup = {"image": np.full(patch, synapse.HU_WINDOW[0], np.float32),
+                  "spacing": np.asarray(spacing_mm, np.float64)}
+        keras_file, saved_model = export_predictor(model_path, segmenter, warmup)
+        print(f"exported {keras_file} and SavedModel {saved_model}")
 
 
 if __name__ == "__main__":

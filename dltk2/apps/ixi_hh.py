@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 import keras
@@ -20,7 +21,7 @@ from absl import logging as absl_logging
 
 from dltk2.cli import define_run_flags
 from dltk2.datasets import ixi
-from dltk2.export import export_crop_averaging_model
+from dltk2.export import export_predictor
 from dltk2.inference import CropAveragingPredictor
 from dltk2.io.image import read_array
 from dltk2.io.reader import Mode
@@ -117,8 +118,8 @@ def run_training(target: str, head: Head, name: str,
         keras.mixed_precision.set_global_policy("float32")
         trained = as_float32(load_trained_model(model_path, "best" if FLAGS.run_validation else "last"))
         predictor = CropAveragingPredictor(trained, example_size, FLAGS.num_crops, task=head.task)
-        example_volume, _ = read_array(subjects["image"].iloc[0])
-        keras_file, saved_model = export_crop_averaging_model(model_path, predictor, example_volume)
+        example_volume, _ = read_array(subjects["image"].iloc[0], dtype=np.float32)
+        keras_file, saved_model = export_predictor(model_path, predictor, {"image": example_volume})
         print(f"exported {keras_file} and SavedModel {saved_model}")
     return model_path
 

@@ -1,10 +1,14 @@
 """The Synapse application's stages, run as a user runs them, on tiny synthetic cases."""
 
 import json
+import re
 
+import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+
+from dltk2.export import call_signature, existing_versions
 
 import make_synthetic_synapse
 from helpers import REPO, run_script
@@ -53,8 +57,45 @@ def test_every_config_in_the_repository_trains(preprocessed, tmp_path, config):
     model_path = tmp_path / "model"
     result = run_script("applications/synapse_ct_seg/train.py", "-p", str(model_path),
                         f"--config=applications/synapse_ct_seg/{config}", f"--train_csv={preprocessed / 'train.csv'}",
-                        f"--val_csv={preprocessed / 'val.csv'}", "--max_steps=1")
+                        f"--val_csv={preprocessed / 'val.csv'}", "--max_steps=1", "--noexport")
     assert "parameters" in result.stdout
     state = json.loads((model_path / "training_state.json").read_text())
     assert state["steps_done"] == 1 and "val_mean_dice" in state["last_logs"]
     assert (model_path / "checkpoints" / "best.keras").exists()
+
+
+def test_end_to_end_train_deploy_export_and_serve(preprocessed, tmp_path):
+    model_path = tmp_path / "model"
+    trained = run_script("applications/synapse_ct_seg/train.py", "-p", str(model_path),
+                         "--config=applications/synapse_ct_seg/config_cpu.json",
+                         f"--train_csv={preprocessed / 'train.csv'}", f"--val_csv={preprocessed / 'val.csv'}",
+                         "--max_steps=3")
+    assert "exported" in trained.stdout and existing_versions(model_path / "export") == [1]
+    assert (model_path / "model.keras").exists()
+
+    output = tmp_path / "predictions"
+    deployed = run_script("applications/synapse_ct_seg/deploy.py", "-p", str(model_path),
+                          f"--csv={preprocessed / 'val.csv'}", "-e", str(output))
+    lines = re.findall(r"^Id=(img\d+); Dice=([\d.]+); time=[\d.]+ secs; output_path=(\S+);$", deployed.stdout,
+                       re.MULTILINE)
+    val = pd.read_csv(preprocessed / "val.csv")
+    assert [line[0] for line in lines] == val["id"].tolist()
+    assert re.search(r"^\s*mean\s", deployed.stdout, re.MULTILINE)  # the per-organ summary table
+    metrics = pd.read_csv(output / "metrics.csv")
+    assert {"dice/liver", "hd95_mm/liver", "mean_dice"} <= set(metrics.columns)
+
+    saved_model = model_path / "export" / "1"
+    for (case_id, _, path), original_path in zip(lines, val["orig_imgs"]):
+        written, original = sitk.ReadImage(path), sitk.ReadImage(original_path)
+        assert written.GetSize() == original.GetSize()
+        np.testing.assert_allclose(written.GetSpacing(), original.GetSpacing(), rtol=1e-6)
+        np.testing.assert_allclose(written.GetOrigin(), original.GetOrigin(), atol=1e-4)
+        np.testing.assert_allclose(written.GetDirection(), original.GetDirection(), atol=1e-6)
+        served = call_signature(saved_model, {
+            "image": sitk.GetArrayFromImage(original).astype(np.float32),
+            "spacing": np.asarray(original.GetSpacing(), np.float64)})
+        np.testing.assert_array_equal(served["labels"], sitk.GetArrayFromImage(written))
+
+    predicted = run_script("applications/synapse_ct_seg/deploy.py", "-p", str(model_path),
+                           f"--csv={preprocessed / 'val.csv'}", "-e", str(tmp_path / "only"), "-n")
+    assert "Dice" not in predicted.stdout and len(list((tmp_path / "only").glob("*_seg.nii.gz"))) == len(val)

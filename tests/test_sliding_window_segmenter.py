@@ -1,0 +1,153 @@
+"""Tests of dltk2.inference.SlidingWindowSegmenter: the graph equals the SimpleITK pipeline, on the input grid.
+
+The model is an exact nearest-intensity classifier (a 1x1x1 convolution whose logits are
+``2 c_k x - c_k^2``, which orders the classes as ``-(x - c_k)^2`` does), so every label the segmenter
+returns can be reproduced with SimpleITK and numpy alone.
+"""
+
+import keras
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from dltk2.apps.segmentation import segment_case, segment_cases, summary_table
+from dltk2.datasets.synapse import HU_WINDOW, preprocess_image
+from dltk2.export import call_signature, export_predictor, read_warmup_requests
+from dltk2.inference import SlidingWindowSegmenter
+from dltk2.io.image import read_image
+from dltk2.preprocessing import resample_to_reference
+
+CLASS_HU = np.array([-1000.0, -100.0, 60.0, 250.0, 700.0])  # background and four "organs"
+
+
+def scaled(hu):
+    low, high = HU_WINDOW
+    return (np.clip(hu, low, high) - low) / (high - low) * 2.0 - 1.0
+
+
+def nearest_intensity_model() -> keras.Model:
+    centres = scaled(CLASS_HU)
+    inputs = keras.Input((None, None, None, 1))
+    conv = keras.layers.Conv3D(len(centres), 1, name="nearest_centre")
+    outputs = conv(inputs)
+    conv.set_weights([(2.0 * centres).reshape(1, 1, 1, 1, -1).astype(np.float32),
+                      (-(centres ** 2)).astype(np.float32)])
+    return keras.Model(inputs, outputs)
+
+
+def nearest_centre(values):
+    centres = scaled(CLASS_HU)
+    return np.argmin(np.abs(values[..., None] - centres), axis=-1)
+
+
+@pytest.fixture
+def phantom(rng):
+    """An oblique, anisotropic CT-like volume (HU) with four blocks of classes 1-4 and its labels."""
+    labels = np.zeros((9, 40, 36), np.uint8)  # (z, y, x) at 0.77 x 0.71 x 2.9 mm
+    labels[2:7, 5:20, 4:16] = 1
+    labels[2:8, 22:35, 4:16] = 2
+    labels[1:5, 5:35, 20:32] = 3
+    labels[5:8, 10:30, 22:30] = 4
+    image = sitk.GetImageFromArray((CLASS_HU[labels] + rng.normal(0, 5, labels.shape)).astype(np.float32))
+    # No input voxel lies exactly half-way between two 2 mm voxels: with an oblique direction ITK's
+    # own rounding decides such ties either way (3 mm gives 1.5 exactly), the graph's up.
+    image.SetSpacing((0.77, 0.71, 2.9))
+    image.SetOrigin((-180.5, 22.25, -310.0))
+    angle = np.deg2rad(25.0)
+    direction = np.array([[np.cos(angle), 0, -np.sin(angle)], [0, 1, 0], [np.sin(angle), 0, np.cos(angle)]])
+    image.SetDirection(direction.flatten().tolist())
+    label_image = sitk.GetImageFromArray(labels)
+    label_image.CopyInformation(image)
+    return image, label_image
+
+
+def simpleitk_reference(image: sitk.Image) -> np.ndarray:
+    """The same pipeline with SimpleITK: preprocess to 2 mm, classify, labels back by nearest neighbour."""
+    preprocessed = preprocess_image(image, (2.0, 2.0, 2.0))
+    coarse = sitk.GetImageFromArray(nearest_centre(sitk.GetArrayFromImage(preprocessed)).astype(np.uint8))
+    coarse.CopyInformation(preprocessed)
+    return sitk.GetArrayFromImage(resample_to_reference(coarse, image, is_label=True))
+
+
+def make_segmenter(**kwargs):
+    return SlidingWindowSegmenter(nearest_intensity_model(), window=(8, 8, 8), spacing_mm=(2.0, 2.0, 2.0),
+                                  intensity_window=HU_WINDOW, **kwargs)
+
+
+def test_preprocessing_in_the_graph_equals_the_training_preprocessing(phantom):
+    image, _ = phantom
+    expected = sitk.GetArrayFromImage(preprocess_image(image, (2.0, 2.0, 2.0)))
+    ours = make_segmenter().preprocess(sitk.GetArrayFromImage(image), np.asarray(image.GetSpacing()))
+    assert ours.shape[:3] == expected.shape
+    np.testing.assert_allclose(ours[..., 0].numpy(), expected, atol=1e-4)
+    # The far edge lies partly outside the input: air there, as SimpleITK's fill, not 0 HU.
+    assert expected.min() == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("blend", ["gaussian", "constant"])
+def test_labels_on_the_input_grid_equal_the_simpleitk_pipeline(phantom, blend):
+    image, truth = phantom
+    labels = make_segmenter(blend=blend, overlap=0.5, batch_size=3).segment(
+        sitk.GetArrayFromImage(image), image.GetSpacing())
+    assert labels.shape == sitk.GetArrayFromImage(image).shape and labels.dtype == np.int32
+    np.testing.assert_array_equal(labels, simpleitk_reference(image))
+    # And they are a segmentation: most voxels right (the 3 mm -> 2 mm -> 3 mm trip blurs edges).
+    assert (labels == sitk.GetArrayFromImage(truth)).mean() > 0.9
+
+
+def test_written_label_map_keeps_the_oblique_geometry(phantom, tmp_path):
+    image, _ = phantom
+    path = tmp_path / "image.nii.gz"
+    sitk.WriteImage(image, str(path))
+    labels, _ = segment_case(make_segmenter(), path, tmp_path / "out" / "case_seg.nii.gz")
+    written = read_image(tmp_path / "out" / "case_seg.nii.gz")
+    original = read_image(path)
+    assert written.GetSize() == original.GetSize()
+    np.testing.assert_allclose(written.GetSpacing(), original.GetSpacing(), rtol=1e-6)
+    np.testing.assert_allclose(written.GetOrigin(), original.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(written.GetDirection(), original.GetDirection(), atol=1e-6)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(written), labels)
+
+
+def test_volume_smaller_than_the_window_and_odd_sizes(rng):
+    array = rng.normal(0, 300, size=(3, 5, 7)).astype(np.float32)
+    labels = make_segmenter().segment(array, (1.3, 0.9, 2.5))
+    assert labels.shape == array.shape
+    assert set(np.unique(labels)) <= set(range(len(CLASS_HU)))
+
+
+def test_segment_cases_scores_and_summarises(phantom, tmp_path, capsys):
+    image, truth = phantom
+    sitk.WriteImage(image, str(tmp_path / "img.nii.gz"))
+    sitk.WriteImage(truth, str(tmp_path / "lbl.nii.gz"))
+    names = {1: "a", 2: "b", 3: "c", 4: "d", 5: "never_there"}
+    results = segment_cases(make_segmenter(), [{"id": "img9", "image": str(tmp_path / "img.nii.gz"),
+                                               "label": str(tmp_path / "lbl.nii.gz")}], tmp_path / "out", names)
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("Id=img9; Dice=") and "output_path=" in line and line.endswith(";")
+    assert np.isnan(results.loc[0, "dice/never_there"])  # absent from both: not scored as 0 or 1
+    overlap = sitk.LabelOverlapMeasuresImageFilter()
+    overlap.Execute(sitk.ReadImage(results.loc[0, "output_path"]), sitk.Cast(truth, sitk.sitkUInt8))
+    for label, name in list(names.items())[:4]:
+        assert results.loc[0, f"dice/{name}"] == pytest.approx(overlap.GetDiceCoefficient(label), abs=1e-6)
+    summary = summary_table(results, names)
+    assert list(summary["class"]) == ["a", "b", "c", "d", "never_there", "mean"]
+    assert summary.iloc[-1]["dice"] == pytest.approx(results.loc[0, [f"dice/{n}" for n in "abcd"]].mean())
+
+
+def test_exported_serving_default_agrees_with_the_segmenter(phantom, tmp_path):
+    image, _ = phantom
+    segmenter = make_segmenter()
+    array, spacing = sitk.GetArrayFromImage(image), np.asarray(image.GetSpacing(), np.float64)
+    warmup = {"image": np.full((8, 8, 8), -1000.0, np.float32), "spacing": np.full(3, 2.0)}
+    keras_file, saved_model = export_predictor(tmp_path / "model", segmenter, warmup)
+    assert keras_file.exists() and saved_model.name == "1"
+    served = call_signature(saved_model, {"image": array, "spacing": spacing})
+    np.testing.assert_array_equal(served["labels"], segmenter.segment(array, spacing))
+    assert sorted(read_warmup_requests(saved_model)[0].inputs) == ["image", "spacing"]
+
+
+def test_bad_intensity_window():
+    with pytest.raises(ValueError, match="high > low"):
+        SlidingWindowSegmenter(nearest_intensity_model(), (8, 8, 8), intensity_window=(800, -1000))
+
