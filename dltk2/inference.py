@@ -421,3 +421,53 @@ class SlidingWindowSegmenter(tf.Module):
     def serving_functions(self) -> dict[str, tf.types.experimental.GenericFunction]:
         """``serving_default(image, spacing)`` -> ``labels`` (and ``probabilities_shape``)."""
         return {"serving_default": self._segment}
+
+
+def grey_image_input(image: tf.Tensor, size: int) -> tf.Tensor:
+    """A grey 2D image (h, w) or (h, w, 1) of any number type -> (size, size, 1) float32 in [0, 1].
+
+    Min-max scaled per image (so 8- and 16-bit files look alike), then resized to fit ``size`` with the
+    aspect ratio kept and zero padding (``tf.image.resize_with_pad``).
+    """
+    values = tf.cast(image, tf.float32)
+    if values.shape.rank == 2:
+        values = values[..., tf.newaxis]
+    low, high = tf.reduce_min(values), tf.reduce_max(values)
+    values = tf.where(high > low, (values - low) / tf.maximum(high - low, 1e-6), tf.zeros_like(values))
+    return tf.image.resize_with_pad(values, size, size)
+
+
+class ImageClassifier2D(tf.Module):
+    """Classifies one grey 2D image of any size: scaling and resizing inside, so it exports whole.
+
+    Args:
+        model: (batch, size, size, 1) in [0, 1] -> (batch, classes) logits.
+        size: The model's input size.
+        class_names: Name of each class index.
+    """
+
+    def __init__(self, model: keras.Model, size: int, class_names: Sequence[str]) -> None:
+        super().__init__(name="image_classifier_2d")
+        self.model = model
+        self.size = int(size)
+        self.class_names = [str(name) for name in class_names]
+        self._names = tf.constant(self.class_names)
+        self._classify = tf.function(self.__call__, input_signature=[
+            tf.TensorSpec([None, None], tf.float32, name="image")])
+
+    def __call__(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+        """``image`` float32 (h, w), any intensity range -> ``probabilities`` (classes,), ``class_id``,
+        ``class_name``."""
+        logits = self.model(grey_image_input(image, self.size)[tf.newaxis], training=False)
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)[0]
+        class_id = tf.argmax(probabilities, output_type=tf.int32)
+        return {"probabilities": probabilities, "class_id": class_id, "class_name": tf.gather(self._names, class_id)}
+
+    def classify(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """Numpy in and out, through the compiled function that is exported."""
+        outputs = self._classify(tf.constant(np.asarray(image, np.float32)))
+        return {key: value.numpy() for key, value in outputs.items()}
+
+    def serving_functions(self) -> dict[str, tf.types.experimental.GenericFunction]:
+        """``serving_default(image)``."""
+        return {"serving_default": self._classify}

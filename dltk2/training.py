@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from dltk2.networks import layers as _layers  # noqa: F401  (registers dltk2's layers for loading)
+from dltk2.networks import transfer as _transfer  # noqa: F401  (registers GreyToBackboneInput)
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,52 @@
+"""Applies one preprocessing method to every image of a dataset folder, into a folder named after it.
+
+Reads ``D/images/*.png`` and writes ``D/<method>/images/*.png`` (lossless, same bit depth), copying
+``labels/`` and ``index.csv``, so ``D/<method>`` is a dataset folder ``tf_convert_data.py`` reads.
+Methods and ranges (values outside are clamped): ``bitwise_downsampling`` (1-8 bits kept),
+``contrast_enhancing`` (CLAHE clip limit 1-10), ``color_quantization`` (k-means, 2-10 clusters),
+``target_segmentation`` (Otsu, the 1-10 largest regions kept).
+
+Example:
+    python applications/dicom_bodypart/preprocess_image.py --directory data/fetched --preprocess contrast_enhancing --value 3
+"""
+
+import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+
+import shutil
+from pathlib import Path
+
+from absl import flags
+from tqdm import tqdm
+
+from dltk2.cli import run
+from dltk2.datasets import bodypart
+from dltk2.preprocessing2d import METHODS, clamp_value
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("directory", None, "Dataset folder with images/ and labels/.")
+flags.DEFINE_enum("preprocess", None, sorted(METHODS), "Method.")
+flags.DEFINE_float("value", None, "The method's strength (clamped to its range).")
+flags.mark_flags_as_required(["directory", "preprocess", "value"])
+
+
+def main(argv):
+    del argv
+    source = Path(FLAGS.directory)
+    target = source / FLAGS.preprocess
+    value = clamp_value(FLAGS.preprocess, FLAGS.value)
+    if value != FLAGS.value:
+        print(f"--value {FLAGS.value:g} is outside {FLAGS.preprocess}'s range: using {value}")
+    images = sorted((source / "images").glob("*.png"))
+    if not images:
+        raise FileNotFoundError(f"{source / 'images'}: no .png images")
+    method = METHODS[FLAGS.preprocess]
+    for image_path in tqdm(images, desc=FLAGS.preprocess, unit="image"):
+        bodypart.write_png(target / "images" / image_path.name, method(bodypart.read_png(image_path), value))
+    shutil.copytree(source / "labels", target / "labels", dirs_exist_ok=True)
+    if (source / "index.csv").exists():
+        shutil.copy2(source / "index.csv", target / "index.csv")
+    print(f"wrote {len(images)} images to {target / 'images'} ({FLAGS.preprocess}, value {value})")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,69 @@
+"""Converts a dataset folder to TFRecord shards, split into train / validation / test by patient.
+
+``--need_split``: ``None`` (one set, ``<name>-*.tfrecord``), ``tt_split`` (train and test) or
+``tvt_split`` (train, validation, test), with sizes from ``--val_fraction`` and ``--test_fraction``,
+shuffled with ``--seed``, stratified by class, and no patient in two splits. Writes
+``<output_dir>/<name>_<split>-NNNNN-of-NNNNN.tfrecord`` (each shard atomically), ``labels.txt``
+(``index:class``) and ``split.csv`` (which image went where). Feature keys: ``image/encoded``,
+``image/format``, ``image/height``, ``image/width``, ``image/channels``, ``image/class/label``,
+``image/class/text``, ``image/filename`` (and ``image/patient_id``, the pseudonym).
+
+Example:
+    python applications/dicom_bodypart/tf_convert_data.py --dataset_dir data/fetched --output_dir data/tfrecords \\
+        --need_split tvt_split
+"""
+
+import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+
+import os
+from pathlib import Path
+
+import pandas as pd
+from absl import flags
+
+from dltk2.cli import run
+from dltk2.datasets import bodypart
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("dataset_dir", None, "Dataset folder: images/, labels/, index.csv.")
+flags.DEFINE_string("output_dir", None, "Folder for the shards.")
+flags.DEFINE_string("output_name", "bodypart", "Shard name prefix.")
+flags.DEFINE_enum("need_split", "tvt_split", ["None", "tt_split", "tvt_split"], "Which splits to make.")
+flags.DEFINE_float("val_fraction", 0.15, "Share of the validation split (tvt_split).")
+flags.DEFINE_float("test_fraction", 0.15, "Share of the test split (tt_split, tvt_split).")
+flags.DEFINE_integer("seed", 0, "Seed of the split.")
+flags.DEFINE_integer("num_shards", 1, "Shards per split.")
+flags.mark_flags_as_required(["dataset_dir", "output_dir"])
+
+
+def main(argv):
+    del argv
+    table = bodypart.list_dataset(FLAGS.dataset_dir)
+    if FLAGS.need_split == "None":
+        parts = {"": table}
+    else:
+        test = FLAGS.test_fraction
+        val = FLAGS.val_fraction if FLAGS.need_split == "tvt_split" else 0.0
+        if not (0 < test < 1 and 0 <= val < 1 and val + test < 1):
+            raise ValueError(f"--val_fraction {val} and --test_fraction {test} must leave a training split")
+        names = ["train", "validation", "test"] if val > 0 else ["train", "test"]
+        fractions = [1 - val - test, val, test] if val > 0 else [1 - test, test]
+        parts = dict(zip(names, bodypart.split_by_patient(table, fractions, FLAGS.seed)))
+    output_dir = Path(FLAGS.output_dir)
+    records = []
+    for split, part in parts.items():
+        name = f"{FLAGS.output_name}_{split}" if split else FLAGS.output_name
+        shards = bodypart.convert_split(part.sample(frac=1.0, random_state=FLAGS.seed), output_dir, name,
+                                        FLAGS.num_shards)
+        counts = part["body_part"].value_counts().to_dict()
+        print(f"{split or 'all'}: {len(part)} images of {part['patient'].nunique()} patients -> "
+              f"{len(shards)} shard(s) {name}-*; {counts}")
+        records.append(part.assign(split=split or "all")[["name", "body_part", "patient", "split"]])
+    (output_dir / "labels.txt").write_text("".join(f"{i}:{c}\n" for i, c in enumerate(bodypart.CLASSES)))
+    temporary = output_dir / "split.csv.tmp"
+    pd.concat(records).to_csv(temporary, index=False)
+    os.replace(temporary, output_dir / "split.csv")
+
+
+if __name__ == "__main__":
+    run(main)

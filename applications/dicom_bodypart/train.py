@@ -1,0 +1,97 @@
+"""Trains a 2D body-part classifier (7 classes) on TFRecord shards from tf_convert_data.py.
+
+A ``keras.applications`` backbone (``--backbone``: ResNet50V2 or the EfficientNetV2 family, and the
+others of :mod:`dltk2.networks.transfer`) without its top, random weights by default or
+``--weights`` (a local weights file, or ``imagenet`` where the machine can download), a new dense
+head, class weights against imbalance (scikit-learn's "balanced"), TensorBoard, resumable (an
+existing model folder continues; ``--restart`` starts over), best checkpoint by validation accuracy.
+When training ends, ``<model_path>/model.keras`` and a SavedModel ``<model_path>/export/<n>/`` are
+written; its ``serving_default`` takes one grey image (``image``, float32 (h, w), any range and size).
+
+Example:
+    python applications/dicom_bodypart/train.py --model_path models/bodypart --data_dir data/tfrecords
+"""
+
+import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+
+from pathlib import Path
+
+import keras
+import numpy as np
+from absl import flags
+from absl import logging as absl_logging
+
+from dltk2.cli import define_run_flags, run
+from dltk2.datasets import bodypart
+from dltk2.export import export_predictor
+from dltk2.inference import ImageClassifier2D
+from dltk2.io.tfrecord import label_counts
+from dltk2.networks.transfer import BACKBONES, transfer_classifier
+from dltk2.training import (as_float32, load_trained_model, prepare_model_dir, save_run_config,
+                            select_precision_policy, select_strategy, steps_done, train)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_path", None, "Model folder: checkpoints, TensorBoard logs, exports.")
+flags.DEFINE_string("data_dir", None, "Folder with <name>_train-*.tfrecord (and _validation-*).")
+flags.DEFINE_string("data_name", "bodypart", "Shard name prefix (tf_convert_data.py's --output_name).")
+flags.DEFINE_enum("backbone", "EfficientNetV2B0", sorted(BACKBONES), "keras.applications backbone.")
+flags.DEFINE_string("weights", None, "Backbone weights: a local .h5/.weights.h5 file, 'imagenet', or none.")
+flags.DEFINE_integer("image_size", 224, "Input size (pixels, square; aspect kept with padding).")
+flags.DEFINE_list("head_widths", ["256"], "Dense head widths.")
+flags.DEFINE_float("dropout", 0.3, "Dropout in the head.")
+flags.DEFINE_integer("batch_size", 16, "Batch size.")
+flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
+flags.DEFINE_integer("max_steps", 2000, "Total optimizer steps.")
+flags.DEFINE_integer("steps_per_epoch", 100, "Steps between checkpoints and validation.")
+flags.DEFINE_integer("seed", 0, "Shuffle seed.")
+flags.DEFINE_boolean("export", True, "Export model.keras and a SavedModel when training ends.")
+define_run_flags()
+flags.mark_flags_as_required(["model_path", "data_dir"])
+
+
+def main(argv):
+    del argv
+    absl_logging.set_verbosity(absl_logging.INFO if FLAGS.verbose else absl_logging.WARNING)
+    data_dir = Path(FLAGS.data_dir)
+    train_files = sorted(data_dir.glob(f"{FLAGS.data_name}_train-*.tfrecord"))
+    val_files = sorted(data_dir.glob(f"{FLAGS.data_name}_validation-*.tfrecord"))
+    if not train_files:
+        raise FileNotFoundError(f"{data_dir}: no {FLAGS.data_name}_train-*.tfrecord shards")
+    counts = label_counts(train_files)
+    weights = bodypart.class_weights([label for label, n in counts.items() for _ in range(n)])
+    model_path = prepare_model_dir(FLAGS.model_path, restart=FLAGS.restart)
+    strategy = select_strategy(FLAGS.devices or None)
+    policy = select_precision_policy(FLAGS.precision)
+    size = FLAGS.image_size
+    dataset = bodypart.classification_dataset(train_files, size, FLAGS.batch_size, weights, training=True,
+                                              seed=FLAGS.seed)
+    validation = bodypart.classification_dataset(val_files, size, FLAGS.batch_size) if val_files else None
+    with strategy.scope():
+        model = transfer_classifier(FLAGS.backbone, (size, size, 1), len(bodypart.CLASSES), weights=FLAGS.weights,
+                                    head_widths=[int(w) for w in FLAGS.head_widths], dropout=FLAGS.dropout)
+        model.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    save_run_config(model_path, {"backbone": FLAGS.backbone, "image_size": size, "classes": list(bodypart.CLASSES),
+                                 "class_weights": weights.tolist(), "precision": policy,
+                                 "max_steps": FLAGS.max_steps, "data_dir": str(data_dir.resolve())})
+    print(f"model: {model.count_params():,} parameters ({FLAGS.backbone}, {size}x{size}); training images per "
+          f"class: { {bodypart.CLASSES[c]: n for c, n in sorted(counts.items())} }; precision {policy}; "
+          f"TensorBoard: tensorboard --logdir {model_path / 'logs'}")
+    done = steps_done(model_path)
+    if done:
+        print(f"resuming {model_path} at step {done} of {FLAGS.max_steps}")
+    train(model, dataset, model_path, FLAGS.max_steps, FLAGS.steps_per_epoch, validation_dataset=validation,
+          monitor="val_accuracy" if validation is not None else "loss",
+          mode="max" if validation is not None else "min", verbose=1 if FLAGS.verbose else 2)
+
+    if FLAGS.export:
+        keras.mixed_precision.set_global_policy("float32")
+        classifier = ImageClassifier2D(as_float32(load_trained_model(model_path)), size, bodypart.CLASSES)
+        keras_file, saved_model = export_predictor(model_path, classifier,
+                                                   {"image": np.zeros((size, size), np.float32)})
+        print(f"exported {keras_file} and SavedModel {saved_model}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,112 @@
+"""TFRecord shards of encoded 2D images with class labels, written atomically and read with native ops.
+
+Feature keys (TF-slim's image classification layout): ``image/encoded`` (PNG or JPEG bytes),
+``image/format``, ``image/height``, ``image/width``, ``image/channels``, ``image/class/label`` (int),
+``image/class/text`` and ``image/filename``, plus optional ``image/patient_id``.
+
+Each shard is written to a temporary name in the output folder and renamed when complete, so a
+conversion killed half-way never leaves a half shard under a final name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import tensorflow as tf
+
+FEATURES = {
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+    "image/format": tf.io.FixedLenFeature([], tf.string, default_value="png"),
+    "image/height": tf.io.FixedLenFeature([], tf.int64),
+    "image/width": tf.io.FixedLenFeature([], tf.int64),
+    "image/channels": tf.io.FixedLenFeature([], tf.int64, default_value=1),
+    "image/class/label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+    "image/class/text": tf.io.FixedLenFeature([], tf.string, default_value=""),
+    "image/filename": tf.io.FixedLenFeature([], tf.string, default_value=""),
+    "image/patient_id": tf.io.FixedLenFeature([], tf.string, default_value=""),
+}
+
+
+def _bytes(value: bytes | str) -> tf.train.Feature:
+    if isinstance(value, str):
+        value = value.encode()
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
+def image_example(encoded: bytes, image_format: str, height: int, width: int, channels: int, label: int,
+                  text: str, filename: str, patient_id: str = "") -> tf.train.Example:
+    """One ``tf.train.Example`` with the feature keys of this module's docstring."""
+    return tf.train.Example(features=tf.train.Features(feature={
+        "image/encoded": _bytes(encoded), "image/format": _bytes(image_format),
+        "image/height": _int(height), "image/width": _int(width), "image/channels": _int(channels),
+        "image/class/label": _int(label), "image/class/text": _bytes(text), "image/filename": _bytes(filename),
+        "image/patient_id": _bytes(patient_id),
+    }))
+
+
+def write_shards(examples: Sequence[tf.train.Example], output_dir: str | Path, name: str,
+                 num_shards: int = 1) -> list[Path]:
+    """Writes ``<name>-00000-of-0000N.tfrecord`` shards, each atomically; returns their paths.
+
+    Examples go round-robin over the shards (so every shard holds a mix when the input is shuffled).
+    """
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for shard in range(num_shards):
+        final = output_dir / f"{name}-{shard:05d}-of-{num_shards:05d}.tfrecord"
+        handle, temporary = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=output_dir)
+        os.close(handle)
+        try:
+            with tf.io.TFRecordWriter(temporary) as writer:
+                for example in examples[shard::num_shards]:
+                    writer.write(example.SerializeToString())
+            os.replace(temporary, final)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        paths.append(final)
+    return paths
+
+
+def parse_image_example(serialized: tf.Tensor, channels: int = 1, dtype: tf.DType = tf.uint8) -> dict:
+    """Parses one serialized example and decodes its image (PNG or JPEG) with native ops.
+
+    Returns:
+        The parsed features with ``image`` added: (height, width, channels) of ``dtype`` (uint8, or
+        uint16 for 16-bit PNGs).
+    """
+    features = tf.io.parse_single_example(serialized, FEATURES)
+    image = tf.io.decode_image(features["image/encoded"], channels=channels, dtype=dtype, expand_animations=False)
+    features["image"] = tf.ensure_shape(image, [None, None, channels])
+    return features
+
+
+def image_dataset(files: str | Iterable[str], channels: int = 1, dtype: tf.DType = tf.uint8) -> tf.data.Dataset:
+    """A dataset of parsed examples (see :func:`parse_image_example`) from shard files or a glob pattern."""
+    if isinstance(files, (str, Path)):
+        paths = sorted(tf.io.gfile.glob(str(files)))
+        if not paths:
+            raise FileNotFoundError(f"{files}: no TFRecord files")
+    else:
+        paths = [str(path) for path in files]
+    return tf.data.TFRecordDataset(paths).map(lambda record: parse_image_example(record, channels, dtype),
+                                              num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def label_counts(files: str | Iterable[str]) -> Mapping[int, int]:
+    """How many examples of each ``image/class/label`` the shards hold."""
+    counts: dict[int, int] = {}
+    for features in image_dataset(files):
+        label = int(features["image/class/label"])
+        counts[label] = counts.get(label, 0) + 1
+    return counts
