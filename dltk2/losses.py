@@ -29,10 +29,14 @@ def _spatial_axes(tensor) -> list[int]:
 
 def per_example_soft_dice(y_true, y_pred, from_logits: bool = True, include_background: bool = False,
                           smooth: float = 1e-5) -> tf.Tensor:
-    """Soft Dice loss of each example: 1 - the mean over classes of 2|P.G| / (|P| + |G|).
+    """Soft Dice loss of each example: 1 - the mean, over the classes its labels contain, of 2|P.G| / (|P| + |G|).
 
-    Classes absent from both the label and the prediction of an example score 1 (no error) through
-    ``smooth``, so an empty organ does not dominate.
+    Only classes present in an example's labels are averaged. A class absent from a patch would score
+    ~0 for any probability mass at all (2 * 0 / (|P| + 0)), and with class-balanced patches most of the
+    13 organs are absent from most patches: averaging them in pushes small organs towards never being
+    predicted. False positives of absent classes are still penalised by the cross-entropy of
+    ``dice_ce`` and by the Dice of the present classes (whose |P| they shrink). An example with none
+    of the scored classes averages over all of them (predicting nothing is then right and scores 0).
 
     Returns:
         (batch,) float32.
@@ -44,9 +48,12 @@ def per_example_soft_dice(y_true, y_pred, from_logits: bool = True, include_back
         one_hot, probabilities = one_hot[..., 1:], probabilities[..., 1:]
     axes = _spatial_axes(probabilities)
     intersection = tf.reduce_sum(one_hot * probabilities, axis=axes)
-    total = tf.reduce_sum(one_hot, axis=axes) + tf.reduce_sum(probabilities, axis=axes)
-    dice = (2.0 * intersection + smooth) / (total + smooth)
-    return 1.0 - tf.reduce_mean(dice, axis=-1)
+    reference = tf.reduce_sum(one_hot, axis=axes)
+    total = reference + tf.reduce_sum(probabilities, axis=axes)
+    dice = (2.0 * intersection + smooth) / (total + smooth)  # (batch, classes)
+    present = tf.cast(reference > 0, tf.float32)
+    weights = tf.where(tf.reduce_sum(present, -1, keepdims=True) > 0, present, tf.ones_like(present))
+    return 1.0 - tf.reduce_sum(dice * weights, axis=-1) / tf.reduce_sum(weights, axis=-1)
 
 
 def per_example_balanced_crossentropy(y_true, y_pred, from_logits: bool = True,

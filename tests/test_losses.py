@@ -28,11 +28,28 @@ def test_soft_dice_matches_numpy(batch):
     expected = []
     for example in range(4):
         scores = []
-        for c in (1, 2):
+        present = [c for c in (1, 2) if (labels[example] == c).any()] or [1, 2]
+        for c in present:
             g, p = (labels[example] == c).astype(float), probabilities[example, ..., c]
             scores.append((2 * (g * p).sum() + 1e-5) / (g.sum() + p.sum() + 1e-5))
         expected.append(1 - np.mean(scores))
     np.testing.assert_allclose(per_example_soft_dice(labels, logits), expected, rtol=1e-5)
+
+
+def test_soft_dice_averages_only_the_classes_an_example_contains():
+    labels = np.zeros((2, 4, 4, 4), np.int32)
+    labels[0, :2] = 1                       # example 0: class 1 only; example 1: background only
+    logits = np.zeros((2, 4, 4, 4, 3), np.float32)
+    logits[0, :2, ..., 1] = 50.0            # class 1 perfect ...
+    logits[0, 2:, ..., 2] = 1.0             # ... and some mass on the absent class 2
+    loss = per_example_soft_dice(labels, logits).numpy()
+    probabilities = softmax(logits)
+    p1 = probabilities[0, ..., 1]
+    g1 = (labels[0] == 1).astype(float)
+    assert loss[0] == pytest.approx(1 - (2 * (g1 * p1).sum() + 1e-5) / (g1.sum() + p1.sum() + 1e-5), rel=1e-5)
+    assert loss[0] < 0.2  # the absent class does not dominate
+    # Background only: both organ classes count, so any organ probability costs.
+    assert loss[1] > 0.9
 
 
 def test_soft_dice_of_a_perfect_prediction_is_zero(batch):

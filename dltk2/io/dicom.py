@@ -28,7 +28,9 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.dataset import FileMetaDataset
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 BODY_PART_CLASSES = ("none", "Skull", "Spine", "Chest", "Breast", "Abdomen", "Musculoskeletal")
 
@@ -103,6 +105,12 @@ def read_dataset(path: str | Path, stop_before_pixels: bool = False) -> Dataset:
         raise
     except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, NotImplementedError) as error:
         raise DicomError(f"{path}: unreadable or truncated DICOM ({type(error).__name__}: {error})") from None
+    meta = dataset.file_meta if hasattr(dataset, "file_meta") else FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:  # no file meta: the encoding the file was read with
+        implicit, little = getattr(dataset, "original_encoding", (True, True))
+        meta.TransferSyntaxUID = {(True, True): ImplicitVRLittleEndian, (False, True): ExplicitVRLittleEndian,
+                                  (False, False): ExplicitVRBigEndian}.get((implicit, little), ImplicitVRLittleEndian)
+        dataset.file_meta = meta
     if len(dataset) == 0:
         raise DicomError(f"{path}: truncated DICOM (no data elements after the file meta, {_transfer_syntax(dataset)})")
     return dataset
@@ -117,7 +125,8 @@ def read_pixels(dataset: Dataset, path: str | Path = "<dataset>", apply_voi: boo
         apply_voi: Apply the VOI LUT or window centre/width (the display window).
 
     Returns:
-        (rows, columns) or, multi-frame, (frames, rows, columns); colour images keep a last axis of 3.
+        (rows, columns) or, multi-frame, (frames, rows, columns); colour images (RGB, YBR, and palette
+        colour through its lookup table) keep a last axis of 3.
 
     Raises:
         DicomError: No pixel data, a missing codec or a pixel data element too short.
@@ -144,6 +153,8 @@ def read_pixels(dataset: Dataset, path: str | Path = "<dataset>", apply_voi: boo
         if photometric == "MONOCHROME1":
             values = values.max() + values.min() - values
         return values
+    if photometric == "PALETTE COLOR":
+        return np.asarray(apply_color_lut(pixels, dataset), np.float32)
     return np.asarray(pixels, np.float32)
 
 
