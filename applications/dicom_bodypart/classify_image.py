@@ -25,7 +25,7 @@ from absl import flags
 from dltk2.cli import run
 from dltk2.datasets import bodypart
 from dltk2.inference import ImageClassifier2D
-from dltk2.io.dicom import read_dataset, read_pixels
+from dltk2.io.dicom import read_dataset
 from dltk2.io.tfrecord import image_dataset
 from dltk2.training import as_float32, load_run_config, load_trained_model
 
@@ -46,7 +46,7 @@ def images_from_list(list_file: str):
         if path.suffix.lower() == ".png":
             yield str(path), bodypart.read_png(path)
         else:
-            yield str(path), bodypart.representative_image(read_pixels(read_dataset(path), path))
+            yield str(path), bodypart.grey_image_from_dicom(read_dataset(path), path)
 
 
 def images_from_tfrecords(pattern: str):

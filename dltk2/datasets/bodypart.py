@@ -19,20 +19,34 @@ import pandas as pd
 import tensorflow as tf
 
 from dltk2.inference import grey_image_input
-from dltk2.io.dicom import BODY_PART_CLASSES, deidentify, read_pixels, to_unsigned
+from dltk2.io.dicom import BODY_PART_CLASSES, deidentify, read_pixels, remove_pixel_data, to_unsigned
 from dltk2.io.tfrecord import image_dataset, image_example, write_shards
 
 CLASSES = BODY_PART_CLASSES
 CLASS_INDEX = {name: index for index, name in enumerate(CLASSES)}
 
 
-def representative_image(pixels: np.ndarray) -> np.ndarray:
-    """One (height, width) grey image: the middle frame of a multi-frame image, luminance of colour."""
-    if pixels.ndim == 4 or (pixels.ndim == 3 and pixels.shape[-1] != 3):
+def representative_image(pixels: np.ndarray, colour: bool | None = None) -> np.ndarray:
+    """One (height, width) grey image: the middle frame of a multi-frame image, luminance of colour.
+
+    Args:
+        pixels: (h, w), (frames, h, w), (h, w, 3) or (frames, h, w, 3), as :func:`read_pixels` gives.
+        colour: Whether the last axis is RGB (e.g. ``PhotometricInterpretation`` not MONOCHROME);
+            None guesses from a last axis of 3.
+    """
+    if colour is None:
+        colour = pixels.ndim >= 3 and pixels.shape[-1] == 3
+    if pixels.ndim == (4 if colour else 3):
         pixels = pixels[pixels.shape[0] // 2]
-    if pixels.ndim == 3:  # RGB -> luminance (ITU-R BT.601)
+    if colour:  # RGB -> luminance (ITU-R BT.601)
         pixels = pixels @ np.array([0.299, 0.587, 0.114], np.float32)
     return pixels
+
+
+def grey_image_from_dicom(dataset, path: str | Path = "<dataset>") -> np.ndarray:
+    """The (height, width) float32 grey image of a DICOM dataset (see :func:`representative_image`)."""
+    colour = not str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper().startswith("MONOCHROME")
+    return representative_image(read_pixels(dataset, path), colour)
 
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:
@@ -77,14 +91,11 @@ def export_image(dataset, name: str, body_part: str, patient: str, output_dir: s
         The ``index.csv`` row: ``name, body_part, patient``.
     """
     output_dir = Path(output_dir)
-    image = to_unsigned(representative_image(read_pixels(dataset, name)), bits)
+    image = to_unsigned(grey_image_from_dicom(dataset, name), bits)
     write_png(output_dir / "images" / f"{name}.png", image)
     write_bytes_atomically(output_dir / "labels" / f"{name}.txt", f"{body_part}\n".encode())
     if metadata_salt is not None:
-        clean = deidentify(dataset, metadata_salt)
-        for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
-            if keyword in clean:
-                delattr(clean, keyword)
+        clean = remove_pixel_data(deidentify(dataset, metadata_salt))
         write_bytes_atomically(output_dir / "metadata" / f"{name}.json",
                                json.dumps(clean.to_json_dict(), indent=1, sort_keys=True).encode())
     return {"name": name, "body_part": body_part, "patient": patient}

@@ -53,12 +53,17 @@ def default_url(directory: str | Path) -> str:
     return f"sqlite:///{Path(directory).resolve() / 'dicom.db'}"
 
 
-def open_database(url: str) -> sa.Engine:
-    """Connects (the password from the URL, or else from ``DLTK2_DB_PASSWORD``) and creates the tables."""
+def resolve_url(url: str) -> sa.URL:
+    """The URL, with the password from ``DLTK2_DB_PASSWORD`` where the URL has none (never in source)."""
     parsed = sa.make_url(url)
     if parsed.password is None and os.environ.get("DLTK2_DB_PASSWORD") and not parsed.drivername.startswith("sqlite"):
         parsed = parsed.set(password=os.environ["DLTK2_DB_PASSWORD"])
-    engine = sa.create_engine(parsed, pool_pre_ping=True)
+    return parsed
+
+
+def open_database(url: str) -> sa.Engine:
+    """Connects (see :func:`resolve_url`) and creates the tables if they are missing."""
+    engine = sa.create_engine(resolve_url(url), pool_pre_ping=True)
     metadata.create_all(engine)
     return engine
 

@@ -213,6 +213,21 @@ def _deidentify_in_place(dataset: Dataset, salt: str) -> Dataset:
     return dataset
 
 
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def remove_pixel_data(dataset: Dataset) -> Dataset:
+    """Deletes pixel data in place, in sequences too (icon images); returns the dataset."""
+    for keyword in PIXEL_KEYWORDS:
+        if keyword in dataset:
+            delattr(dataset, keyword)
+    for element in dataset:
+        if element.VR == "SQ":
+            for item in element.value:
+                remove_pixel_data(item)
+    return dataset
+
+
 def _words(text: str) -> list[str]:
     return [word for word in re.split(r"[^A-Z]+", text.upper()) if word]
 

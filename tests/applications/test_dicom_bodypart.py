@@ -1,0 +1,99 @@
+"""The DICOM body-part application end to end, as a user runs it, on synthetic and real DICOM files."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import UID
+
+import make_synthetic_dicom_bodypart as synthetic
+from dltk2.datasets.bodypart import read_png
+from dltk2.export import call_signature, existing_versions
+from helpers import run_script
+
+APP = "applications/dicom_bodypart"
+
+
+@pytest.fixture(scope="module")
+def dicom_folder(tmp_path_factory):
+    folder = synthetic.make_dataset(tmp_path_factory.mktemp("dicom"), num_images=56, seed=2, size=48)
+    bad = folder / "bad"
+    bad.mkdir()
+    shutil.copy(get_testdata_file("reportsi.dcm"), bad / "report.dcm")
+    shutil.copy(get_testdata_file("emri_small_jpeg_2k_lossless_too_short.dcm"), bad / "short.dcm")
+    (bad / "notes.txt").write_text("not DICOM")
+    mpeg = pydicom.dcmread(get_testdata_file("RG1_J2KR.dcm"))
+    mpeg.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.100")
+    mpeg.SOPInstanceUID = "1.2.3.4.5.6.7.8.9"
+    mpeg.save_as(bad / "mpeg.dcm")
+    shutil.copy(get_testdata_file("RG1_J2KR.dcm"), folder / "real_chest_j2k.dcm")  # a real CR chest
+    return folder
+
+
+def test_folder_to_database_to_classification(dicom_folder, tmp_path):
+    db_url = f"sqlite:///{tmp_path / 'dicom.db'}"
+    created = run_script(f"{APP}/create_database.py", f"--directory={dicom_folder}", f"--db_url={db_url}",
+                         "--noprogress")
+    assert "added 57 files; 0 already in the database; 4 unusable" in created.stdout
+    for name in ("report.dcm", "short.dcm", "notes.txt", "mpeg.dcm"):
+        assert f"{name}:" in created.stdout
+    again = run_script(f"{APP}/create_database.py", f"--directory={dicom_folder}", f"--db_url={db_url}",
+                       "--noprogress")
+    assert "added 0 files; 57 already in the database" in again.stdout
+
+    injected = run_script(f"{APP}/fetch_image.py", "--query=CHEST' OR '1'='1", f"--directory={tmp_path / 'x'}",
+                          f"--db_url={db_url}")
+    assert "fetched 0 of 0 images" in injected.stdout
+    chest = run_script(f"{APP}/fetch_image.py", "--query=CHEST", f"--directory={tmp_path / 'chest'}",
+                       f"--db_url={db_url}", "--limit=3")
+    assert "fetched 3 of 3" in chest.stdout
+    assert {p.read_text() for p in (tmp_path / "chest" / "labels").glob("*.txt")} == {"Chest\n"}
+
+    fetched = tmp_path / "fetched"
+    run_script(f"{APP}/fetch_image.py", "--query=all", f"--directory={fetched}", f"--db_url={db_url}",
+               "--metadata", "--bits=16")
+    pngs = sorted((fetched / "images").glob("*.png"))
+    assert len(pngs) == 57 and read_png(pngs[0]).dtype == np.uint16
+    metadata = "".join(p.read_text() for p in (fetched / "metadata").glob("*.json"))
+    assert "Synthetic^Patient" not in metadata and "PAT02" not in metadata
+
+    enhanced = run_script(f"{APP}/preprocess_image.py", f"--directory={fetched}", "--preprocess=contrast_enhancing",
+                          "--value=30")
+    assert "using 10" in enhanced.stdout and len(list((fetched / "contrast_enhancing" / "images").glob("*"))) == 57
+
+    records = tmp_path / "records"
+    run_script(f"{APP}/tf_convert_data.py", f"--dataset_dir={fetched / 'contrast_enhancing'}",
+               f"--output_dir={records}", "--need_split=tvt_split", "--val_fraction=0.2", "--test_fraction=0.2")
+    split = pd.read_csv(records / "split.csv")
+    assert split.groupby("patient")["split"].nunique().max() == 1  # no patient in two splits
+    assert set(split["split"]) == {"train", "validation", "test"}
+
+    model = tmp_path / "model"
+    run_script(f"{APP}/train.py", f"--model_path={model}", f"--data_dir={records}", "--image_size=32",
+               "--max_steps=4", "--steps_per_epoch=2", "--batch_size=8", "--head_widths=16")
+    assert existing_versions(model / "export") == [1] and (model / "model.keras").exists()
+
+    outfile = tmp_path / "prediction_result.txt"
+    run_script(f"{APP}/classify_image.py", f"--infile={records}/bodypart_test-*.tfrecord", "--tfrecord=true",
+               f"--outfile={outfile}", f"--model_path={model}")
+    table = pd.read_csv(outfile, sep="\t")
+    assert list(table.columns) == ["image"] + [f"class{i}" for i in range(7)] + ["predicted_class"]
+    assert len(table) == (split["split"] == "test").sum()
+    np.testing.assert_allclose(table[[f"class{i}" for i in range(7)]].sum(axis=1), 1.0, atol=1e-4)
+
+    # The SavedModel answers what classify_image wrote, for the same image.
+    first = table.iloc[0]
+    image = read_png(fetched / "contrast_enhancing" / "images" / first["image"]).astype(np.float32)
+    served = call_signature(model / "export" / "1", {"image": image})
+    np.testing.assert_allclose(served["probabilities"], first[[f"class{i}" for i in range(7)]].astype(float),
+                               atol=2e-6)
+    assert served["class_name"].decode() == first["predicted_class"]
+
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"{pngs[0]}\n{dicom_folder / 'real_chest_j2k.dcm'}\n")
+    run_script(f"{APP}/classify_image.py", f"--infile={listed}", f"--outfile={tmp_path / 'list.tsv'}",
+               f"--model_path={model}")
+    assert len(pd.read_csv(tmp_path / "list.tsv", sep="\t")) == 2

@@ -1,0 +1,57 @@
+"""Tests of dltk2.networks.transfer: every named backbone headless, grey input, head widths, freezing."""
+
+import keras
+import numpy as np
+import pytest
+
+from dltk2.networks.transfer import (BACKBONES, GreyToBackboneInput, dense_head, headless_backbone,
+                                     set_trainable_layers, transfer_classifier)
+
+FEATURES = {"InceptionV3": 2048, "ResNet50V2": 2048, "DenseNet121": 1024, "EfficientNetV2B0": 1280,
+            "EfficientNetV2B1": 1280, "EfficientNetV2B2": 1408, "EfficientNetV2B3": 1536, "EfficientNetV2S": 1280}
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_backbone_is_headless_and_pooled(name):
+    size = 75 if name == "InceptionV3" else 32  # InceptionV3's smallest input
+    backbone = headless_backbone(name, (size, size, 1))
+    assert backbone.output_shape == (None, FEATURES[name])
+    assert not any(layer.name == "predictions" for layer in backbone.layers)
+
+
+def test_classifier_takes_grey_images_and_has_the_head_asked_for(rng):
+    model = transfer_classifier("EfficientNetV2B0", (32, 32, 1), 7, head_widths=(64, 32), dropout=0.2)
+    head = model.get_layer("head")
+    assert [layer.units for layer in head.layers if isinstance(layer, keras.layers.Dense)] == [64, 32, 7]
+    logits = model(rng.uniform(size=(2, 32, 32, 1)).astype(np.float32))
+    assert logits.shape == (2, 7)
+
+
+def test_grey_input_equals_the_backbone_preprocessing_of_three_equal_channels(rng):
+    grey = rng.uniform(size=(1, 8, 8, 1)).astype(np.float32)
+    layer = GreyToBackboneInput("ResNet50V2")
+    expected = keras.applications.resnet_v2.preprocess_input(np.repeat(grey * 255.0, 3, axis=-1))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(grey)), expected, rtol=1e-5)
+    assert GreyToBackboneInput.from_config(layer.get_config()).backbone == "ResNet50V2"
+
+
+def test_freezing_by_layer_count_keeps_batch_norm_frozen():
+    backbone = headless_backbone("EfficientNetV2B0", (32, 32, 3))
+    set_trainable_layers(backbone, 0)
+    assert not backbone.trainable_weights
+    set_trainable_layers(backbone, 20)
+    trainable = [layer for layer in backbone.layers if layer.trainable and layer.weights]
+    assert trainable and all(not isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
+    assert all(backbone.layers.index(layer) >= len(backbone.layers) - 20 for layer in trainable)
+    set_trainable_layers(backbone, None)
+    assert len(backbone.trainable_weights) > 0 and all(layer.trainable for layer in backbone.layers)
+
+
+def test_dense_head_without_dropout():
+    head = dense_head(10, 3, widths=(), dropout=0.0)
+    assert [type(layer).__name__ for layer in head.layers] == ["InputLayer", "Dense"]
+
+
+def test_unknown_backbone():
+    with pytest.raises(ValueError, match="unknown backbone"):
+        headless_backbone("VGG99", (32, 32, 3))
