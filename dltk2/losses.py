@@ -99,11 +99,12 @@ class SegmentationLoss(keras.losses.Loss):
 
     Args:
         kind: ``"ce"`` (cross-entropy), ``"balce"`` (DLTK's balanced cross-entropy), ``"dice"`` (soft
-            Dice without background) or ``"dice_ce"`` (their sum).
+            Dice without background), ``"dice_ce"`` (Dice + cross-entropy) or ``"dice_balce"`` (Dice +
+            balanced cross-entropy: small organs, ~1 % of a patch, get the gradient of a large one).
         from_logits: Whether ``y_pred`` are logits.
     """
 
-    KINDS = ("ce", "balce", "dice", "dice_ce")
+    KINDS = ("ce", "balce", "dice", "dice_ce", "dice_balce")
 
     def __init__(self, kind: str = "dice_ce", from_logits: bool = True, name: str | None = None, **kwargs):
         if kind not in self.KINDS:
@@ -120,6 +121,8 @@ class SegmentationLoss(keras.losses.Loss):
         dice = per_example_soft_dice(y_true, y_pred, self.from_logits)
         if self.kind == "dice":
             return dice
+        if self.kind == "dice_balce":
+            return dice + per_example_balanced_crossentropy(y_true, y_pred, self.from_logits)
         return dice + per_example_crossentropy(y_true, y_pred, self.from_logits)
 
     def get_config(self) -> dict:

@@ -99,3 +99,9 @@ def test_loss_config_round_trips_and_rejects_unknown_kinds():
     assert SegmentationLoss.from_config(loss.get_config()).kind == "balce"
     with pytest.raises(ValueError, match="unknown segmentation loss"):
         SegmentationLoss("focal")
+
+
+def test_dice_balce_is_the_sum_of_its_parts(batch):
+    labels, logits = batch
+    expected = per_example_soft_dice(labels, logits) + per_example_balanced_crossentropy(labels, logits)
+    np.testing.assert_allclose(SegmentationLoss("dice_balce").call(labels, logits), expected, rtol=1e-6)
