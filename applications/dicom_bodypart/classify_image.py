@@ -13,7 +13,6 @@ Example:
 
 import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
 
-import os
 from pathlib import Path
 
 import keras
@@ -25,6 +24,7 @@ from absl import flags
 from dltk2.cli import run
 from dltk2.datasets import bodypart
 from dltk2.inference import ImageClassifier2D
+from dltk2.io.atomic import write_csv_atomically
 from dltk2.io.dicom import read_dataset
 from dltk2.io.tfrecord import image_dataset
 from dltk2.training import as_float32, load_run_config, load_trained_model
@@ -68,9 +68,7 @@ def main(argv):
         rows.append({"image": name, **{f"class{i}": float(p) for i, p in enumerate(outputs["probabilities"])},
                      "predicted_class": outputs["class_name"].decode()})
     table = pd.DataFrame(rows, columns=["image", *[f"class{i}" for i in range(len(classes))], "predicted_class"])
-    temporary = Path(f"{FLAGS.outfile}.tmp")
-    table.to_csv(temporary, sep="\t", index=False, float_format="%.6f")
-    os.replace(temporary, FLAGS.outfile)
+    write_csv_atomically(table, FLAGS.outfile, sep="\t", float_format="%.6f")
     print(f"classified {len(table)} images -> {FLAGS.outfile}; predicted: "
           f"{table['predicted_class'].value_counts().to_dict()}")
 

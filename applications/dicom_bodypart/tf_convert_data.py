@@ -15,7 +15,6 @@ Example:
 
 import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
 
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +22,7 @@ from absl import flags
 
 from dltk2.cli import run
 from dltk2.datasets import bodypart
+from dltk2.io.atomic import write_bytes_atomically, write_csv_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset_dir", None, "Dataset folder: images/, labels/, index.csv.")
@@ -59,10 +59,9 @@ def main(argv):
         print(f"{split or 'all'}: {len(part)} images of {part['patient'].nunique()} patients -> "
               f"{len(shards)} shard(s) {name}-*; {counts}")
         records.append(part.assign(split=split or "all")[["name", "body_part", "patient", "split"]])
-    (output_dir / "labels.txt").write_text("".join(f"{i}:{c}\n" for i, c in enumerate(bodypart.CLASSES)))
-    temporary = output_dir / "split.csv.tmp"
-    pd.concat(records).to_csv(temporary, index=False)
-    os.replace(temporary, output_dir / "split.csv")
+    labels = "".join(f"{index}:{name}\n" for index, name in enumerate(bodypart.CLASSES))
+    write_bytes_atomically(output_dir / "labels.txt", labels.encode())
+    write_csv_atomically(pd.concat(records), output_dir / "split.csv")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Example:
 
 import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
 
-import os
 from pathlib import Path
 
 import keras
@@ -28,6 +27,7 @@ from dltk2.apps.segmentation import segment_cases, summary_table
 from dltk2.cli import run
 from dltk2.datasets import synapse
 from dltk2.inference import SlidingWindowSegmenter
+from dltk2.io.atomic import write_csv_atomically
 from dltk2.io.reader import read_csv_columns
 from dltk2.training import as_float32, load_run_config, load_trained_model
 
@@ -57,9 +57,7 @@ def main(argv):
     output_dir = Path(FLAGS.export_path)
     output_dir.mkdir(parents=True, exist_ok=True)
     results = segment_cases(segmenter, cases, output_dir, synapse.ORGANS, FLAGS.predict_only)
-    temporary = output_dir / "metrics.csv.tmp"
-    results.to_csv(temporary, index=False)
-    os.replace(temporary, output_dir / "metrics.csv")
+    write_csv_atomically(results, output_dir / "metrics.csv")
     if not FLAGS.predict_only:
         summary = summary_table(results, synapse.ORGANS)
         print(summary.to_string(index=False, float_format=lambda value: f"{value:.4f}"))

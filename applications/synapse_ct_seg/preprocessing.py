@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from dltk2.cli import run
 from dltk2.datasets import synapse
+from dltk2.io.atomic import write_csv_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Folder with img/ and label/.", short_name="d")
@@ -38,9 +39,7 @@ flags.mark_flags_as_required(["data_dir", "output_dir"])
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    temporary = path.with_suffix(".csv.tmp")
-    table.to_csv(temporary, index=False)
-    os.replace(temporary, path)
+    write_csv_atomically(table, path)
     print(f"wrote {path} ({len(table)} cases)")
 
 

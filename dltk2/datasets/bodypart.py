@@ -8,8 +8,6 @@ A dataset folder (what ``fetch_image.py`` and ``preprocess_image.py`` write) hol
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +17,7 @@ import pandas as pd
 import tensorflow as tf
 
 from dltk2.inference import grey_image_input
+from dltk2.io.atomic import write_bytes_atomically
 from dltk2.io.dicom import BODY_PART_CLASSES, deidentify, read_pixels, remove_pixel_data, to_unsigned
 from dltk2.io.tfrecord import image_dataset, image_example, write_shards
 
@@ -59,20 +58,6 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
         raise OSError(f"{path}: PNG encoding failed")
     write_bytes_atomically(path, encoded.tobytes())
     return path
-
-
-def write_bytes_atomically(path: str | Path, data: bytes) -> None:
-    """Writes to a temporary file beside ``path`` and renames it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def read_png(path: str | Path) -> np.ndarray:
