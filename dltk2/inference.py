@@ -4,6 +4,9 @@
 ``CropAveragingPredictor`` is what DLTK's IXI deploy did (average the predictions of random crops of a
 whitened volume), as one graph: ``deploy.py`` calls it, and the exported ``serving_default`` is the same
 function, so TF Serving answers exactly what deploy prints for the same crop positions (same seed).
+``SlidingWindowSegmenter`` does the same for segmentation: a raw CT volume and its spacing in,
+resampling, HU window, sliding window and labels back on the input grid inside one graph.
+``ImageClassifier2D`` classifies one grey 2D image of any size (scaling and padding inside).
 """
 
 from __future__ import annotations
