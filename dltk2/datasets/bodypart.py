@@ -11,15 +11,13 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
-from dltk2.inference import grey_image_input
+from dltk2.datasets import images2d
+from dltk2.datasets.images2d import classification_dataset, read_png, split_by_patient, write_png
 from dltk2.io.atomic import write_bytes_atomically
 from dltk2.io.dicom import BODY_PART_CLASSES, deidentify, read_pixels, remove_pixel_data, to_unsigned
-from dltk2.io.tfrecord import image_dataset, image_example, write_shards
 
 CLASSES = BODY_PART_CLASSES
 CLASS_INDEX = {name: index for index, name in enumerate(CLASSES)}
@@ -46,26 +44,6 @@ def grey_image_from_dicom(dataset, path: str | Path = "<dataset>") -> np.ndarray
     """The (height, width) float32 grey image of a DICOM dataset (see :func:`representative_image`)."""
     colour = not str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper().startswith("MONOCHROME")
     return representative_image(read_pixels(dataset, path), colour)
-
-
-def write_png(path: str | Path, image: np.ndarray) -> Path:
-    """Writes a uint8 or uint16 (height, width) image as PNG (lossless), atomically."""
-    path = Path(path)
-    if image.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"{path}: PNG needs uint8 or uint16, got {image.dtype}")
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    write_bytes_atomically(path, encoded.tobytes())
-    return path
-
-
-def read_png(path: str | Path) -> np.ndarray:
-    """Reads a grey PNG unchanged (uint8 or uint16)."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise OSError(f"{path}: not a readable image")
-    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
 def export_image(dataset, name: str, body_part: str, patient: str, output_dir: str | Path, bits: int = 8,
@@ -128,83 +106,16 @@ def list_dataset(dataset_dir: str | Path, images_subdir: str = "images") -> pd.D
     return pd.DataFrame(rows)
 
 
-def split_by_patient(table: pd.DataFrame, fractions: Sequence[float], seed: int) -> list[pd.DataFrame]:
-    """Splits images into parts of about ``fractions`` of each class, no patient in two parts.
-
-    Patients are taken in a seeded random order, largest first, and each goes to the part that is
-    furthest below its share of the patient's classes (a greedy stratified group split).
-
-    Args:
-        table: Rows with ``label`` and ``patient``.
-        fractions: One per part, summing to 1 (e.g. ``(0.7, 0.15, 0.15)``).
-        seed: The shuffle's seed.
-    """
-    fractions = np.asarray(fractions, np.float64)
-    if np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
-        raise ValueError(f"fractions must be >= 0 and sum to 1, got {fractions.tolist()}")
-    rng = np.random.default_rng(seed)
-    totals = table["label"].value_counts()
-    counts = {part: {} for part in range(len(fractions))}
-    assignment = {}
-    groups = list(table.groupby("patient"))
-    order = rng.permutation(len(groups))
-    order = sorted(order, key=lambda i: -len(groups[i][1]))  # stable: random among equal sizes
-    for i in order:
-        patient, rows = groups[i]
-        labels = rows["label"].value_counts()
-        deficits = []
-        for part, fraction in enumerate(fractions):
-            deficit = sum(n * (fraction * totals[c] - counts[part].get(c, 0)) / totals[c] for c, n in labels.items())
-            deficits.append(deficit if fraction > 0 else -np.inf)
-        part = int(np.argmax(deficits))
-        assignment[patient] = part
-        for c, n in labels.items():
-            counts[part][c] = counts[part].get(c, 0) + n
-    parts = table["patient"].map(assignment)
-    return [table[parts == part].reset_index(drop=True) for part in range(len(fractions))]
-
-
-def encode_png(path: str | Path) -> tuple[bytes, int, int]:
-    """The PNG file's bytes, height and width."""
-    data = Path(path).read_bytes()
-    image = read_png(path)
-    return data, int(image.shape[0]), int(image.shape[1])
-
-
 def convert_split(table: pd.DataFrame, output_dir: str | Path, name: str, num_shards: int = 1) -> list[Path]:
-    """Writes one split's images (PNG bytes as stored) to TFRecord shards."""
-    examples = []
-    for row in table.itertuples():
-        data, height, width = encode_png(row.image)
-        examples.append(image_example(data, "png", height, width, 1, row.label, row.body_part,
-                                      Path(row.image).name, row.patient))
-    return write_shards(examples, output_dir, name, num_shards)
+    """Writes one split of :func:`list_dataset`'s table to TFRecord shards (class text: the body part)."""
+    return images2d.convert_split(table, output_dir, name, num_shards, text_column="body_part")
 
 
 def class_weights(labels: Sequence[int], num_classes: int = len(CLASSES)) -> np.ndarray:
-    """``n / (classes present * n_c)`` per class (scikit-learn's "balanced"); 0 for absent classes."""
-    counts = np.bincount(np.asarray(labels, np.int64), minlength=num_classes).astype(np.float64)
-    present = counts > 0
-    weights = np.zeros(num_classes)
-    weights[present] = counts.sum() / (present.sum() * counts[present])
-    return weights
+    """:func:`dltk2.datasets.images2d.class_weights` over the 7 body-part classes."""
+    return images2d.class_weights(labels, num_classes)
 
 
-def classification_dataset(files, size: int, batch_size: int, weights: np.ndarray | None = None,
-                           training: bool = False, seed: int | None = None) -> tf.data.Dataset:
-    """Batches of ``(image (size, size, 1), label[, weight])`` from TFRecord shards."""
-    dataset = image_dataset(files, channels=1, dtype=tf.uint16)
-    table = None if weights is None else tf.constant(weights, tf.float32)
-
-    def to_example(features):
-        image = grey_image_input(features["image"], size)
-        if training:
-            image = tf.image.random_brightness(image, 0.05, seed=seed)
-        label = tf.cast(features["image/class/label"], tf.int32)
-        if table is None:
-            return image, label
-        return image, label, tf.gather(table, label)
-
-    if training:
-        dataset = dataset.shuffle(512, seed=seed, reshuffle_each_iteration=True).repeat()
-    return dataset.map(to_example, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)
+__all__ = ["CLASSES", "CLASS_INDEX", "class_weights", "classification_dataset", "convert_split", "export_image",
+           "grey_image_from_dicom", "list_dataset", "read_png", "representative_image", "split_by_patient",
+           "write_index", "write_png"]

@@ -1,0 +1,150 @@
+"""Labelled 2D image sets: lossless PNG I/O, patient-level splits, class weights, TFRecords, tf.data input.
+
+Shared by the 2D applications (DICOM body part, chest X-ray). A data set is a table (pandas) with one
+row per image: ``image`` (a PNG path), ``label`` (int class index), a text column (the class name) and
+``patient`` (so that no patient's images land in two splits).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from dltk2.inference import grey_image_input
+from dltk2.io.image import ImageReadError
+from dltk2.io.atomic import write_bytes_atomically
+from dltk2.io.tfrecord import image_dataset, image_example, write_shards
+
+
+def write_png(path: str | Path, image: np.ndarray) -> Path:
+    """Writes a uint8 or uint16 (height, width) image as PNG (lossless), atomically."""
+    path = Path(path)
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"{path}: PNG needs uint8 or uint16, got {image.dtype}")
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    write_bytes_atomically(path, encoded.tobytes())
+    return path
+
+
+def read_png(path: str | Path) -> np.ndarray:
+    """Reads an image file as grey, unchanged in depth (uint8 or uint16); colour becomes luminance.
+
+    Raises:
+        ImageReadError: A missing, truncated or undecodable file (named); an ``OSError``.
+    """
+    if not Path(path).is_file():
+        raise ImageReadError(f"{path}: no such file")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageReadError(f"{path}: not a readable image (truncated or not an image)")
+    if image.ndim == 3 and image.shape[-1] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def encode_png(path: str | Path) -> tuple[bytes, int, int]:
+    """The PNG file's bytes, height and width (the file is decoded once, to check it)."""
+    data = Path(path).read_bytes()
+    image = read_png(path)
+    return data, int(image.shape[0]), int(image.shape[1])
+
+
+def split_by_patient(table: pd.DataFrame, fractions: Sequence[float], seed: int) -> list[pd.DataFrame]:
+    """Splits images into parts of about ``fractions`` of each class, no patient in two parts.
+
+    Patients are taken in a seeded random order, largest first, and each goes to the part that is
+    furthest below its share of the patient's classes (a greedy stratified group split).
+
+    Args:
+        table: Rows with ``label`` and ``patient``.
+        fractions: One per part, summing to 1 (e.g. ``(0.7, 0.15, 0.15)``).
+        seed: The shuffle's seed.
+    """
+    fractions = np.asarray(fractions, np.float64)
+    if np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
+        raise ValueError(f"fractions must be >= 0 and sum to 1, got {fractions.tolist()}")
+    rng = np.random.default_rng(seed)
+    totals = table["label"].value_counts()
+    counts = {part: {} for part in range(len(fractions))}
+    assignment = {}
+    groups = list(table.groupby("patient"))
+    order = rng.permutation(len(groups))
+    order = sorted(order, key=lambda i: -len(groups[i][1]))  # stable: random among equal sizes
+    for i in order:
+        patient, rows = groups[i]
+        labels = rows["label"].value_counts()
+        deficits = []
+        for part, fraction in enumerate(fractions):
+            deficit = sum(n * (fraction * totals[c] - counts[part].get(c, 0)) / totals[c] for c, n in labels.items())
+            deficits.append(deficit if fraction > 0 else -np.inf)
+        part = int(np.argmax(deficits))
+        assignment[patient] = part
+        for c, n in labels.items():
+            counts[part][c] = counts[part].get(c, 0) + n
+    parts = table["patient"].map(assignment)
+    return [table[parts == part].reset_index(drop=True) for part in range(len(fractions))]
+
+
+def convert_split(table: pd.DataFrame, output_dir: str | Path, name: str, num_shards: int = 1,
+                  text_column: str = "text") -> list[Path]:
+    """Writes one split's images (the PNG bytes as stored) to TFRecord shards ``<name>-*.tfrecord``."""
+    examples = []
+    for row in table.to_dict("records"):
+        data, height, width = encode_png(row["image"])
+        examples.append(image_example(data, "png", height, width, 1, int(row["label"]), str(row[text_column]),
+                                      Path(row["image"]).name, str(row["patient"])))
+    return write_shards(examples, output_dir, name, num_shards)
+
+
+def class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
+    """``n / (classes present * n_c)`` per class (scikit-learn's "balanced"); 0 for absent classes."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(num_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
+
+
+def classification_dataset(files, size: int, batch_size: int, weights: np.ndarray | None = None,
+                           training: bool = False, seed: int | None = None,
+                           augment: Callable[[tf.Tensor], tf.Tensor] | None = None,
+                           with_names: bool = False) -> tf.data.Dataset:
+    """Batches of ``(image (size, size, 1) float32 in [0, 1], label[, weight])`` from TFRecord shards.
+
+    Images are min-max scaled and padded to ``size`` by :func:`dltk2.inference.grey_image_input`, the
+    function the exported serving signatures apply, so training and serving see the same input.
+
+    Args:
+        files: Shard paths or a glob pattern.
+        size: Square input size in pixels.
+        batch_size: Batch size.
+        weights: Per-class sample weights (see :func:`class_weights`); adds a third element.
+        training: Shuffle and repeat forever, and apply ``augment``.
+        seed: Shuffle (and augmentation) seed.
+        augment: (size, size, 1) -> (size, size, 1), in training only; None: a small random brightness.
+        with_names: Adds ``image/filename`` as the last element (for evaluation tables).
+    """
+    dataset = image_dataset(files, channels=1, dtype=tf.uint16)
+    table = None if weights is None else tf.constant(weights, tf.float32)
+    if augment is None:
+        def augment(image):
+            return tf.image.random_brightness(image, 0.05, seed=seed)
+
+    def to_example(features):
+        image = grey_image_input(features["image"], size)
+        if training:
+            image = augment(image)
+        label = tf.cast(features["image/class/label"], tf.int32)
+        example = (image, label) if table is None else (image, label, tf.gather(table, label))
+        return example + (features["image/filename"],) if with_names else example
+
+    if training:
+        dataset = dataset.shuffle(512, seed=seed, reshuffle_each_iteration=True).repeat()
+    return dataset.map(to_example, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)
