@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from dltk2.networks import layers as _layers  # noqa: F401  (registers dltk2's layers for loading)
 from dltk2.networks import transfer as _transfer  # noqa: F401  (registers GreyToBackboneInput)
+from dltk2 import metrics as _metrics  # noqa: F401  (registers PositiveClassAUC)
 
 logger = logging.getLogger(__name__)
 
@@ -138,13 +139,16 @@ def training_callbacks(
     max_steps: int = 0,
     steps_per_epoch: int = 1,
     extra: Sequence[keras.callbacks.Callback] = (),
+    initial_best: float | None = None,
 ) -> list[keras.callbacks.Callback]:
     """The callbacks every dltk2 training run uses.
 
     ``extra`` callbacks come first, so that metrics they add to an epoch's logs (a validation Dice, say)
     can choose the best checkpoint. Then BackupAndRestore (resume after a kill), last and best
-    ``.keras`` checkpoints, TensorBoard under ``logs/``, and a small JSON of progress. Without a
-    ``monitor``, no best checkpoint.
+    ``.keras`` checkpoints, TensorBoard under ``logs/``, every epoch's logs appended to
+    ``history.csv`` (for plots), and a small JSON of progress. Without a ``monitor``, no best
+    checkpoint; with ``initial_best``, only an epoch better than it is saved as best (e.g. the score of
+    the model before fine-tuning, which the caller keeps).
     """
     model_path = Path(model_path)
     callbacks: list[keras.callbacks.Callback] = list(extra) + [
@@ -153,12 +157,14 @@ def training_callbacks(
         ),
         keras.callbacks.ModelCheckpoint(str(model_path / "checkpoints" / "last.keras")),
         keras.callbacks.TensorBoard(log_dir=str(model_path / "logs"), update_freq="epoch"),
+        keras.callbacks.CSVLogger(str(model_path / "history.csv"), append=True),
         _StateWriter(model_path / "training_state.json", max_steps, steps_per_epoch),
     ]
     if monitor:
         callbacks.append(
             keras.callbacks.ModelCheckpoint(
-                str(model_path / "checkpoints" / "best.keras"), monitor=monitor, mode=mode, save_best_only=True
+                str(model_path / "checkpoints" / "best.keras"), monitor=monitor, mode=mode, save_best_only=True,
+                initial_value_threshold=initial_best,
             )
         )
     return callbacks
@@ -183,6 +189,7 @@ def train(
     mode: str = "min",
     verbose: int = 2,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+    initial_best: float | None = None,
 ) -> dict[str, list[float]]:
     """Trains a compiled model for ``max_steps`` optimizer steps in total, resuming a previous run.
 
@@ -201,6 +208,7 @@ def train(
         mode: ``"min"`` or ``"max"`` for ``monitor``.
         verbose: Keras' verbosity.
         extra_callbacks: Appended to :func:`training_callbacks`.
+        initial_best: The ``monitor`` value an epoch must beat to be saved as the best checkpoint.
 
     Returns:
         The logs of each epoch of this (possibly resumed) run, as ``History.history``.
@@ -217,6 +225,7 @@ def train(
         max_steps=max_steps,
         steps_per_epoch=steps_per_epoch,
         extra=extra_callbacks,
+        initial_best=initial_best,
     )
     already = steps_done(model_path)
     if already:

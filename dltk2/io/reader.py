@@ -40,7 +40,7 @@ class ReaderError(RuntimeError):
 
 
 class CsvError(ValueError):
-    """A CSV file is missing, empty, or lacks a column that is needed."""
+    """A CSV (or JSON metadata) table is missing, empty, malformed, or lacks a column that is needed."""
 
 
 def _install_exit_guard() -> None:
