@@ -79,3 +79,26 @@ def hausdorff_95_per_class(prediction: np.ndarray, reference: np.ndarray, classe
                            spacing: Sequence[float]) -> dict[int, float | None]:
     """HD95 (mm) per class; None where the class is in neither."""
     return {int(c): hausdorff_distance(prediction == c, reference == c, spacing, 95.0) for c in classes}
+
+
+# Keras metrics ---------------------------------------------------------------------------------------
+
+import keras  # noqa: E402  (the numpy metrics above do not need it)
+
+
+@keras.saving.register_keras_serializable(package="dltk2")
+class PositiveClassAUC(keras.metrics.AUC):
+    """ROC AUC of a two-class model's logits (batch, 2) against integer labels (batch,).
+
+    Keras' ``AUC`` wants one probability per example; this takes softmax(logits)[:, 1], the
+    probability of class 1, so a ``SparseCategoricalCrossentropy(from_logits=True)`` model can
+    monitor ``val_auc``.
+    """
+
+    def __init__(self, name: str = "auc", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        probability = keras.ops.softmax(keras.ops.cast(y_pred, "float32"), axis=-1)[:, 1]
+        labels = keras.ops.reshape(keras.ops.cast(y_true, "float32"), (-1,))
+        return super().update_state(labels, probability, sample_weight=sample_weight)

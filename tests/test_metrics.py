@@ -68,3 +68,19 @@ def test_empty_masks():
     assert hausdorff_distance(empty, empty, SPACING) is None
     assert hausdorff_distance(full, empty, SPACING) == float("inf")
     assert hausdorff_distance(full, full, SPACING) == 0.0
+
+
+def test_positive_class_auc_equals_scikit_learn_on_softmax_probabilities(rng):
+    from sklearn.metrics import roc_auc_score
+
+    from dltk2.metrics import PositiveClassAUC
+
+    labels = rng.integers(0, 2, 300)
+    logits = rng.normal(size=(300, 2)).astype(np.float32)
+    logits[:, 1] += 1.5 * labels
+    metric = PositiveClassAUC(num_thresholds=2000)
+    metric.update_state(labels[:150], logits[:150])
+    metric.update_state(labels[150:], logits[150:])
+    probability = np.exp(logits[:, 1]) / np.exp(logits).sum(axis=1)
+    assert float(metric.result()) == pytest.approx(roc_auc_score(labels, probability), abs=2e-3)
+    assert PositiveClassAUC.from_config(metric.get_config()).name == "auc"
