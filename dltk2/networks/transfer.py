@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import keras
+import numpy as np
 
 # name -> (constructor, the backbone's own input preprocessing for [0, 255] RGB inputs)
 BACKBONES = {
@@ -62,16 +63,41 @@ def headless_backbone(name: str, input_shape: Sequence[int], weights: str | None
 
 
 def dense_head(features: int, num_classes: int, widths: Sequence[int] = (512, 256, 128), dropout: float = 0.5,
-               name: str = "head") -> keras.Model:
-    """Dense layers of ``widths`` (ReLU, dropout before each) and a ``num_classes`` logit layer."""
+               name: str = "head", feature_mean: np.ndarray | None = None,
+               feature_variance: np.ndarray | None = None) -> keras.Model:
+    """Dense layers of ``widths`` (ReLU, dropout before each) and a ``num_classes`` logit layer.
+
+    With ``feature_mean`` and ``feature_variance`` (each (features,), e.g. of the cached training
+    features), the head first standardises its input with these fixed statistics (a ``Normalization``
+    layer, saved with the head). Pooled backbone features differ in scale by orders of magnitude between
+    backbones and weights (about 1e-3 for random weights, 0.1-5 for ImageNet's), which SGD at one
+    learning rate does not absorb.
+    """
     inputs = keras.Input((features,), name="features")
     x = inputs
+    if feature_mean is not None:
+        x = keras.layers.Normalization(mean=np.asarray(feature_mean, np.float32),
+                                       variance=np.maximum(np.asarray(feature_variance, np.float32), 1e-12),
+                                       name="standardise")(x)
     for index, width in enumerate(widths):
         x = keras.layers.Dropout(dropout, name=f"dropout_{index}")(x) if dropout else x
         x = keras.layers.Dense(width, activation="relu", name=f"dense_{index}")(x)
     x = keras.layers.Dropout(dropout, name="dropout_out")(x) if dropout else x
     outputs = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def feature_extractor(backbone: str, input_shape: Sequence[int], weights: str | None = None) -> keras.Model:
+    """Image in [0, 1] (batch, h, w, channels) -> pooled backbone features (batch, features): "CNN codes".
+
+    Its layers ``to_backbone_input`` and ``backbone`` can be shared with :func:`transfer_classifier`
+    (``features=``), so a head trained on cached features goes onto the very backbone that made them.
+    """
+    inputs = keras.Input(tuple(input_shape), name="image")
+    x = GreyToBackboneInput(backbone, name="to_backbone_input")(inputs)
+    base = headless_backbone(backbone, input_shape, weights)
+    base.name = "backbone"
+    return keras.Model(inputs, base(x), name=f"{backbone.lower()}_features")
 
 
 def transfer_classifier(
@@ -81,19 +107,34 @@ def transfer_classifier(
     weights: str | None = None,
     head_widths: Sequence[int] = (512, 256, 128),
     dropout: float = 0.5,
+    features: keras.Model | None = None,
+    head: keras.Model | None = None,
 ) -> keras.Model:
     """Image in [0, 1] (batch, h, w, channels) -> class logits (batch, num_classes).
 
     Layers ``backbone`` (a nested model) and ``head`` (a nested model) can be frozen or swapped
     separately (see :func:`set_trainable_layers`).
+
+    Args:
+        backbone: A name of :data:`BACKBONES`.
+        input_shape: (h, w, channels), channels 1 (grey) or 3.
+        num_classes: Logits out.
+        weights: ``"imagenet"``, a local weights file, or None (random); unused with ``features``.
+        head_widths: Hidden widths of a new head; unused with ``head``.
+        dropout: Dropout of a new head.
+        features: A :func:`feature_extractor` whose backbone (weights shared, not copied) to use.
+        head: A trained head ((batch, features) -> (batch, num_classes)) to put on the backbone.
     """
     inputs = keras.Input(tuple(input_shape), name="image")
-    x = GreyToBackboneInput(backbone, name="to_backbone_input")(inputs)
-    base = headless_backbone(backbone, input_shape, weights)
-    base.name = "backbone"
-    features = base(x)
-    head = dense_head(features.shape[-1], num_classes, head_widths, dropout)
-    return keras.Model(inputs, head(features), name=f"{backbone.lower()}_classifier")
+    if features is None:
+        features = feature_extractor(backbone, input_shape, weights)
+    x = features.get_layer("to_backbone_input")(inputs)
+    codes = features.get_layer("backbone")(x)
+    if head is None:
+        head = dense_head(codes.shape[-1], num_classes, head_widths, dropout)
+    elif head.output_shape[-1] != num_classes:
+        raise ValueError(f"the head gives {head.output_shape[-1]} classes, not {num_classes}")
+    return keras.Model(inputs, head(codes), name=f"{backbone.lower()}_classifier")
 
 
 def set_trainable_layers(backbone: keras.Model, num_trainable: int | None) -> None:
@@ -112,3 +153,45 @@ def set_trainable_layers(backbone: keras.Model, num_trainable: int | None) -> No
     cut = len(layers) - num_trainable
     for index, layer in enumerate(layers):
         layer.trainable = index >= cut and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def adapt_batch_norm(model: keras.Model, images, batches: int | None = None) -> int:
+    """Re-estimates every batch-normalisation layer's moving statistics on new images (AdaBN).
+
+    The moving mean and variance become the average of the batch statistics over ``batches`` batches
+    (forward passes in training mode, weights untouched). Statistics from another domain (ImageNet
+    photographs for radiographs) or from no data at all (random weights, whose pooled features are
+    ~1e-3 and jump to ~1 once training mode normalises them) are replaced by the target data's (Li et
+    al., "Revisiting batch normalization for practical domain adaptation", 2016).
+
+    Args:
+        model: Any model with ``BatchNormalization`` layers (nested models included).
+        images: An iterable of image batches ((batch, h, w, c) tensors) or of tuples whose first
+            element is one.
+        batches: At most this many batches (None: all).
+
+    Returns:
+        The number of batches used.
+    """
+    layers = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    used = 0
+    try:
+        for batch in images:
+            if batches is not None and used >= batches:
+                break
+            for layer in layers:  # moving = mean of the batch statistics so far
+                layer.momentum = used / (used + 1.0)
+            model(batch[0] if isinstance(batch, (tuple, list)) else batch, training=True)
+            used += 1
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return used
+
+
+def _all_layers(model: keras.Model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)

@@ -55,3 +55,46 @@ def test_dense_head_without_dropout():
 def test_unknown_backbone():
     with pytest.raises(ValueError, match="unknown backbone"):
         headless_backbone("VGG99", (32, 32, 3))
+
+
+def test_a_trained_head_goes_onto_the_backbone_that_made_the_features(rng):
+    from dltk2.networks.transfer import feature_extractor
+
+    features = feature_extractor("EfficientNetV2B0", (32, 32, 1))
+    head = dense_head(features.output_shape[-1], 2, widths=(8,), dropout=0.0)
+    model = transfer_classifier("EfficientNetV2B0", (32, 32, 1), 2, features=features, head=head)
+    assert model.get_layer("backbone") is features.get_layer("backbone") and model.get_layer("head") is head
+    images = rng.uniform(size=(3, 32, 32, 1)).astype(np.float32)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(images)),
+                               keras.ops.convert_to_numpy(head(features(images))), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="gives 2 classes, not 3"):
+        transfer_classifier("EfficientNetV2B0", (32, 32, 1), 3, features=features, head=head)
+
+
+def test_head_standardises_features_with_fixed_statistics(rng, tmp_path):
+    codes = rng.normal(3.0, 0.01, size=(20, 6)).astype(np.float32)
+    head = dense_head(6, 2, widths=(4,), dropout=0.0, feature_mean=codes.mean(0), feature_variance=codes.var(0))
+    standardise = keras.Model(head.input, head.get_layer("standardise").output)
+    out = keras.ops.convert_to_numpy(standardise(codes))
+    np.testing.assert_allclose(out.mean(0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(out.std(0), 1.0, rtol=1e-2)
+    head.save(tmp_path / "head.keras")
+    loaded = keras.models.load_model(tmp_path / "head.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(codes)), keras.ops.convert_to_numpy(head(codes)),
+                               rtol=1e-5, atol=1e-6)
+    assert not head.get_layer("standardise").trainable_weights
+
+
+def test_adapt_batch_norm_sets_moving_statistics_to_the_data_and_restores_momentum(rng):
+    from dltk2.networks.transfer import adapt_batch_norm
+
+    inner = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization(momentum=0.99)], name="inner")
+    model = keras.Sequential([keras.Input((3,)), inner])
+    batches = [rng.normal(5.0, 2.0, size=(50, 3)).astype(np.float32) for _ in range(4)]
+    assert adapt_batch_norm(model, [(b, 0) for b in batches], batches=3) == 3
+    layer = inner.layers[0]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_mean),
+                               np.mean([b.mean(axis=0) for b in batches[:3]], axis=0), rtol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_variance),
+                               np.mean([b.var(axis=0) for b in batches[:3]], axis=0), rtol=1e-4)
+    assert layer.momentum == 0.99
