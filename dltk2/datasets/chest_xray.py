@@ -1,0 +1,137 @@
+"""Chest X-ray nodule data: labelled images, patient-level splits, balancing by flipped copies, TFRecords.
+
+Input layout (what ``data_scripts/download_openi_chest.py`` and ``make_synthetic_chest_xray.py``
+write)::
+
+    DIR/normal/<name>.png, DIR/nodule/<name>.png    grey or colour PNG / JPEG, any size
+    DIR/metadata.json                               optional: {"images": [{"name", "patient", ...}]}
+
+A patient comes from ``metadata.json``; an image it does not list is its own patient.
+
+:func:`prepare` splits by patient (0.7 / 0.15 / 0.15, stratified, seeded) and only then balances the
+training split: the rare class gets left-right flipped copies of its own training images, so a copy
+of a validation or test image can never reach training. Output: TFRecord shards
+``<name>_{train,validation,test}-*.tfrecord``, the flipped PNGs under ``flipped/`` and ``splits.csv``
+(one row per example written, with its split and the original it came from).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from dltk2.datasets import images2d
+from dltk2.io.atomic import write_csv_atomically
+from dltk2.io.reader import CsvError
+
+CLASSES = ("normal", "nodule")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SPLITS = ("train", "validation", "test")
+
+
+def list_labelled_images(data_dir: str | Path, classes: Sequence[str] = CLASSES) -> pd.DataFrame:
+    """``name, image, text, label, patient`` of every image in the class folders.
+
+    Raises:
+        FileNotFoundError: No class folder or no images (the folder named).
+        CsvError: A metadata.json that is not valid JSON or has no ``images`` list (named).
+        ValueError: The same image name in two class folders.
+    """
+    data_dir = Path(data_dir)
+    patients: dict[str, str] = {}
+    metadata = data_dir / "metadata.json"
+    if metadata.exists():
+        try:
+            records = json.loads(metadata.read_text())["images"]
+            patients = {str(r["name"]): str(r["patient"]) for r in records if r.get("patient")}
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise CsvError(f"{metadata}: not a metadata file with an 'images' list ({error})") from None
+    rows = []
+    for label, text in enumerate(classes):
+        for path in sorted((data_dir / text).glob("*")):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                rows.append({"name": path.stem, "image": str(path), "text": text, "label": label,
+                             "patient": patients.get(path.stem, f"image:{path.stem}")})
+    if not rows:
+        raise FileNotFoundError(f"{data_dir}: no images in {', '.join(f'{c}/' for c in classes)}")
+    table = pd.DataFrame(rows)
+    repeated = table["name"][table["name"].duplicated()]
+    if len(repeated):
+        raise ValueError(f"{data_dir}: {repeated.iloc[0]!r} is in more than one class folder")
+    return table
+
+
+def balance_by_flipping(train: pd.DataFrame, flipped_dir: str | Path, seed: int) -> pd.DataFrame:
+    """Adds left-right flipped copies of the rarer classes' images until each class nears the largest.
+
+    Each image is flipped at most once (a class can at most double); which images are flipped is
+    seeded. The copies are written as PNG to ``flipped_dir`` and keep their original's label and
+    patient; column ``source`` names the original of every row (itself for an original).
+
+    Args:
+        train: The training split only (see the module docstring for why).
+        flipped_dir: Where the flipped PNGs go.
+        seed: Chooses which images are flipped when fewer copies than images are needed.
+    """
+    rng = np.random.default_rng(seed)
+    train = train.assign(source=train["name"], flipped=False)
+    largest = train["label"].value_counts().max()
+    copies = []
+    for label, rows in train.groupby("label"):
+        needed = min(largest - len(rows), len(rows))
+        for row in rows.iloc[rng.permutation(len(rows))[:needed]].to_dict("records"):
+            image = images2d.read_png(row["image"])
+            path = images2d.write_png(Path(flipped_dir) / f"{row['name']}_flipped.png", np.ascontiguousarray(image[:, ::-1]))
+            copies.append({**row, "name": path.stem, "image": str(path), "flipped": True})
+    return pd.concat([train, pd.DataFrame(copies, columns=train.columns)], ignore_index=True)
+
+
+def prepare(data_dir: str | Path, output_dir: str | Path, fractions: Sequence[float] = (0.7, 0.15, 0.15),
+            seed: int = 0, balance: bool = True, name: str = "chest", num_shards: int = 1) -> pd.DataFrame:
+    """Splits by patient, balances the training split, writes TFRecords and ``splits.csv``.
+
+    Returns:
+        The ``splits.csv`` table: ``split, name, image, text, label, patient, source, flipped``.
+    """
+    output_dir = Path(output_dir)
+    table = list_labelled_images(data_dir)
+    parts = dict(zip(SPLITS, images2d.split_by_patient(table, fractions, seed)))
+    if balance:
+        parts["train"] = balance_by_flipping(parts["train"], output_dir / "flipped", seed)
+    written = []
+    for split, part in parts.items():
+        part = part.assign(source=part.get("source", part["name"]), flipped=part.get("flipped", False))
+        part = part.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+        if len(part):
+            images2d.convert_split(part, output_dir, f"{name}_{split}", num_shards)
+        written.append(part.assign(split=split))
+    splits = pd.concat(written, ignore_index=True)[["split", "name", "image", "text", "label", "patient", "source",
+                                                    "flipped"]]
+    write_csv_atomically(splits, output_dir / "splits.csv")
+    return splits
+
+
+def augment_radiograph(image, seed: int | None = None):
+    """Training augmentation of a (size, size, 1) image in [0, 1]: left-right flip, brightness, contrast.
+
+    Flips are label-preserving here (the balancing already relies on them); exposure changes mimic
+    differing kV/mAs and processing.
+    """
+    import tensorflow as tf
+
+    image = tf.image.random_flip_left_right(image, seed=seed)
+    image = tf.image.random_brightness(image, 0.05, seed=seed)
+    image = tf.image.random_contrast(image, 0.85, 1.15, seed=seed)
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def tfrecord_files(data_dir: str | Path, split: str, name: str = "chest") -> list[Path]:
+    """The shards of one split, sorted; raises FileNotFoundError naming the pattern when there are none."""
+    files = sorted(Path(data_dir).glob(f"{name}_{split}-*.tfrecord"))
+    if not files:
+        raise FileNotFoundError(f"{Path(data_dir) / f'{name}_{split}-*.tfrecord'}: no such files (run prepare.py)")
+    return files

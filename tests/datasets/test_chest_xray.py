@@ -1,0 +1,96 @@
+"""Tests of dltk2.datasets.chest_xray: listing, patient-level splits, balancing inside training only."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+import make_synthetic_chest_xray as synthetic
+from dltk2.datasets import chest_xray
+from dltk2.datasets.images2d import read_png, write_png
+from dltk2.io.image import ImageReadError
+from dltk2.io.reader import CsvError
+from dltk2.io.tfrecord import image_dataset
+
+
+@pytest.fixture(scope="module")
+def chest_folder(tmp_path_factory):
+    return synthetic.make_dataset(tmp_path_factory.mktemp("chest"), num_images=60, seed=5, size=48)
+
+
+def test_listing_takes_patients_from_the_metadata(chest_folder):
+    table = chest_xray.list_labelled_images(chest_folder)
+    records = json.loads((chest_folder / "metadata.json").read_text())["images"]
+    assert len(table) == 60
+    assert dict(zip(table["name"], table["patient"])) == {r["name"]: r["patient"] for r in records}
+    assert (table["label"] == table["text"].map({"normal": 0, "nodule": 1})).all()
+
+
+def test_an_image_missing_from_the_metadata_is_its_own_patient(tmp_path):
+    write_png(tmp_path / "nodule" / "a.png", np.zeros((4, 4), np.uint8))
+    write_png(tmp_path / "normal" / "b.png", np.zeros((4, 4), np.uint8))
+    table = chest_xray.list_labelled_images(tmp_path)
+    assert table.set_index("name")["patient"].to_dict() == {"a": "image:a", "b": "image:b"}
+
+
+def test_bad_inputs_say_what_is_wrong(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no images in normal/, nodule/"):
+        chest_xray.list_labelled_images(tmp_path)
+    write_png(tmp_path / "normal" / "a.png", np.zeros((4, 4), np.uint8))
+    (tmp_path / "metadata.json").write_text("{not json")
+    with pytest.raises(CsvError, match="metadata.json: not a metadata file"):
+        chest_xray.list_labelled_images(tmp_path)
+    (tmp_path / "metadata.json").unlink()
+    write_png(tmp_path / "nodule" / "a.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match="'a' is in more than one class folder"):
+        chest_xray.list_labelled_images(tmp_path)
+    truncated = tmp_path / "broken.png"
+    truncated.write_bytes((tmp_path / "normal" / "a.png").read_bytes()[:20])
+    with pytest.raises(ImageReadError, match="broken.png: not a readable image"):
+        read_png(truncated)
+
+
+def test_balancing_flips_only_training_images_and_never_leaks(chest_folder, tmp_path):
+    splits = chest_xray.prepare(chest_folder, tmp_path, seed=1)
+    originals = splits[~splits["flipped"]]
+    # Every original once, in one split; no patient in two splits.
+    assert sorted(originals["name"]) == sorted(chest_xray.list_labelled_images(chest_folder)["name"])
+    assert (originals.groupby("patient")["split"].nunique() == 1).all()
+    copies = splits[splits["flipped"]]
+    assert len(copies) > 0 and set(copies["split"]) == {"train"}
+    train_originals = set(originals.loc[originals["split"] == "train", "name"])
+    assert set(copies["source"]) <= train_originals
+    held_out = set(originals.loc[originals["split"] != "train", "name"])
+    assert not held_out & set(splits.loc[splits["split"] == "train", "source"])
+    # The rare class nears the common one in training, and only there.
+    train = splits[splits["split"] == "train"]["text"].value_counts()
+    before = originals[originals["split"] == "train"]["text"].value_counts()
+    assert before["nodule"] < before["normal"] and abs(train["nodule"] - train["normal"]) < before["normal"] - before["nodule"]
+    # A copy is its original mirrored left-right.
+    copy = copies.iloc[0]
+    source = originals.set_index("name").loc[copy["source"], "image"]
+    np.testing.assert_array_equal(read_png(copy["image"]), read_png(source)[:, ::-1])
+    # The shards hold exactly each split's rows: no validation or test image or copy in training.
+    for split in chest_xray.SPLITS:
+        files = chest_xray.tfrecord_files(tmp_path, split)
+        names = sorted(f["image/filename"].numpy().decode() for f in image_dataset(files))
+        expected = sorted(pd.Series(splits.loc[splits["split"] == split, "image"]).map(lambda p: p.split("/")[-1]))
+        assert names == expected
+
+
+def test_without_balancing_no_copies(chest_folder, tmp_path):
+    splits = chest_xray.prepare(chest_folder, tmp_path, seed=1, balance=False)
+    assert not splits["flipped"].any() and not (tmp_path / "flipped").exists()
+
+
+def test_augmentation_keeps_shape_and_range(rng):
+    image = tf.constant(rng.uniform(size=(16, 16, 1)).astype(np.float32))
+    out = chest_xray.augment_radiograph(image, seed=3).numpy()
+    assert out.shape == (16, 16, 1) and out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_missing_shards_name_the_pattern(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"chest_test-\*\.tfrecord: no such files"):
+        chest_xray.tfrecord_files(tmp_path, "test")
