@@ -7,6 +7,9 @@ stride (4x4x4 for stride 2) so that no input voxel is skipped; the shortcut is m
 and zero-padded in channels. Batch norm, ReLU6 and global average pooling end the trunk; a dense layer
 gives logits (``num_classes``) or one regression value. Inputs are (batch, z, y, x, channels) of any
 spatial size.
+
+``r3d_18`` is torchvision's ResNet-18 3D (video) layout, used for knee MRI series (MRNet): the same
+parameter count as torchvision's model, PyTorch's padding, and a new head of ``num_classes``.
 """
 
 from __future__ import annotations
@@ -84,3 +87,60 @@ def resnet_3d(
     )(x)
     return keras.Model(inputs, outputs, name=name)
 
+
+
+def _conv_bn(x, filters: int, kernel: Sequence[int], strides: Sequence[int], name: str, relu: bool = True):
+    """Convolution with PyTorch's symmetric zero padding (kernel // 2), batch norm, optional ReLU."""
+    padding = tuple(k // 2 for k in kernel)
+    if any(padding):
+        x = keras.layers.ZeroPadding3D(padding, name=f"{name}_pad")(x)
+    x = keras.layers.Conv3D(filters, kernel, strides=strides, padding="valid", use_bias=False,
+                            kernel_initializer="he_normal", name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    return keras.layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
+
+
+def r3d_18(
+    input_shape: Sequence[int | None] = (None, None, None, 3),
+    num_classes: int = 400,
+    dropout: float = 0.0,
+    name: str = "r3d_18",
+) -> keras.Model:
+    """ResNet-18 3D with torchvision's ``r3d_18`` layout (Tran et al., "A closer look at spatiotemporal
+    convolutions", 2018), channels last.
+
+    Stem: 3x7x7 convolution, stride 1x2x2, 64 filters, batch norm, ReLU. Four stages of two basic blocks
+    (3x3x3 convolution, batch norm, ReLU, 3x3x3 convolution, batch norm, add, ReLU) with 64, 128, 256 and
+    512 filters; stages 2-4 start with stride 2 in all three axes and a 1x1x1 strided convolution plus
+    batch norm on the shortcut. Global average pooling, then a dense layer of ``num_classes`` logits.
+    Padding is PyTorch's (kernel // 2 on both sides), so output sizes and alignment equal torchvision's;
+    with 3 input channels and 400 classes the parameter count equals torchvision's (33,371,472).
+
+    Args:
+        input_shape: (depth, height, width, channels), e.g. (20, 112, 112, 1) for MRNet slices; any
+            spatial dims may be None (the weights do not depend on them).
+        num_classes: Logits out (the new head).
+        dropout: Dropout before the head (0: none, as torchvision).
+        name: Model name.
+
+    Returns:
+        A functional Keras model (batch, d, h, w, c) -> (batch, num_classes) float32 logits; layers
+        ``stem_*``, ``layer{1-4}_{0,1}_*`` as torchvision names them, ``avgpool`` and ``fc``.
+    """
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = _conv_bn(inputs, 64, (3, 7, 7), (1, 2, 2), "stem")
+    for stage, filters in enumerate((64, 128, 256, 512), start=1):
+        for block in range(2):
+            stride = (2, 2, 2) if stage > 1 and block == 0 else (1, 1, 1)
+            prefix = f"layer{stage}_{block}"
+            shortcut = x
+            if stride != (1, 1, 1) or x.shape[-1] != filters:
+                shortcut = _conv_bn(x, filters, (1, 1, 1), stride, f"{prefix}_downsample", relu=False)
+            y = _conv_bn(x, filters, (3, 3, 3), stride, f"{prefix}_conv1")
+            y = _conv_bn(y, filters, (3, 3, 3), (1, 1, 1), f"{prefix}_conv2", relu=False)
+            x = keras.layers.Activation("relu", name=f"{prefix}_relu")(keras.layers.Add(name=f"{prefix}_add")([y, shortcut]))
+    x = keras.layers.GlobalAveragePooling3D(name="avgpool")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, dtype="float32", name="fc")(x)
+    return keras.Model(inputs, outputs, name=name)

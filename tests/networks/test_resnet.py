@@ -80,3 +80,33 @@ def test_bad_configuration_is_rejected():
         resnet_3d(filters=(4, 8), strides=(1,))
     with pytest.raises(ValueError, match="task"):
         resnet_3d(task="segmentation")
+
+
+def test_r3d_18_has_torchvisions_parameter_count_and_layer_shapes():
+    from dltk2.networks.resnet import r3d_18
+
+    model = r3d_18((16, 112, 112, 3), num_classes=400)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert trainable == 33_371_472  # torchvision.models.video.r3d_18: num_params
+    # Keras counts batch norm's moving mean and variance too (PyTorch keeps them as buffers).
+    batch_norm_channels = 64 + 4 * 64 + 5 * 128 + 5 * 256 + 5 * 512
+    assert model.count_params() == 33_371_472 + 2 * batch_norm_channels
+    shapes = {name: model.get_layer(name).output.shape[1:] for name in
+              ("stem_relu", "layer1_1_relu", "layer2_1_relu", "layer3_1_relu", "layer4_1_relu", "fc")}
+    # torchvision's (C, T, H, W) for a 3x16x112x112 clip, channels last here.
+    assert shapes == {"stem_relu": (16, 56, 56, 64), "layer1_1_relu": (16, 56, 56, 64),
+                      "layer2_1_relu": (8, 28, 28, 128), "layer3_1_relu": (4, 14, 14, 256),
+                      "layer4_1_relu": (2, 7, 7, 512), "fc": (400,)}
+
+
+def test_r3d_18_for_grey_series_of_any_size_round_trips(rng, tmp_path):
+    from dltk2.networks.resnet import r3d_18
+
+    model = r3d_18((None, None, None, 1), num_classes=2, dropout=0.2)
+    for shape in ((1, 5, 17, 23, 1), (2, 8, 32, 32, 1)):
+        assert model(rng.normal(size=shape).astype(np.float32)).shape == (shape[0], 2)
+    copy = keras.Model.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    series = rng.normal(size=(1, 4, 24, 24, 1)).astype(np.float32)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(copy(series)), keras.ops.convert_to_numpy(model(series)),
+                               rtol=1e-5, atol=1e-5)
