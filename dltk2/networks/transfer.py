@@ -68,16 +68,19 @@ def dense_head(features: int, num_classes: int, widths: Sequence[int] = (512, 25
     """Dense layers of ``widths`` (ReLU, dropout before each) and a ``num_classes`` logit layer.
 
     With ``feature_mean`` and ``feature_variance`` (each (features,), e.g. of the cached training
-    features), the head first standardises its input with these fixed statistics (a ``Normalization``
-    layer, saved with the head). Pooled backbone features differ in scale by orders of magnitude between
+    features), the head first standardises its input with these fixed statistics, each variance
+    shrunk by adding the mean variance (a ``Normalization`` layer, saved with the head). Pooled backbone features differ in scale by orders of magnitude between
     backbones and weights (about 1e-3 for random weights, 0.1-5 for ImageNet's), which SGD at one
     learning rate does not absorb.
     """
     inputs = keras.Input((features,), name="features")
     x = inputs
     if feature_mean is not None:
+        variance = np.asarray(feature_variance, np.float64)
+        # Shrunk towards the mean variance: a feature that hardly varies on the cached images is not
+        # blown up by 1/its tiny std when fine-tuning later moves it.
         x = keras.layers.Normalization(mean=np.asarray(feature_mean, np.float32),
-                                       variance=np.maximum(np.asarray(feature_variance, np.float32), 1e-12),
+                                       variance=(variance + variance.mean() + 1e-12).astype(np.float32),
                                        name="standardise")(x)
     for index, width in enumerate(widths):
         x = keras.layers.Dropout(dropout, name=f"dropout_{index}")(x) if dropout else x

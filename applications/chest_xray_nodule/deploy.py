@@ -1,0 +1,87 @@
+"""Evaluates the exported chest X-ray classifier on the test split: the original's table, and plots.
+
+Runs the model that train.py exported (``<model_path>/model.keras`` inside the same serving function
+as the SavedModel: grey image of any size and range in, class probabilities out) over every image of
+``<name>_<split>-*.tfrecord``, then prints per-class precision and recall, accuracy, ROC AUC,
+sensitivity, specificity and the confusion matrix, and writes to ``--output_dir``
+(default ``<model_path>/evaluation``):
+
+- ``predictions.csv``: ``filename, label, probability_normal, probability_nodule, predicted``;
+- ``metrics.json``: the numbers printed;
+- ``confusion_matrix.png``, ``roc_curve.png`` and ``training_curves.png`` (stage 1 and stage 2).
+
+Example:
+    python applications/chest_xray_nodule/deploy.py --model_path models/chest --data_dir data/chest_tfrecords
+"""
+
+import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from absl import flags
+
+from dltk2.cli import run
+from dltk2.datasets import chest_xray
+from dltk2.evaluation import classification_summary, format_summary
+from dltk2.inference import ImageClassifier2D
+from dltk2.io.atomic import write_bytes_atomically, write_csv_atomically
+from dltk2.io.tfrecord import image_dataset
+from dltk2.plots import plot_confusion_matrix, plot_roc_curve, plot_training_curves
+from dltk2.training import load_run_config
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_path", None, "Model folder written by train.py (model.keras, run_config.json).")
+flags.DEFINE_string("data_dir", None, "Folder with the TFRecord shards from prepare.py.")
+flags.DEFINE_string("data_name", "chest", "Shard name prefix.")
+flags.DEFINE_enum("split", "test", list(chest_xray.SPLITS), "Which split to evaluate.")
+flags.DEFINE_string("output_dir", None, "Where results go; default <model_path>/evaluation.")
+flags.mark_flags_as_required(["model_path", "data_dir"])
+
+
+def main(argv):
+    del argv
+    model_path = Path(FLAGS.model_path)
+    config = load_run_config(model_path)
+    classes = config["classes"]
+    output_dir = Path(FLAGS.output_dir or model_path / "evaluation")
+    classifier = ImageClassifier2D(keras.models.load_model(model_path / "model.keras", compile=False),
+                                   config["image_size"], classes)
+    rows = []
+    started = time.perf_counter()
+    for features in image_dataset(chest_xray.tfrecord_files(FLAGS.data_dir, FLAGS.split, FLAGS.data_name),
+                                  channels=1, dtype=tf.uint16):
+        result = classifier.classify(features["image"].numpy()[..., 0].astype(np.float32))
+        rows.append({"filename": features["image/filename"].numpy().decode(),
+                     "label": int(features["image/class/label"]),
+                     **{f"probability_{name}": float(p) for name, p in zip(classes, result["probabilities"])},
+                     "predicted": classes[int(result["class_id"])]})
+    seconds = time.perf_counter() - started
+    table = pd.DataFrame(rows)
+    probabilities = table[[f"probability_{name}" for name in classes]].to_numpy()
+    summary = classification_summary(table["label"].to_numpy(), probabilities, classes)
+    summary["seconds_per_image"] = seconds / len(table)
+    print(f"{FLAGS.split} set: {len(table)} images, {summary['seconds_per_image']:.3f} s per image")
+    print(format_summary(summary))
+
+    write_csv_atomically(table, output_dir / "predictions.csv")
+    write_bytes_atomically(output_dir / "metrics.json", json.dumps(summary, indent=1).encode())
+    plot_confusion_matrix(summary["confusion_matrix"], classes, output_dir / "confusion_matrix.png")
+    if summary["roc_auc"] is not None:
+        plot_roc_curve(table["label"], probabilities[:, 1], output_dir / "roc_curve.png",
+                       title=f"ROC, {FLAGS.split} set ({len(table)} images)")
+    histories = {stage: pd.read_csv(path) for stage, path in (("stage 1 (head)", model_path / "head" / "history.csv"),
+                                                              ("stage 2 (fine-tune)", model_path / "history.csv"))
+                 if path.exists() and path.stat().st_size}
+    if histories:
+        plot_training_curves(histories, output_dir / "training_curves.png")
+    print(f"wrote {output_dir}/predictions.csv, metrics.json and the plots")
+
+
+if __name__ == "__main__":
+    run(main)

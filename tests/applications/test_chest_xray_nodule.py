@@ -1,0 +1,67 @@
+"""The chest X-ray nodule application end to end, as a user runs it, on tiny synthetic images."""
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+import make_synthetic_chest_xray as synthetic
+from dltk2.export import call_signature, existing_versions
+from helpers import run_script
+
+APP = "applications/chest_xray_nodule"
+
+
+def test_images_to_prepare_to_both_stages_to_deploy_and_serving(tmp_path):
+    images = synthetic.make_dataset(tmp_path / "images", num_images=48, seed=4, size=48)
+    records = tmp_path / "tfrecords"
+    prepared = run_script(f"{APP}/prepare.py", f"--data_dir={images}", f"--output_dir={records}", "--seed=2")
+    assert "flipped copies" in prepared.stdout
+    splits = pd.read_csv(records / "splits.csv")
+    assert splits.loc[splits["flipped"], "split"].eq("train").all()
+
+    model = tmp_path / "model"
+    args = [f"--model_path={model}", f"--data_dir={records}", "--backbone=EfficientNetV2B0", "--image_size=32",
+            "--head_widths=16,8", "--head_epochs=2", "--adapt_batch_norm=2", "--batch_size=8", "--fine_tune_steps=2", "--steps_per_epoch=1"]
+    trained = run_script(f"{APP}/train.py", *args)
+    assert "re-estimated on 2 training batches" in trained.stdout
+    assert "stage 1: train features" in trained.stdout and "(computed)" in trained.stdout
+    assert "stage 2: fine-tuning" in trained.stdout and "final model:" in trained.stdout
+    assert (model / "features" / "train.npz").exists() and (model / "head" / "best.keras").exists()
+    assert existing_versions(model / "export") == [1]
+
+    # Resumed with more steps: stage 1 is not repeated, the features stay cached, fine-tuning continues.
+    resumed = run_script(f"{APP}/train.py", *args[:-2], "--fine_tune_steps=3", "--steps_per_epoch=1", "--noexport")
+    assert "stage 1: done before" in resumed.stdout and "(computed)" not in resumed.stdout
+    assert json.loads((model / "training_state.json").read_text())["steps_done"] == 3
+
+    deployed = run_script(f"{APP}/deploy.py", f"--model_path={model}", f"--data_dir={records}")
+    assert "accuracy=" in deployed.stdout and "roc_auc=" in deployed.stdout and "sensitivity=" in deployed.stdout
+    evaluation = model / "evaluation"
+    for name in ("confusion_matrix.png", "roc_curve.png", "training_curves.png"):
+        assert cv2.imread(str(evaluation / name)) is not None, name
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    predictions = pd.read_csv(evaluation / "predictions.csv")
+    test_names = splits.loc[splits["split"] == "test", "image"].map(lambda p: p.split("/")[-1])
+    assert sorted(predictions["filename"]) == sorted(test_names) and metrics["count"] == len(predictions)
+    assert np.sum(metrics["confusion_matrix"]) == len(predictions)
+
+    # The SavedModel's serving_default, given the raw PNG, agrees with what deploy wrote.
+    row = predictions.iloc[0]
+    image = cv2.imread(str(images / ("nodule" if row["label"] else "normal") / row["filename"]), cv2.IMREAD_UNCHANGED)
+    served = call_signature(model / "export" / "1", {"image": image.astype(np.float32)})
+    np.testing.assert_allclose(served["probabilities"], [row["probability_normal"], row["probability_nodule"]],
+                               rtol=1e-4, atol=1e-5)
+    assert served["class_name"].decode() == row["predicted"]
+
+
+def test_a_corrupt_image_is_one_line_naming_it(tmp_path):
+    images = synthetic.make_dataset(tmp_path / "images", num_images=6, seed=1, size=32)
+    broken = next((images / "normal").glob("*.png"))
+    broken.write_bytes(broken.read_bytes()[:30])
+    with pytest.raises(AssertionError) as failure:
+        run_script(f"{APP}/prepare.py", f"--data_dir={images}", f"--output_dir={tmp_path / 'out'}")
+    message = str(failure.value)
+    assert "exited 2" in message and f"error: {broken}: not a readable image" in message
