@@ -48,6 +48,7 @@ flags.DEFINE_string("config", str(Path(__file__).with_name("config.json")), "Tra
 flags.DEFINE_string("train_csv", None, "train.csv from preprocessing.py.")
 flags.DEFINE_string("val_csv", None, "val.csv from preprocessing.py; without it, no validation.")
 flags.DEFINE_integer("max_steps", None, "Overrides the configuration's max_steps.")
+flags.DEFINE_list("patch_size", None, "Overrides the configuration's patch_size (z,y,x voxels), e.g. for a smaller GPU.")
 flags.DEFINE_boolean("export", True, "Export model.keras and a SavedModel when training ends.")
 define_run_flags()
 flags.mark_flags_as_required(["model_path", "train_csv"])
@@ -88,6 +89,8 @@ def main(argv):
     model_path = prepare_model_dir(FLAGS.model_path, restart=FLAGS.restart)
     strategy = select_strategy(FLAGS.devices or None)
     policy = select_precision_policy(FLAGS.precision)
+    if FLAGS.patch_size:
+        config["patch_size"] = [int(size) for size in FLAGS.patch_size]
     patch = list(config["patch_size"])
     columns = ["id", "imgs", "lbls"]
     train_cases = read_csv_columns(FLAGS.train_csv, columns)[columns]

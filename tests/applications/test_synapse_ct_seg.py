@@ -57,8 +57,10 @@ def test_every_config_in_the_repository_trains(preprocessed, tmp_path, config):
     model_path = tmp_path / "model"
     result = run_script("applications/synapse_ct_seg/train.py", "-p", str(model_path),
                         f"--config=applications/synapse_ct_seg/{config}", f"--train_csv={preprocessed / 'train.csv'}",
-                        f"--val_csv={preprocessed / 'val.csv'}", "--max_steps=1", "--noexport")
+                        f"--val_csv={preprocessed / 'val.csv'}", "--max_steps=1", "--noexport",
+                        "--patch_size=32,32,32")  # the configs' nets, losses and optimizers; 1/8 of the voxels
     assert "parameters" in result.stdout
+    assert json.loads((model_path / "run_config.json").read_text())["patch_size"] == [32, 32, 32]
     state = json.loads((model_path / "training_state.json").read_text())
     assert state["steps_done"] == 1 and "val_mean_dice" in state["last_logs"]
     assert (model_path / "checkpoints" / "best.keras").exists()
