@@ -101,3 +101,12 @@ def test_adapt_batch_norm_sets_moving_statistics_to_the_data_and_restores_moment
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.moving_variance),
                                np.mean([b.var(axis=0) for b in batches[:3]], axis=0), rtol=1e-4)
     assert layer.momentum == 0.99
+
+
+def test_a_local_weights_file_is_loaded_into_the_backbone(tmp_path):
+    trained = headless_backbone("EfficientNetV2B0", (32, 32, 3))
+    path = tmp_path / "efficientnetv2b0_notop.weights.h5"
+    trained.save_weights(path)
+    loaded = headless_backbone("EfficientNetV2B0", (32, 32, 1), weights=str(path))
+    for mine, theirs in zip(loaded.weights, trained.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs))
