@@ -254,10 +254,17 @@ def _is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
 
 
-def _replace_atomically(write, path: Path) -> None:
-    temporary = path.with_name(f".tmp.{path.name}")  # keeps Keras' required suffixes
+def replace_atomically(write, path: str | Path) -> Path:
+    """Calls ``write(temporary_path)`` beside ``path``, then renames it over ``path``.
+
+    For writers that take a path (``model.save``, ``model.save_weights``): a kill half-way leaves the
+    old file or none, never half a file. The temporary name keeps Keras' required suffixes.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".tmp.{path.name}")
     write(str(temporary))
     os.replace(temporary, path)
+    return path
 
 
 def train_multi_worker(
@@ -317,8 +324,8 @@ def train_multi_worker(
         logger.info("step %d: %s", done, values)
         if chief:
             backup.parent.mkdir(parents=True, exist_ok=True)
-            _replace_atomically(model.save_weights, backup)
-            _replace_atomically(model.save, model_path / "checkpoints" / "last.keras")
+            replace_atomically(model.save_weights, backup)
+            replace_atomically(model.save, model_path / "checkpoints" / "last.keras")
             with writer.as_default(step=done):
                 for name, value in values.items():
                     tf.summary.scalar(f"epoch_{name}", value)

@@ -41,8 +41,8 @@ from dltk2.io.tfrecord import label_counts
 from dltk2.metrics import PositiveClassAUC
 from dltk2.networks.transfer import (BACKBONES, adapt_batch_norm, dense_head, feature_extractor, set_trainable_layers,
                                      transfer_classifier)
-from dltk2.training import (as_float32, prepare_model_dir, save_run_config, select_precision_policy, select_strategy,
-                            train)
+from dltk2.training import (as_float32, prepare_model_dir, replace_atomically, save_run_config,
+                            select_precision_policy, select_strategy, train)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "Model folder: features, head, checkpoints, logs, exports.")
@@ -137,7 +137,7 @@ def main(argv):
                 used = adapt_batch_norm(features_model, reader.evaluation_dataset(train_files, size, FLAGS.batch_size),
                                         FLAGS.adapt_batch_norm)
                 print(f"batch-norm statistics re-estimated on {used} training batches")
-            features_model.save_weights(backbone_file)
+            replace_atomically(features_model.save_weights, backbone_file)
         stage1_file = model_path / "checkpoints" / "stage1.keras"
         if stage1_file.exists():
             print(f"stage 1: done before ({stage1_file})")
@@ -150,11 +150,11 @@ def main(argv):
         classifier.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                            weighted_metrics=metrics)
         validation = reader.evaluation_dataset(val_files, size, FLAGS.batch_size) if val_files else None
-        if not stage1_file.exists():
-            stage1_file.parent.mkdir(parents=True, exist_ok=True)
-            classifier.save(stage1_file)
+        if not stage1_file.exists():  # its score first: stage1.keras is what marks stage 1 as done
             score = classifier.evaluate(validation, return_dict=True, verbose=0) if validation else {}
             write_bytes_atomically(model_path / "head" / "stage1_validation.json", json.dumps(score).encode())
+            stage1_file.parent.mkdir(parents=True, exist_ok=True)
+            replace_atomically(classifier.save, stage1_file)
         stage1_score = json.loads((model_path / "head" / "stage1_validation.json").read_text())
         print("stage 1 (head on cached features): validation " +
               ", ".join(f"{k}={v:.4f}" for k, v in stage1_score.items()))
