@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 import keras
+import pandas as pd
 import tensorflow as tf
 
 from dltk2.networks import layers as _layers  # noqa: F401  (registers dltk2's layers for loading)
@@ -156,17 +157,19 @@ def training_callbacks(
             str(model_path / "backup"), save_freq="epoch", double_checkpoint=True, delete_checkpoint=False
         ),
         keras.callbacks.ModelCheckpoint(str(model_path / "checkpoints" / "last.keras")),
-        keras.callbacks.TensorBoard(log_dir=str(model_path / "logs"), update_freq="epoch"),
-        keras.callbacks.CSVLogger(str(model_path / "history.csv"), append=True),
-        _StateWriter(model_path / "training_state.json", max_steps, steps_per_epoch),
     ]
-    if monitor:
+    if monitor:  # before the history: a logged best always has its checkpoint
         callbacks.append(
             keras.callbacks.ModelCheckpoint(
                 str(model_path / "checkpoints" / "best.keras"), monitor=monitor, mode=mode, save_best_only=True,
                 initial_value_threshold=initial_best,
             )
         )
+    callbacks += [
+        keras.callbacks.TensorBoard(log_dir=str(model_path / "logs"), update_freq="epoch"),
+        keras.callbacks.CSVLogger(str(model_path / "history.csv"), append=True),
+        _StateWriter(model_path / "training_state.json", max_steps, steps_per_epoch),
+    ]
     return callbacks
 
 
@@ -217,6 +220,13 @@ def train(
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     steps_per_epoch = max(1, min(steps_per_epoch, max_steps))
     epochs = math.ceil(max_steps / steps_per_epoch)
+    already = steps_done(model_path)
+    if already:
+        logger.info("resuming %s at step %d of %d", model_path, already, max_steps)
+        # ModelCheckpoint forgets its best value when the process ends: start from the best logged.
+        logged = best_logged(model_path, monitor, mode)
+        if logged is not None and (initial_best is None or _better(logged, initial_best, mode)):
+            initial_best = logged
     callbacks = training_callbacks(
         model_path,
         # Validation comes from the dataset, or from an extra callback that adds its own metric.
@@ -227,9 +237,6 @@ def train(
         extra=extra_callbacks,
         initial_best=initial_best,
     )
-    already = steps_done(model_path)
-    if already:
-        logger.info("resuming %s at step %d of %d", model_path, already, max_steps)
     if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
         if validation_dataset is not None:
             logger.warning("validation is skipped under MultiWorkerMirroredStrategy; evaluate the checkpoints")
@@ -244,6 +251,22 @@ def train(
         shuffle=False,  # tf.data shuffles; Keras would only warn
     )
     return history.history
+
+
+def _better(value: float, than: float, mode: str) -> bool:
+    return value > than if mode == "max" else value < than
+
+
+def best_logged(model_path: str | Path, monitor: str, mode: str = "min") -> float | None:
+    """The best ``monitor`` value in a model folder's ``history.csv`` (None without one)."""
+    path = Path(model_path) / "history.csv"
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    history = pd.read_csv(path)
+    if monitor not in history or history[monitor].dropna().empty:
+        return None
+    values = history[monitor].dropna()
+    return float(values.max() if mode == "max" else values.min())
 
 
 def _is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -398,3 +421,172 @@ def load_run_config(model_path: str | Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing; is {model_path} a model folder written by train.py?")
     return json.loads(path.read_text())
+
+
+def resize_input(model: keras.Model, input_shape: Sequence[int | None]) -> keras.Model:
+    """The same functional model and weights, rebuilt for another input shape (progressive resizing).
+
+    Convolutional trunks with global pooling have weights that do not depend on the input size, so
+    a model trained on small inputs continues on larger ones with every weight kept. The model's
+    layers are rebuilt from its config with the new shape (no batch axis) and the weights copied.
+
+    Raises:
+        ValueError: A model that is not functional with one input, or weights whose shapes depend on
+            the input size (a dense layer on flattened features).
+    """
+    config = model.get_config()
+    inputs = [layer for layer in config.get("layers", []) if layer["class_name"] == "InputLayer"]
+    if len(inputs) != 1:
+        raise ValueError(f"{model.name}: resize_input needs a functional model with one input")
+    input_config = inputs[0]["config"]
+    key = "batch_shape" if "batch_shape" in input_config else "batch_input_shape"
+    if tuple(input_config[key][1:]) == tuple(input_shape):
+        return model
+    input_config[key] = [input_config[key][0], *input_shape]
+    try:
+        resized = model.__class__.from_config(config)
+    except ValueError as error:  # a layer built for the old size (a dense layer on flattened features)
+        raise ValueError(f"{model.name}: weights depend on the input size; cannot rebuild for {tuple(input_shape)}: "
+                         f"{str(error).splitlines()[0]}") from None
+    old, new = model.get_weights(), resized.get_weights()
+    mismatched = [(a.shape, b.shape) for a, b in zip(old, new) if a.shape != b.shape]
+    if mismatched:
+        raise ValueError(f"{model.name}: weights depend on the input size ({mismatched[0][0]} -> {mismatched[0][1]})")
+    resized.set_weights(old)
+    return resized
+
+
+def freeze_all_but(model: keras.Model, trainable_layers: Sequence[str]) -> None:
+    """Makes only the named layers trainable (batch norm elsewhere then runs in inference mode)."""
+    names = {layer.name for layer in model.layers}
+    missing = [name for name in trainable_layers if name not in names]
+    if missing:
+        raise ValueError(f"{model.name} has no layer(s) {missing}")
+    for layer in model.layers:
+        layer.trainable = layer.name in trainable_layers
+
+
+def fine_tune(
+    model: keras.Model,
+    compile_fn,
+    train_dataset: tf.data.Dataset,
+    model_path: str | Path,
+    epochs: int,
+    freeze_epochs: int = 1,
+    steps_per_epoch: int = 100,
+    head_layers: Sequence[str] = ("fc",),
+    learning_rate: float = 1e-3,
+    validation_dataset: tf.data.Dataset | None = None,
+    monitor: str = "val_loss",
+    mode: str = "min",
+    initial_best: float | None = None,
+    verbose: int = 2,
+) -> float | None:
+    """fastai's ``fine_tune``: train the head with the rest frozen, then everything at half the rate.
+
+    1. ``freeze_epochs`` epochs (of ``steps_per_epoch`` steps) with only ``head_layers`` trainable, at
+       ``learning_rate``, in ``<model_path>/frozen/``.
+    2. ``epochs`` epochs with every layer trainable at ``learning_rate / 2``, in
+       ``<model_path>/unfrozen/``, starting from the weights at the end of step 1.
+
+    Each part is a resumable :func:`train` run of its own folder (a killed run continues where it
+    stopped). The best checkpoint of a part is written only when it beats every earlier score
+    (``initial_best``, then part 1's). fastai's discriminative learning rates are left out.
+
+    Args:
+        model: A built model (inside the strategy scope where one is used).
+        compile_fn: ``compile_fn(model, learning_rate, steps)`` compiles ``model`` with a fresh
+            optimizer whose schedule spans ``steps`` (it is called once per part).
+        train_dataset: Endless batches.
+        model_path: Folder holding ``frozen/`` and ``unfrozen/``.
+        epochs, freeze_epochs: Epochs of each part (``freeze_epochs`` 0: only part 2).
+        steps_per_epoch: Steps between checkpoints and validation.
+        head_layers: Names of the layers part 1 trains.
+        learning_rate: Part 1's rate; part 2 uses half of it.
+        validation_dataset, monitor, mode, verbose: As for :func:`train`.
+        initial_best: A score from before (an earlier stage) the best checkpoints must beat.
+
+    Returns:
+        The best ``monitor`` value so far (``initial_best`` if no epoch beat it; None without
+        validation).
+    """
+    model_path = Path(model_path)
+    best = initial_best
+    parts = [("frozen", freeze_epochs, learning_rate, list(head_layers)), ("unfrozen", epochs, learning_rate / 2, None)]
+    for name, part_epochs, rate, trainable in parts:
+        if part_epochs <= 0:
+            continue
+        if trainable is None:
+            for layer in model.layers:
+                layer.trainable = True
+        else:
+            freeze_all_but(model, trainable)
+        steps = part_epochs * steps_per_epoch
+        compile_fn(model, rate, steps)
+        folder = prepare_model_dir(model_path / name)
+        if steps_done(folder) >= steps:  # finished before: take its final weights
+            model.set_weights(keras.models.load_model(folder / "checkpoints" / "last.keras", compile=False).get_weights())
+        else:
+            train(model, train_dataset, folder, steps, steps_per_epoch, validation_dataset=validation_dataset,
+                  monitor=monitor, mode=mode, verbose=verbose, initial_best=best)
+        logged = best_logged(folder, monitor, mode) if validation_dataset is not None else None
+        if logged is not None and (best is None or _better(logged, best, mode)):
+            best = logged
+    for layer in model.layers:
+        layer.trainable = True
+    return best
+
+
+def best_checkpoint(model_path: str | Path) -> Path | None:
+    """The newest ``checkpoints/best.keras`` under ``model_path`` (any depth), or None.
+
+    With :func:`fine_tune` and :func:`train_progressively` every later best checkpoint beats all
+    earlier scores, so the newest one is the best of the whole run.
+    """
+    candidates = sorted(Path(model_path).glob("**/checkpoints/best.keras"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1] if candidates else None
+
+
+def train_progressively(
+    model: keras.Model,
+    stages: Sequence[dict],
+    compile_fn,
+    datasets_fn,
+    model_path: str | Path,
+    steps_per_epoch: int = 100,
+    head_layers: Sequence[str] = ("fc",),
+    monitor: str = "val_loss",
+    mode: str = "min",
+    verbose: int = 2,
+) -> tuple[keras.Model, float | None]:
+    """Progressive resizing: the same weights trained at growing input sizes, stage after stage.
+
+    Each stage is a :func:`fine_tune` of the model rebuilt by :func:`resize_input` for the stage's
+    input shape, in ``<model_path>/stage<k>_<d>x<h>x<w>/``, starting from the weights at the end of
+    the previous stage. A later stage's best checkpoint is written only if it beats every earlier
+    one, so :func:`best_checkpoint` finds the best of all stages. Resumable at any point.
+
+    Args:
+        model: Built model; its input shape is replaced stage by stage.
+        stages: Dicts with ``input_shape`` (no batch axis), ``epochs``, and optionally
+            ``freeze_epochs`` (default 0) and ``learning_rate`` (default 1e-3).
+        compile_fn: See :func:`fine_tune`.
+        datasets_fn: ``datasets_fn(input_shape) -> (train_dataset, validation_dataset or None)``.
+        model_path: The run's folder.
+        steps_per_epoch, head_layers, monitor, mode, verbose: See :func:`fine_tune`.
+
+    Returns:
+        ``(model at the last stage's shape with its final weights, best monitor value)``.
+    """
+    model_path = Path(model_path)
+    best = None
+    for number, stage in enumerate(stages, start=1):
+        shape = tuple(stage["input_shape"])
+        model = resize_input(model, shape)
+        train_dataset, validation_dataset = datasets_fn(shape)
+        folder = model_path / f"stage{number}_{'x'.join(str(d) for d in shape[:-1])}"
+        logger.info("progressive resizing: stage %d at %s", number, shape)
+        best = fine_tune(model, compile_fn, train_dataset, folder, stage["epochs"], stage.get("freeze_epochs", 0),
+                         steps_per_epoch, head_layers, stage.get("learning_rate", 1e-3), validation_dataset,
+                         monitor, mode, initial_best=best, verbose=verbose)
+    return model, best
