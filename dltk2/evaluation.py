@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 from sklearn import metrics
+from sklearn.linear_model import LogisticRegression
 
 
 def classification_summary(labels: Sequence[int], probabilities: np.ndarray, class_names: Sequence[str]) -> dict:
@@ -72,3 +73,28 @@ def format_summary(summary: dict) -> str:
     lines.append("confusion matrix (rows: true, columns: predicted " + ", ".join(names) + "):")
     lines.extend("  " + " ".join(f"{count:>6d}" for count in row) for row in summary["confusion_matrix"])
     return "\n".join(lines)
+
+
+def combine_probabilities(fit_scores: np.ndarray, fit_labels: Sequence[int], scores: np.ndarray) -> np.ndarray:
+    """Combines several models' positive-class probabilities by logistic regression (Stanford's MRNet).
+
+    The regression is fitted on ``fit_scores`` of exams none of the models trained on (their
+    validation exams), then applied to ``scores``: fitting on the exams evaluated would report an
+    optimistic result.
+
+    Args:
+        fit_scores: (n_fit, models) probabilities of the positive class on the fitting exams.
+        fit_labels: (n_fit,) 0/1 labels of the fitting exams (both classes needed).
+        scores: (n, models) probabilities to combine, same model order.
+
+    Returns:
+        (n,) combined positive-class probabilities.
+    """
+    fit_scores = np.asarray(fit_scores, np.float64)
+    scores = np.asarray(scores, np.float64)
+    if fit_scores.ndim != 2 or scores.ndim != 2 or fit_scores.shape[1] != scores.shape[1]:
+        raise ValueError(f"fit_scores {fit_scores.shape} and scores {scores.shape} need one column per model")
+    if len(np.unique(fit_labels)) < 2:
+        raise ValueError("the fitting exams hold one class only; a combination cannot be fitted")
+    regression = LogisticRegression().fit(fit_scores, np.asarray(fit_labels))
+    return regression.predict_proba(scores)[:, 1]

@@ -6,7 +6,8 @@ whitened volume), as one graph: ``deploy.py`` calls it, and the exported ``servi
 function, so TF Serving answers exactly what deploy prints for the same crop positions (same seed).
 ``SlidingWindowSegmenter`` does the same for segmentation: a raw CT volume and its spacing in,
 resampling, HU window, sliding window and labels back on the input grid inside one graph.
-``ImageClassifier2D`` classifies one grey 2D image of any size (scaling and padding inside).
+``ImageClassifier2D`` classifies one grey 2D image of any size (scaling and padding inside);
+``SeriesClassifier`` one MRI series (slices, height, width) of any size (resampling and whitening inside).
 """
 
 from __future__ import annotations
@@ -440,8 +441,45 @@ def grey_image_input(image: tf.Tensor, size: int) -> tf.Tensor:
     return tf.image.resize_with_pad(values, size, size)
 
 
-class ImageClassifier2D(tf.Module):
+class _SingleInputClassifier(tf.Module):
+    """A classifier of one input of any size: ``preprocess`` (in the graph), model, softmax, argmax."""
+
+    input_name = "image"
+    input_rank = 2
+
+    def __init__(self, model: keras.Model, class_names: Sequence[str], name: str) -> None:
+        super().__init__(name=name)
+        self.model = model
+        self.class_names = [str(name) for name in class_names]
+        self._names = tf.constant(self.class_names)
+        self._classify = tf.function(self.__call__, input_signature=[
+            tf.TensorSpec([None] * self.input_rank, tf.float32, name=self.input_name)])
+
+    def preprocess(self, value: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, value: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One input -> ``probabilities`` (classes,), ``class_id``, ``class_name``."""
+        logits = self.model(self.preprocess(value)[tf.newaxis], training=False)
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)[0]
+        class_id = tf.argmax(probabilities, output_type=tf.int32)
+        return {"probabilities": probabilities, "class_id": class_id, "class_name": tf.gather(self._names, class_id)}
+
+    def classify(self, value: np.ndarray) -> dict[str, np.ndarray]:
+        """Numpy in and out, through the compiled function that is exported."""
+        outputs = self._classify(tf.constant(np.asarray(value, np.float32)))
+        return {key: value.numpy() for key, value in outputs.items()}
+
+    def serving_functions(self) -> dict[str, tf.types.experimental.GenericFunction]:
+        """``serving_default(<input_name>)``."""
+        return {"serving_default": self._classify}
+
+
+class ImageClassifier2D(_SingleInputClassifier):
     """Classifies one grey 2D image of any size: scaling and resizing inside, so it exports whole.
+
+    ``serving_default(image)``: float32 (h, w), any intensity range -> ``probabilities``,
+    ``class_id``, ``class_name``.
 
     Args:
         model: (batch, size, size, 1) in [0, 1] -> (batch, classes) logits.
@@ -450,27 +488,49 @@ class ImageClassifier2D(tf.Module):
     """
 
     def __init__(self, model: keras.Model, size: int, class_names: Sequence[str]) -> None:
-        super().__init__(name="image_classifier_2d")
-        self.model = model
         self.size = int(size)
-        self.class_names = [str(name) for name in class_names]
-        self._names = tf.constant(self.class_names)
-        self._classify = tf.function(self.__call__, input_signature=[
-            tf.TensorSpec([None, None], tf.float32, name="image")])
+        super().__init__(model, class_names, "image_classifier_2d")
 
-    def __call__(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
-        """``image`` float32 (h, w), any intensity range -> ``probabilities`` (classes,), ``class_id``,
-        ``class_name``."""
-        logits = self.model(grey_image_input(image, self.size)[tf.newaxis], training=False)
-        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)[0]
-        class_id = tf.argmax(probabilities, output_type=tf.int32)
-        return {"probabilities": probabilities, "class_id": class_id, "class_name": tf.gather(self._names, class_id)}
+    def preprocess(self, value: tf.Tensor) -> tf.Tensor:
+        return grey_image_input(value, self.size)
 
-    def classify(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        """Numpy in and out, through the compiled function that is exported."""
-        outputs = self._classify(tf.constant(np.asarray(image, np.float32)))
-        return {key: value.numpy() for key, value in outputs.items()}
 
-    def serving_functions(self) -> dict[str, tf.types.experimental.GenericFunction]:
-        """``serving_default(image)``."""
-        return {"serving_default": self._classify}
+def series_input(series: tf.Tensor, depth: int, size: int) -> tf.Tensor:
+    """A raw series (slices, height, width), any number type -> the network input (depth, size, size, 1).
+
+    Linear resampling in-plane to (size, size) (antialiased when shrinking, aspect ratio not kept:
+    MRNet's slices are square), then linear resampling across slices to ``depth``, then whitening
+    (zero mean, unit standard deviation over the series). float32 out.
+    """
+    values = tf.cast(series, tf.float32)[..., tf.newaxis]
+    values = tf.image.resize(values, [size, size], method="bilinear", antialias=True)
+    slices = tf.shape(values)[0]
+    across = tf.reshape(values, [slices, size * size, 1])
+    across = tf.image.resize(across, [depth, size * size], method="bilinear", antialias=True)
+    values = tf.reshape(across, [depth, size, size, 1])
+    mean = tf.reduce_mean(values)
+    std = tf.math.reduce_std(values)
+    return tf.where(std > 1e-6, (values - mean) / tf.maximum(std, 1e-6), tf.zeros_like(values))
+
+
+class SeriesClassifier(_SingleInputClassifier):
+    """Classifies one raw MRI series of any size: resampling and whitening inside, so it exports whole.
+
+    ``serving_default(series)``: float32 (slices, h, w), any intensity range -> ``probabilities``,
+    ``class_id``, ``class_name``.
+
+    Args:
+        model: (batch, depth, size, size, 1) whitened series -> (batch, classes) logits.
+        depth, size: The model's input depth and in-plane size (:func:`series_input`).
+        class_names: Name of each class index.
+    """
+
+    input_name = "series"
+    input_rank = 3
+
+    def __init__(self, model: keras.Model, depth: int, size: int, class_names: Sequence[str]) -> None:
+        self.depth, self.size = int(depth), int(size)
+        super().__init__(model, class_names, "series_classifier")
+
+    def preprocess(self, value: tf.Tensor) -> tf.Tensor:
+        return series_input(value, self.depth, self.size)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dltk2.evaluation import classification_summary, format_summary
+from dltk2.evaluation import classification_summary, combine_probabilities, format_summary
 
 
 def _brute_force_auc(labels, scores):
@@ -45,3 +45,18 @@ def test_single_class_has_no_auc_and_multiclass_has_one(rng):
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="do not match"):
         classification_summary([0, 1], np.ones((3, 2)) / 2, ["a", "b"])
+
+
+def test_combining_planes_is_scikit_learns_logistic_regression_fitted_on_other_exams(rng):
+    from sklearn.linear_model import LogisticRegression
+
+    labels = rng.integers(0, 2, 60)
+    fit = np.clip(labels[:, None] * 0.4 + rng.uniform(0, 0.6, (60, 3)), 0, 1)
+    scores = rng.uniform(0, 1, (10, 3))
+    combined = combine_probabilities(fit, labels, scores)
+    np.testing.assert_allclose(combined, LogisticRegression().fit(fit, labels).predict_proba(scores)[:, 1])
+    assert combine_probabilities(fit, labels, fit)[labels == 1].mean() > 0.6
+    with pytest.raises(ValueError, match="one class only"):
+        combine_probabilities(fit, np.zeros(60), scores)
+    with pytest.raises(ValueError, match="one column per model"):
+        combine_probabilities(fit, labels, scores[:, :2])

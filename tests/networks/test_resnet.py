@@ -110,3 +110,17 @@ def test_r3d_18_for_grey_series_of_any_size_round_trips(rng, tmp_path):
     series = rng.normal(size=(1, 4, 24, 24, 1)).astype(np.float32)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(copy(series)), keras.ops.convert_to_numpy(model(series)),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_r3d_18_trunk_weights_load_into_a_model_with_another_head(tmp_path):
+    from dltk2.networks.resnet import r3d_18
+
+    source = r3d_18((None, None, None, 1), num_classes=400)
+    source.save_weights(tmp_path / "r3d_18.weights.h5")
+    target = r3d_18((8, 32, 32, 1), num_classes=2)
+    head_before = target.get_layer("fc").get_weights()[0].copy()
+    target.load_weights(tmp_path / "r3d_18.weights.h5", skip_mismatch=True)  # what train.py --weights does
+    for name in ("stem_conv", "layer4_1_conv2_conv", "layer4_1_conv2_bn"):
+        for a, b in zip(source.get_layer(name).get_weights(), target.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(target.get_layer("fc").get_weights()[0], head_before)
