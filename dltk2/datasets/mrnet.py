@@ -1,0 +1,257 @@
+"""Knee MRI exams in Stanford MRNet's layout: reading, validation split, oversampling, tf.data input.
+
+Layout (MRNet-v1.0, and what ``data_scripts/make_synthetic_mrnet.py`` writes)::
+
+    DIR/train/sagittal/0000.npy      uint8 (slices, 256, 256), one series per exam and plane
+    DIR/train/coronal/0000.npy, DIR/train/axial/0000.npy
+    DIR/valid/<plane>/1130.npy
+    DIR/train-abnormal.csv           "id,label" rows (MRNet's own files have no header: 0000,0)
+    DIR/valid-abnormal.csv           and -acl.csv, -meniscus.csv for the other tasks
+
+or any CSV with ``path`` (absolute or relative to the CSV's folder) and ``label`` columns, and
+optionally ``id``.
+
+MRNet's ``valid`` split is the held-out set (its test set is not public), so model selection needs a
+validation set of its own, drawn from ``train``: :func:`split_exams` draws it by exam, stratified, and
+only then :func:`oversample_minority` repeats minority-class exams of the training part. No copy of an
+exam can reach the validation set, which is the leak of drawing a validation split after duplicating.
+
+A series becomes the network's input by :func:`series_input`, in TensorFlow ops, so the exported
+serving function takes the raw series: linear resampling to (depth, size, size) (in-plane with
+antialiasing, then across slices) and whitening per series.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from dltk2.inference import series_input
+from dltk2.io.reader import CsvError, ReaderError, read_csv_columns
+
+PLANES = ("sagittal", "coronal", "axial")
+TASKS = ("abnormal", "acl", "meniscus")
+CLASSES = ("normal", "abnormal")
+
+
+def _read_id_label_csv(csv_path: Path) -> pd.DataFrame:
+    """MRNet's ``id,label`` CSV, with or without a header row; ids zero-padded to 4 digits."""
+    if not csv_path.is_file():
+        raise CsvError(f"{csv_path}: no such CSV file")
+    try:
+        table = pd.read_csv(csv_path, header=None, dtype=str)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise CsvError(f"{csv_path}: cannot parse CSV: {str(error).strip().splitlines()[0]}") from None
+    if table.shape[1] < 2:
+        raise CsvError(f"{csv_path}: needs two columns, id and label (has {table.shape[1]})")
+    table = table.iloc[:, :2].set_axis(["id", "label"], axis=1)
+    if str(table.iloc[0, 0]).strip().lower() == "id":
+        table = table.iloc[1:]
+    if table.empty:
+        raise CsvError(f"{csv_path}: has no exams")
+    labels = pd.to_numeric(table["label"], errors="coerce")
+    bad = table[labels.isna() | ~labels.isin([0, 1])]
+    if len(bad):
+        raise CsvError(f"{csv_path}: label must be 0 or 1; exam {bad.iloc[0]['id']} has {bad.iloc[0]['label']!r}")
+    ids = table["id"].str.strip()
+    ids = ids.where(~ids.str.isdigit(), ids.str.zfill(4))
+    return pd.DataFrame({"id": ids.values, "label": labels.astype(int).values})
+
+
+def load_exams(data_dir: str | Path, split: str = "train", task: str = "abnormal",
+               plane: str = "sagittal") -> pd.DataFrame:
+    """The exams of one MRNet split for one task and plane.
+
+    Args:
+        data_dir: The MRNet folder (holding ``train/``, ``valid/`` and the CSVs).
+        split: ``train`` or ``valid``.
+        task: ``abnormal``, ``acl`` or ``meniscus``.
+        plane: ``sagittal``, ``coronal`` or ``axial``.
+
+    Returns:
+        DataFrame ``id`` (str), ``path`` (str), ``label`` (int 0/1), in the CSV's order.
+
+    Raises:
+        CsvError: Missing or malformed CSV, a label other than 0/1.
+        FileNotFoundError: A listed exam has no series for the plane (the first missing file named).
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if plane not in PLANES:
+        raise ValueError(f"plane must be one of {PLANES}, got {plane!r}")
+    data_dir = Path(data_dir)
+    table = _read_id_label_csv(data_dir / f"{split}-{task}.csv")
+    table["path"] = [str(data_dir / split / plane / f"{exam}.npy") for exam in table["id"]]
+    missing = [path for path in table["path"] if not Path(path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]}: no such series ({len(missing)} of {len(table)} exams lack one)")
+    return table[["id", "path", "label"]]
+
+
+def load_exam_list(csv_path: str | Path) -> pd.DataFrame:
+    """A CSV of series files and labels: columns ``path`` and ``label`` (0/1), optionally ``id``.
+
+    Relative paths are taken from the CSV's folder; without ``id`` the file name (no suffix) is the id.
+    """
+    csv_path = Path(csv_path)
+    table = read_csv_columns(csv_path, ["path", "label"])
+    labels = pd.to_numeric(table["label"], errors="coerce")
+    if labels.isna().any() or not labels.isin([0, 1]).all():
+        raise CsvError(f"{csv_path}: column 'label' must hold 0 or 1")
+    paths = [str(p if Path(p).is_absolute() else csv_path.parent / p) for p in table["path"]]
+    ids = table["id"] if "id" in table else [Path(p).stem for p in paths]
+    return pd.DataFrame({"id": list(ids), "path": paths, "label": labels.astype(int).values})
+
+
+def split_exams(exams: pd.DataFrame, validation_fraction: float, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Splits exams into training and validation, stratified by label, each exam on one side.
+
+    Rows sharing an ``id`` (several series of one exam, or copies) stay together.
+
+    Returns:
+        ``(train, validation)``, each in the input's order.
+    """
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    rng = np.random.default_rng(seed)
+    exam_labels = exams.groupby("id", sort=False)["label"].max()
+    validation_ids: list[str] = []
+    for label in sorted(exam_labels.unique()):
+        ids = exam_labels.index[exam_labels == label].to_numpy()
+        count = int(round(validation_fraction * len(ids)))
+        if len(ids) > 1:
+            count = min(max(count, 1), len(ids) - 1)
+        validation_ids.extend(rng.permutation(ids)[:count])
+    in_validation = exams["id"].isin(validation_ids)
+    return exams[~in_validation].reset_index(drop=True), exams[in_validation].reset_index(drop=True)
+
+
+def oversample_minority(exams: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Repeats exams of the smaller classes until every class has as many rows as the largest.
+
+    Every exam of a class appears ``k`` or ``k + 1`` times (whole copies first, then a random
+    remainder without repeats), so no exam is favoured beyond one extra copy. Call it on the training
+    split only. The result is shuffled.
+
+    Returns:
+        The rows with a ``copy`` column (0 for the original row, 1, 2... for repeats).
+    """
+    rng = np.random.default_rng(seed)
+    counts = exams["label"].value_counts()
+    largest = int(counts.max())
+    parts = []
+    for label, count in counts.items():
+        rows = exams[exams["label"] == label]
+        whole, remainder = divmod(largest, int(count))
+        for copy in range(whole):
+            parts.append(rows.assign(copy=copy))
+        if remainder:
+            parts.append(rows.iloc[np.sort(rng.choice(len(rows), remainder, replace=False))].assign(copy=whole))
+    result = pd.concat(parts, ignore_index=True)
+    return result.iloc[rng.permutation(len(result))].reset_index(drop=True)
+
+
+def read_series(path: str | Path) -> np.ndarray:
+    """Loads one series: (slices, height, width), any real number type (MRNet: uint8).
+
+    Raises:
+        ReaderError: ``reading [path]: <problem>`` for a missing, truncated or non-npy file, a series
+            that is not 3D or is empty, or non-finite values.
+    """
+    try:
+        series = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ReaderError(f"reading [{path}]: no such file") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ReaderError(f"reading [{path}]: not a readable .npy series ({message})") from None
+    if not isinstance(series, np.ndarray) or series.ndim != 3 or min(series.shape) == 0:
+        raise ReaderError(f"reading [{path}]: expected (slices, height, width), got shape {np.shape(series)}")
+    if not (np.issubdtype(series.dtype, np.integer) or np.issubdtype(series.dtype, np.floating)):
+        raise ReaderError(f"reading [{path}]: values of type {series.dtype} are not numbers")
+    if np.issubdtype(series.dtype, np.floating) and not np.isfinite(series).all():
+        raise ReaderError(f"reading [{path}]: {int((~np.isfinite(series)).sum())} NaN or infinite values")
+    return series
+
+
+def _load_series(path: tf.Tensor) -> tf.Tensor:
+    def load(path_bytes):
+        return read_series(path_bytes.numpy().decode("utf-8")).astype(np.float32, copy=False)
+
+    series = tf.py_function(load, [path], tf.float32)
+    series.set_shape([None, None, None])
+    return series
+
+
+def series_dataset(
+    exams: pd.DataFrame,
+    depth: int,
+    size: int,
+    batch_size: int,
+    training: bool = False,
+    seed: int = 0,
+    augment: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    cache: bool = False,
+    with_ids: bool = False,
+) -> tf.data.Dataset:
+    """Batches of (series input, label) for rows of ``id, path, label``.
+
+    Series are read with numpy inside ``tf.py_function`` (in parallel), then :func:`series_input`.
+
+    Args:
+        exams: The rows to read (oversampled ones for training).
+        depth, size: Network input (depth, size, size, 1).
+        batch_size: Series per batch (global batch under a strategy).
+        training: Shuffled every pass, repeated, full batches only; otherwise one pass in order.
+        seed: Shuffle seed.
+        augment: Applied to each training batch (b, depth, size, size, 1), e.g.
+            :func:`dltk2.batch_augmentation.augment_volume_batch`.
+        cache: Keep the resampled series in memory after the first pass (depth x size x size x 4
+            bytes each).
+        with_ids: Add the exam id as a third element (evaluation).
+    """
+    if exams.empty:
+        raise ValueError("no exams to read")
+    paths = tf.constant(exams["path"].astype(str).tolist())
+    labels = tf.constant(exams["label"].astype(np.int32).to_numpy())
+    ids = tf.constant(exams["id"].astype(str).tolist())
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels, ids))
+    if training:
+        dataset = dataset.shuffle(len(exams), seed=seed, reshuffle_each_iteration=True) if not cache else dataset
+    dataset = dataset.map(lambda path, label, exam: (series_input(_load_series(path), depth, size), label, exam),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    if cache:
+        dataset = dataset.cache()
+        if training:
+            dataset = dataset.shuffle(min(len(exams), 256), seed=seed, reshuffle_each_iteration=True)
+    if training:
+        dataset = dataset.repeat()
+    if not with_ids:
+        dataset = dataset.map(lambda image, label, exam: (image, label))
+    dataset = dataset.batch(batch_size, drop_remainder=training)
+    if training and augment is not None:
+        dataset = dataset.map(lambda image, label: (augment(image), label), num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def splits_table(splits: Sequence[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """One row per row used, ``split, id, label, copy, path``, to write as ``splits.csv``."""
+    parts = [table.assign(split=name, copy=table["copy"] if "copy" in table else 0) for name, table in splits]
+    return pd.concat(parts, ignore_index=True)[["split", "id", "label", "copy", "path"]]
+
+
+def held_out_exams(model_path: str | Path) -> pd.DataFrame:
+    """The validation rows (``id, path, label``) a training run held out, from its ``splits.csv``."""
+    path = Path(model_path) / "splits.csv"
+    table = read_csv_columns(path, ["split", "id", "path", "label"])
+    table = table[table["split"] == "validation"]
+    if table.empty:
+        raise CsvError(f"{path}: has no validation rows")
+    return table.assign(label=table["label"].astype(int))[["id", "path", "label"]].reset_index(drop=True)
