@@ -1,0 +1,76 @@
+"""The knee MRI application end to end, as a user runs it, on tiny synthetic exams."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+import make_synthetic_mrnet as synthetic
+from dltk2.export import call_signature, existing_versions
+from helpers import run_script
+
+APP = "applications/mrnet_knee"
+
+
+def test_exams_to_progressive_training_to_deploy_and_serving(tmp_path):
+    data = synthetic.make_dataset(tmp_path / "mrnet", num_exams=16, num_valid=6, seed=3, planes=("sagittal", "coronal"),
+                                  min_slices=6, max_slices=9, size=32, abnormal_fraction=0.7)
+    model = tmp_path / "model"
+    args = [f"--data_dir={data}", f"--model_path={model}", "--stage_sizes=16,24", "--stage_epochs=1", "--depth=6",
+            "--steps_per_epoch=2", "--batch_size=2", "--validation_fraction=0.3", "--cache"]
+    trained = run_script(f"{APP}/train.py", *args)
+    assert "oversampled to" in trained.stdout and "best validation AUC" in trained.stdout
+    splits = pd.read_csv(model / "splits.csv", dtype={"id": str})
+    training, validation = splits[splits["split"] == "train"], splits[splits["split"] == "validation"]
+    assert not set(training["id"]) & set(validation["id"])
+    assert training["label"].value_counts().nunique() == 1 and validation["copy"].eq(0).all()
+    for stage in ("stage1_6x16x16", "stage2_6x24x24"):  # fine_tune's frozen part: tests/test_progressive_training.py
+        assert json.loads((model / stage / "unfrozen" / "training_state.json").read_text())["steps_done"] == 2
+    config = json.loads((model / "run_config.json").read_text())
+    assert config["input_shape"][0] == 6 and config["input_shape"][1] in (16, 24)
+    assert existing_versions(model / "export") == [1]
+
+    deployed = run_script(f"{APP}/deploy.py", f"--model_path={model}", f"--data_dir={data}")
+    for text in ("accuracy=", "roc_auc=", "sensitivity=", "specificity=", "precision", "confusion matrix"):
+        assert text in deployed.stdout
+    evaluation = model / "evaluation"
+    for name in ("confusion_matrix.png", "roc_curve.png", "training_curves.png"):
+        assert cv2.imread(str(evaluation / name)) is not None, name
+    predictions = pd.read_csv(evaluation / "predictions.csv", dtype={"id": str})
+    assert list(predictions["id"]) == [f"{i:04d}" for i in range(16, 22)]  # MRNet's valid split, once each
+    assert np.sum(json.loads((evaluation / "metrics.json").read_text())["confusion_matrix"]) == 6
+
+    # The SavedModel's serving_default, given the raw uint8 series, agrees with deploy.
+    row = predictions.iloc[0]
+    series = np.load(data / "valid" / "sagittal" / f"{row['id']}.npy")
+    served = call_signature(model / "export" / "1", {"series": series.astype(np.float32)})
+    np.testing.assert_allclose(served["probabilities"], [row["probability_normal"], row["probability_abnormal"]],
+                               rtol=1e-4, atol=1e-5)
+
+    # Planes combined: a second model folder standing for the coronal plane.
+    coronal = tmp_path / "coronal"
+    shutil.copytree(model, coronal, ignore=shutil.ignore_patterns("evaluation"))
+    config["plane"] = "coronal"
+    (coronal / "run_config.json").write_text(json.dumps(config))
+    splits.assign(path=splits["path"].str.replace("sagittal", "coronal")).to_csv(coronal / "splits.csv", index=False)
+    combined = run_script(f"{APP}/deploy.py", f"--model_paths={model},{coronal}", f"--data_dir={data}",
+                          f"--output_dir={tmp_path / 'planes'}")
+    assert "sagittal+coronal combined, valid set: 6 exams" in combined.stdout
+    table = pd.read_csv(tmp_path / "planes" / "combined" / "predictions.csv")
+    assert len(table) == 6 and table["probability_abnormal"].between(0, 1).all()
+    assert (tmp_path / "planes" / "coronal" / "metrics.json").exists()
+
+
+def test_a_corrupt_series_is_one_line_naming_it(tmp_path):
+    data = synthetic.make_dataset(tmp_path / "mrnet", num_exams=4, num_valid=2, seed=1, min_slices=4, max_slices=5,
+                                  size=24)
+    broken = data / "train" / "sagittal" / "0002.npy"
+    broken.write_bytes(broken.read_bytes()[:200])
+    with pytest.raises(AssertionError) as failure:
+        run_script(f"{APP}/train.py", f"--data_dir={data}", f"--model_path={tmp_path / 'model'}", "--stage_sizes=16",
+                   "--stage_epochs=1", "--depth=4", "--steps_per_epoch=1", "--batch_size=4", "--validation_fraction=0.5")
+    message = str(failure.value)
+    assert "exited 2" in message and f"error: reading [{broken}]: not a readable .npy series" in message
