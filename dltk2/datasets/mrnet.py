@@ -212,7 +212,8 @@ def series_dataset(
         augment: Applied to each training batch (b, depth, size, size, 1), e.g.
             :func:`dltk2.batch_augmentation.augment_volume_batch`.
         cache: Keep the resampled series in memory after the first pass (depth x size x size x 4
-            bytes each).
+            bytes each); training then shuffles through a buffer of 256 series instead of the whole
+            list of files.
         with_ids: Add the exam id as a third element (evaluation).
     """
     if exams.empty:
@@ -221,8 +222,8 @@ def series_dataset(
     labels = tf.constant(exams["label"].astype(np.int32).to_numpy())
     ids = tf.constant(exams["id"].astype(str).tolist())
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels, ids))
-    if training:
-        dataset = dataset.shuffle(len(exams), seed=seed, reshuffle_each_iteration=True) if not cache else dataset
+    if training and not cache:  # file names are cheap to shuffle in full; cached series are shuffled below
+        dataset = dataset.shuffle(len(exams), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(lambda path, label, exam: (series_input(_load_series(path), depth, size), label, exam),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
     if cache:
