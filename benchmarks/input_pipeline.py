@@ -1,0 +1,119 @@
+"""Case 1 of the MONAI comparison: the IXI training input pipeline, examples per second.
+
+One process measures one framework (so neither pays for the other's imports or threads):
+
+    python benchmarks/input_pipeline.py --framework dltk2 --data_dir DIR        (dltk2's venv)
+    benchmarks/.venv-monai/bin/python benchmarks/input_pipeline.py --framework monai --data_dir DIR
+    python benchmarks/input_pipeline.py --framework gunzip --data_dir DIR       (the bound)
+
+The work, identical in both: read a 2 mm T1 ``.nii.gz``, whiten it (zero mean, unit standard deviation
+over the volume), flip left-right with probability 0.5, zero-pad to at least the crop and cut 2 random
+crops of 64x96x96 voxels (z, y, x), batch 8. dltk2: ``dltk2.datasets.ixi.build_reader`` (SimpleITK in
+``tf.py_function``, parallel calls); MONAI: ``Dataset`` + ``DataLoader(num_workers=2)`` with
+LoadImaged, EnsureChannelFirstd, NormalizeIntensityd, RandFlipd, SpatialPadd and
+RandSpatialCropSamplesd. The gunzip bound: the same files merely decompressed, by 2 threads (zlib
+releases the GIL).
+
+Prints one JSON line: ``framework``, ``examples_per_second``, ``examples``, ``seconds``. The first
+batch (start-up, worker launch) is not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+CROP_ZYX = (64, 96, 96)
+CROPS_PER_VOLUME = 2
+BATCH = 8
+
+
+def volume_files(data_dir: Path) -> list[Path]:
+    files = sorted(data_dir.glob("2mm/*/T1_2mm.nii.gz"))
+    if not files:
+        sys.exit(f"{data_dir}: no 2mm/*/T1_2mm.nii.gz (make the data with benchmarks/run.py)")
+    return files
+
+
+def run_dltk2(files: list[Path], batches: int) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import dltk2  # noqa: F401  (oneDNN on before TensorFlow loads)
+    from dltk2.datasets import ixi
+    from dltk2.io.reader import Mode
+
+    rows = [[path.parent.name, str(path), "0"] for path in files]
+    reader = ixi.build_reader(CROP_ZYX, "sex")
+    dataset = reader.dataset(rows, Mode.TRAIN, {"example_size": CROP_ZYX, "n_examples": CROPS_PER_VOLUME,
+                                                "target": "sex"}, batch_size=BATCH, shuffle_buffer_size=16)
+    iterator = iter(dataset)
+    next(iterator)
+    started = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return time.perf_counter() - started
+
+
+def run_monai(files: list[Path], batches: int, workers: int) -> float:
+    import torch
+    from monai.data import DataLoader, Dataset
+    from monai.transforms import (Compose, EnsureChannelFirstd, LoadImaged, NormalizeIntensityd, RandFlipd,
+                                  RandSpatialCropSamplesd, SpatialPadd)
+
+    torch.set_num_threads(1)
+    crop_xyz = tuple(reversed(CROP_ZYX))  # nibabel's arrays are (x, y, z)
+    transforms = Compose([
+        LoadImaged(keys="image", image_only=True),
+        EnsureChannelFirstd(keys="image"),
+        NormalizeIntensityd(keys="image"),
+        RandFlipd(keys="image", prob=0.5, spatial_axis=0),
+        SpatialPadd(keys="image", spatial_size=crop_xyz),
+        RandSpatialCropSamplesd(keys="image", roi_size=crop_xyz, num_samples=CROPS_PER_VOLUME, random_size=False),
+    ])
+    dataset = Dataset([{"image": str(path)} for path in files] * (1 + (batches + 1) * BATCH // len(files)), transforms)
+    loader = DataLoader(dataset, batch_size=BATCH // CROPS_PER_VOLUME, shuffle=True, num_workers=workers,
+                        persistent_workers=workers > 0)
+    iterator = iter(loader)
+    next(iterator)
+    started = time.perf_counter()
+    for _ in range(batches):
+        batch = next(iterator)
+        assert batch["image"].shape[0] == BATCH
+    return time.perf_counter() - started
+
+
+def run_gunzip(files: list[Path], batches: int, workers: int) -> float:
+    volumes = (batches * BATCH) // CROPS_PER_VOLUME
+    chosen = [files[i % len(files)] for i in range(volumes)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda path: len(gzip.decompress(path.read_bytes())), chosen))
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--framework", choices=["dltk2", "monai", "gunzip"], required=True)
+    parser.add_argument("--data_dir", type=Path, required=True)
+    parser.add_argument("--batches", type=int, default=40, help="timed batches of 8 examples")
+    parser.add_argument("--workers", type=int, default=2, help="MONAI DataLoader workers and gunzip threads")
+    args = parser.parse_args()
+    files = volume_files(args.data_dir)
+    if args.framework == "dltk2":
+        seconds = run_dltk2(files, args.batches)
+    elif args.framework == "monai":
+        seconds = run_monai(files, args.batches, args.workers)
+    else:
+        seconds = run_gunzip(files, args.batches, args.workers)
+    examples = args.batches * BATCH
+    print(json.dumps({"framework": args.framework, "examples_per_second": examples / seconds, "examples": examples,
+                      "seconds": seconds, "cpus": os.cpu_count()}))
+
+
+if __name__ == "__main__":
+    main()
