@@ -16,7 +16,6 @@ Example:
 
 import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
 
-import json
 import time
 from pathlib import Path
 
@@ -26,13 +25,11 @@ import pandas as pd
 import tensorflow as tf
 from absl import flags
 
+from dltk2.apps.classification import report_classification
 from dltk2.cli import run
 from dltk2.datasets import chest_xray
-from dltk2.evaluation import classification_summary, format_summary
 from dltk2.inference import ImageClassifier2D
-from dltk2.io.atomic import write_bytes_atomically, write_csv_atomically
 from dltk2.io.tfrecord import image_dataset
-from dltk2.plots import plot_confusion_matrix, plot_roc_curve, plot_training_curves
 from dltk2.training import load_run_config
 
 FLAGS = flags.FLAGS
@@ -63,23 +60,11 @@ def main(argv):
                      "predicted": classes[int(result["class_id"])]})
     seconds = time.perf_counter() - started
     table = pd.DataFrame(rows)
-    probabilities = table[[f"probability_{name}" for name in classes]].to_numpy()
-    summary = classification_summary(table["label"].to_numpy(), probabilities, classes)
-    summary["seconds_per_image"] = seconds / len(table)
-    print(f"{FLAGS.split} set: {len(table)} images, {summary['seconds_per_image']:.3f} s per image")
-    print(format_summary(summary))
-
-    write_csv_atomically(table, output_dir / "predictions.csv")
-    write_bytes_atomically(output_dir / "metrics.json", json.dumps(summary, indent=1).encode())
-    plot_confusion_matrix(summary["confusion_matrix"], classes, output_dir / "confusion_matrix.png")
-    if summary["roc_auc"] is not None:
-        plot_roc_curve(table["label"], probabilities[:, 1], output_dir / "roc_curve.png",
-                       title=f"ROC, {FLAGS.split} set ({len(table)} images)")
     histories = {stage: pd.read_csv(path) for stage, path in (("stage 1 (head)", model_path / "head" / "history.csv"),
                                                               ("stage 2 (fine-tune)", model_path / "history.csv"))
                  if path.exists() and path.stat().st_size}
-    if histories:
-        plot_training_curves(histories, output_dir / "training_curves.png")
+    report_classification(table, classes, output_dir, f"{FLAGS.split} set", histories,
+                          extra={"seconds_per_image": seconds / len(table)})
     print(f"wrote {output_dir}/predictions.csv, metrics.json and the plots")
 
 

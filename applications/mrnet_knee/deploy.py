@@ -21,7 +21,6 @@ Example:
 
 import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
 
-import json
 import time
 from pathlib import Path
 
@@ -33,10 +32,9 @@ from absl import flags
 import reader
 from dltk2.cli import run
 from dltk2.datasets import mrnet
-from dltk2.evaluation import classification_summary, combine_probabilities, format_summary
+from dltk2.apps.classification import report_classification
+from dltk2.evaluation import combine_probabilities
 from dltk2.inference import SeriesClassifier
-from dltk2.io.atomic import write_bytes_atomically, write_csv_atomically
-from dltk2.plots import plot_confusion_matrix, plot_roc_curve, plot_training_curves
 from dltk2.training import load_run_config
 
 FLAGS = flags.FLAGS
@@ -65,23 +63,6 @@ def predict(model_path: Path, exams: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def report(table: pd.DataFrame, classes, output_dir: Path, title: str, histories: dict) -> dict:
-    """Prints the summary of one table of predictions and writes its files and plots."""
-    probabilities = table[[f"probability_{name}" for name in classes]].to_numpy()
-    summary = classification_summary(table["label"].to_numpy(), probabilities, classes)
-    summary["seconds_per_exam"] = float(table["seconds"].mean()) if "seconds" in table else None
-    print(f"{title}: {len(table)} exams" + (f", {summary['seconds_per_exam']:.3f} s per exam" if "seconds" in table else ""))
-    print(format_summary(summary))
-    write_csv_atomically(table, output_dir / "predictions.csv")
-    write_bytes_atomically(output_dir / "metrics.json", json.dumps(summary, indent=1).encode())
-    plot_confusion_matrix(summary["confusion_matrix"], classes, output_dir / "confusion_matrix.png")
-    if summary["roc_auc"] is not None:
-        plot_roc_curve(table["label"], probabilities[:, 1], output_dir / "roc_curve.png", title=f"ROC, {title}")
-    if histories:
-        plot_training_curves(histories, output_dir / "training_curves.png")
-    return summary
-
-
 def training_histories(model_path: Path) -> dict:
     """Every stage's and part's history.csv, in the order they ran."""
     paths = sorted(model_path.glob("stage*/*/history.csv"), key=lambda p: (p.parent.parent.name.split("_")[0],
@@ -102,8 +83,9 @@ def main(argv):
         exams = reader.load_exams(FLAGS.data_dir, FLAGS.exam_list, FLAGS.split, config["task"], config["plane"])
         output_dir = output_root / config["plane"] if len(paths) > 1 else output_root
         tables[config["plane"]] = predict(path, exams)
-        report(tables[config["plane"]], classes, output_dir, f"{config['plane']}, {FLAGS.split} set",
-               training_histories(path))
+        table = tables[config["plane"]]
+        report_classification(table, classes, output_dir, f"{config['plane']}, {FLAGS.split} set",
+                              training_histories(path), extra={"seconds_per_exam": float(table["seconds"].mean())})
     if len(paths) > 1:
         planes = list(tables)
         fit = [mrnet.held_out_exams(path) for path in paths]
@@ -118,7 +100,7 @@ def main(argv):
         table = pd.DataFrame({"id": ids, "label": tables[planes[0]]["label"],
                               "probability_normal": 1 - combined, "probability_abnormal": combined})
         table["predicted"] = np.where(combined >= 0.5, classes[1], classes[0])
-        report(table, classes, output_root / "combined", f"{'+'.join(planes)} combined, {FLAGS.split} set", {})
+        report_classification(table, classes, output_root / "combined", f"{'+'.join(planes)} combined, {FLAGS.split} set")
     print(f"wrote predictions.csv, metrics.json and the plots under {output_root}")
 
 

@@ -58,7 +58,7 @@ def test_exams_to_progressive_training_to_deploy_and_serving(tmp_path):
     splits.assign(path=splits["path"].str.replace("sagittal", "coronal")).to_csv(coronal / "splits.csv", index=False)
     combined = run_script(f"{APP}/deploy.py", f"--model_paths={model},{coronal}", f"--data_dir={data}",
                           f"--output_dir={tmp_path / 'planes'}")
-    assert "sagittal+coronal combined, valid set: 6 exams" in combined.stdout
+    assert "sagittal+coronal combined, valid set: 6 cases" in combined.stdout
     table = pd.read_csv(tmp_path / "planes" / "combined" / "predictions.csv")
     assert len(table) == 6 and table["probability_abnormal"].between(0, 1).all()
     assert (tmp_path / "planes" / "coronal" / "metrics.json").exists()

@@ -1,0 +1,58 @@
+"""Deploying a classifier: the summary table, the files and the plots, from a table of predictions.
+
+Both 2D chest X-ray and 3D knee MRI deploys end the same way: a table with one row per case (``label``
+and one ``probability_<class>`` column per class, plus whatever else identifies the case) becomes the
+printed summary (:func:`dltk2.evaluation.format_summary`), ``predictions.csv``, ``metrics.json`` and the
+PNG plots.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+from dltk2.evaluation import classification_summary, format_summary
+from dltk2.io.atomic import write_bytes_atomically, write_csv_atomically
+from dltk2.plots import plot_confusion_matrix, plot_roc_curve, plot_training_curves
+
+
+def report_classification(
+    table: pd.DataFrame,
+    class_names: Sequence[str],
+    output_dir: str | Path,
+    title: str,
+    histories: Mapping[str, pd.DataFrame] | None = None,
+    extra: Mapping[str, float] | None = None,
+) -> dict:
+    """Prints the summary of ``table`` and writes its files and plots to ``output_dir``.
+
+    Args:
+        table: One row per case: ``label`` (class index) and ``probability_<name>`` per class.
+        class_names: The classes, in index order.
+        output_dir: Receives ``predictions.csv`` (the table), ``metrics.json`` (the summary with
+            ``extra``), ``confusion_matrix.png``, ``roc_curve.png`` (binary, both classes present)
+            and ``training_curves.png`` (when ``histories`` are given).
+        title: First printed line and the ROC plot's title, e.g. ``"test set"``.
+        histories: Stage name -> CSVLogger table, for :func:`dltk2.plots.plot_training_curves`.
+        extra: Numbers added to the summary (timings), printed after the title.
+
+    Returns:
+        The summary of :func:`dltk2.evaluation.classification_summary` with ``extra``.
+    """
+    output_dir = Path(output_dir)
+    probabilities = table[[f"probability_{name}" for name in class_names]].to_numpy()
+    summary = {**classification_summary(table["label"].to_numpy(), probabilities, class_names), **(extra or {})}
+    print(f"{title}: {len(table)} cases" + "".join(f", {key}={value:.3f}" for key, value in (extra or {}).items()))
+    print(format_summary(summary))
+    write_csv_atomically(table, output_dir / "predictions.csv")
+    write_bytes_atomically(output_dir / "metrics.json", json.dumps(summary, indent=1).encode())
+    plot_confusion_matrix(summary["confusion_matrix"], class_names, output_dir / "confusion_matrix.png")
+    if summary["roc_auc"] is not None and len(class_names) == 2:
+        plot_roc_curve(table["label"], probabilities[:, 1], output_dir / "roc_curve.png",
+                       title=f"ROC, {title} ({len(table)} cases)")
+    if histories:
+        plot_training_curves(histories, output_dir / "training_curves.png")
+    return summary
