@@ -34,3 +34,48 @@ def configure_onednn(enable: bool = True) -> bool:
         return False
     os.environ[ONEDNN_VARIABLE] = "1" if enable else "0"
     return enable
+
+
+MALLOC_TUNING_VARIABLE = "DLTK2_MALLOC_TUNING"
+_GLIBC_MALLOC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def configure_malloc(mmap_threshold_bytes: int = 32 * 2**20, trim_threshold_bytes: int = 512 * 2**20) -> bool:
+    """Keeps freed memory in the process for reuse instead of giving it back to the system at once.
+
+    glibc serves every allocation above its mmap threshold (128 KiB at first, adapting up to 32 MiB)
+    with fresh pages from the kernel, and unmaps them when freed; the next volume's arrays then pay
+    a page fault and zeroing for every 4 KiB. An input pipeline allocating a few MiB per volume and
+    step spends more time there than inflating and whitening: 16 ms per IXI volume against 7 ms
+    with the thresholds raised (2 mm T1, read, whitening, 2 crops, stacked). Raising both thresholds
+    (as ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` would) keeps up to
+    ``trim_threshold_bytes`` of freed memory mapped for the next allocation.
+
+    Nothing changes where the C library is not glibc, where the user set one of glibc's malloc
+    variables, or where ``DLTK2_MALLOC_TUNING=0``.
+
+    Args:
+        mmap_threshold_bytes: Allocations up to this size come from the heap (glibc caps it at 32 MiB).
+        trim_threshold_bytes: Free memory kept at the top of the heap before it is returned.
+
+    Returns:
+        True if the thresholds were set.
+    """
+    if os.environ.get(MALLOC_TUNING_VARIABLE, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    if any(name in os.environ for name in _GLIBC_MALLOC_VARIABLES) or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+        libc.gnu_get_libc_version  # glibc only: musl has mallopt but not these parameters
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold_bytes)) and bool(mallopt(_M_TRIM_THRESHOLD,
+                                                                                    trim_threshold_bytes))

@@ -31,3 +31,26 @@ def test_late_import_warns_instead_of_pretending():
     result = _run(code, TF_CPP_MIN_LOG_LEVEL="2")
     assert result.stdout.strip() == "None"
     assert "TensorFlow was imported before dltk2" in result.stderr
+
+
+MALLOC_PROBE = ("import dltk2.environment as e; from dltk2.environment import configure_malloc; "
+                "print(configure_malloc())")
+
+
+def _glibc() -> bool:
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL("libc.so.6").gnu_get_libc_version())
+    except (OSError, AttributeError):
+        return False
+
+
+def test_malloc_thresholds_are_raised_on_glibc():
+    assert _run(MALLOC_PROBE).stdout.strip() == str(_glibc())
+
+
+@pytest.mark.parametrize("variable", [{"DLTK2_MALLOC_TUNING": "0"}, {"MALLOC_TRIM_THRESHOLD_": "1000000"},
+                                      {"MALLOC_MMAP_THRESHOLD_": "65536"}])
+def test_malloc_is_left_alone_when_the_user_chose(variable):
+    assert _run(MALLOC_PROBE, **variable).stdout.strip() == "False"

@@ -20,6 +20,17 @@ def test_whitening_matches_simpleitk_normalize(rng):
     assert abs(ours.mean()) < 1e-5 and ours.std() == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.float32, np.float64])
+def test_whitening_of_a_brain_sized_volume_matches_float64_numpy(rng, dtype):
+    # A million voxels far from zero: a float32 running sum would be off by about 1e-4 here.
+    array = rng.normal(1500.0, 300.0, size=(94, 116, 98)).astype(dtype)
+    reference = (array - array.mean(dtype=np.float64)) / array.std(dtype=np.float64)
+    ours = whitening(array)
+    assert ours.dtype == np.float32 and ours.shape == array.shape
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=2e-5)
+    np.testing.assert_array_equal(array, array.copy())  # the input is left alone
+
+
 def test_whitening_of_a_constant_image_is_zero():
     np.testing.assert_array_equal(whitening(np.full((3, 3), 7.0)), np.zeros((3, 3)))
 

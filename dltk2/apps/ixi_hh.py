@@ -23,7 +23,7 @@ from dltk2.cli import define_run_flags
 from dltk2.datasets import ixi
 from dltk2.export import export_predictor
 from dltk2.inference import CropAveragingPredictor
-from dltk2.io.image import read_array
+from dltk2.io.image import read_array, read_voxels
 from dltk2.io.reader import Mode
 from dltk2.networks.resnet import resnet_3d
 from dltk2.training import (as_float32, learning_rate_schedule, load_run_config, load_trained_model, prepare_model_dir,
@@ -160,7 +160,7 @@ def predict_subjects(target: str) -> Iterator[Prediction]:
     predict = predictor.serving_functions()["predict_with_seed"]
     seed = tf.constant(FLAGS.seed, tf.int32)
     for subject_id, image_path, label in subjects[["id", "image", "label"]].itertuples(index=False):
-        volume, _ = read_array(image_path)
+        volume = read_voxels(image_path)
         start = time.perf_counter()
         outputs = {name: value.numpy() for name, value in predict(tf.constant(volume), seed).items()}
         yield Prediction(subject_id, label, outputs, time.perf_counter() - start)

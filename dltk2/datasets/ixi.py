@@ -15,10 +15,11 @@ import pandas as pd
 import tensorflow as tf
 
 from dltk2.augmentation import flip
-from dltk2.io.image import read_array
+from dltk2.io.image import read_voxels
 from dltk2.io.reader import Mode, Reader, read_csv_columns
 from dltk2.preprocessing import whitening
 from dltk2.sampling import extract_random_example_array
+from dltk2.volume_sampling import cached_volume_dataset, random_crop_training_dataset
 
 ID_COLUMN = "IXI_ID"
 SEX_COLUMN = "SEX_ID (1=m, 2=f)"
@@ -88,7 +89,7 @@ def read_fn(file_reference: Sequence[str], mode: Mode, params: Mapping[str, Any]
         params: ``example_size`` (z, y, x), ``n_examples``, ``target`` (``"sex"`` or ``"age"``).
     """
     subject_id, image_path, label = file_reference[:3]
-    image, _ = read_array(image_path)
+    image = read_voxels(image_path)
     if mode == Mode.PREDICT:
         yield {"features": {"x": image}}
         return
@@ -103,6 +104,40 @@ def read_fn(file_reference: Sequence[str], mode: Mode, params: Mapping[str, Any]
     (crops,) = extract_random_example_array(image, params["example_size"], params["n_examples"], rng=rng)
     for crop in crops:
         yield {"features": {"x": crop}, "labels": {"y": value if target == "sex" else value[np.newaxis]}}
+
+
+def load_whitened_volume(file_reference: Sequence[str], target: str = "sex") -> tuple[np.ndarray, np.ndarray]:
+    """The deterministic part of :func:`read_fn` in TRAIN mode: the whitened volume and the label.
+
+    Returns:
+        ``(volume (z, y, x, 1) float32, label)``: int32 for ``"sex"``, float32 (1,) for ``"age"``.
+    """
+    _, image_path, label = file_reference[:3]
+    volume = whitening(read_voxels(image_path))[..., np.newaxis]
+    return volume, (np.int32(int(label)) if target == "sex" else np.array([float(label)], np.float32))
+
+
+def cached_training_dataset(
+    subjects: pd.DataFrame, example_size: Sequence[int], n_examples: int, target: str, batch_size: int,
+    shuffle_buffer_size: int = 64, seed: int | None = None,
+) -> tf.data.Dataset:
+    """TRAIN batches as :func:`build_reader` gives them, with the whitened volumes kept in memory.
+
+    Each file is read and whitened once; flips and crops are TensorFlow ops on the cached volumes
+    (:mod:`dltk2.volume_sampling`). Needs 4 bytes per voxel per subject: about 4.3 MB at 2 mm.
+
+    Args:
+        subjects: Rows as :func:`load_subjects` gives them.
+        example_size: (z, y, x) crop size.
+        n_examples: Crops per volume per pass.
+        target: ``"sex"`` or ``"age"``.
+        batch_size: Examples per batch.
+    """
+    rows = subjects[["id", "image", "label"]].astype(str).values.tolist()
+    label_dtype, label_shape = (tf.int32, []) if target == "sex" else (tf.float32, [1])
+    volumes = cached_volume_dataset(rows, lambda row: load_whitened_volume(row, target), label_dtype, label_shape)
+    return random_crop_training_dataset(volumes, example_size, n_examples, batch_size, flip_axis=2,
+                                        shuffle_buffer_size=shuffle_buffer_size, seed=seed)
 
 
 def build_reader(example_size: Sequence[int], target: str) -> Reader:

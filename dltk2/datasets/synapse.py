@@ -18,7 +18,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from dltk2.augmentation import add_gaussian_noise, add_gaussian_offset
-from dltk2.io.image import read_array, read_image, write_image
+from dltk2.io.image import read_image, read_voxels, write_image
 from dltk2.io.reader import Mode
 from dltk2.preprocessing import clip_and_scale, resample_to_spacing
 from dltk2.sampling import extract_class_balanced_example_array
@@ -107,12 +107,12 @@ def read_fn(file_reference: Sequence[str], mode: Mode, params: Mapping[str, Any]
         params: ``example_size`` (z, y, x), ``n_examples``.
     """
     case_id, image_path, label_path = file_reference[:3]
-    image, _ = read_array(image_path)
+    image = read_voxels(image_path)
     image = image[..., np.newaxis]
     if mode == Mode.PREDICT:
         yield {"features": {"x": image}}
         return
-    label, _ = read_array(label_path, dtype=np.int32)
+    label = read_voxels(label_path, dtype=np.int32)
     rng = np.random.default_rng() if mode == Mode.TRAIN else np.random.default_rng(zlib.crc32(case_id.encode()))
     images, labels = extract_class_balanced_example_array(
         image, label, params["example_size"], params["n_examples"], classes=NUM_CLASSES, rng=rng)

@@ -256,6 +256,98 @@ def read_array(
     return array, ImageGeometry.from_image(image)
 
 
+_NIFTI_VOXEL_TYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4",
+                      1024: "i8", 1280: "u8"}
+
+try:  # Intel's ISA-L inflates gzip 2-3x faster than zlib, and releases the GIL as zlib does.
+    from isal.igzip import decompress as _gunzip
+except ImportError:  # pragma: no cover - isal is in requirements.txt; zlib is the fallback
+    from gzip import decompress as _gunzip
+
+
+def _nifti_voxel_layout(header: bytes) -> tuple[np.dtype, int, tuple[int, ...]] | None:
+    """(voxel dtype, data offset, array shape in C order) of a plain NIfTI-1/2 image, else None.
+
+    Plain: one scalar component of a listed type, no intensity scaling (``scl_slope`` 0 or 1 and
+    ``scl_inter`` 0), at most 4 dimensions once trailing singleton dimensions above the third are
+    dropped (as ITK drops them). Anything else is left to ITK.
+    """
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
+            dims = struct.unpack(endian + "8h", header[40:56])
+            datatype = struct.unpack(endian + "h", header[70:72])[0]
+            offset = int(struct.unpack(endian + "f", header[108:112])[0])
+            slope, intercept = struct.unpack(endian + "2f", header[112:120])
+            break
+        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
+            datatype = struct.unpack(endian + "h", header[12:14])[0]
+            dims = struct.unpack(endian + "8q", header[16:80])
+            offset = struct.unpack(endian + "q", header[168:176])[0]
+            slope, intercept = struct.unpack(endian + "2d", header[176:192])
+            break
+    else:
+        return None
+    rank = dims[0]
+    if datatype not in _NIFTI_VOXEL_TYPES or not 1 <= rank <= 7 or slope not in (0.0, 1.0) or intercept != 0.0:
+        return None
+    extents = [int(extent) for extent in dims[1 : rank + 1]]
+    while len(extents) > 3 and extents[-1] == 1:
+        extents.pop()
+    if len(extents) > 4 or min(extents) < 1:
+        return None
+    return np.dtype(endian + _NIFTI_VOXEL_TYPES[datatype]), offset, tuple(reversed(extents))
+
+
+def read_voxels(
+    path: PathLike, dtype: np.dtype | type | None = np.float32, require_finite: bool = True
+) -> np.ndarray:
+    """Reads an image's voxels as a (z, y, x) array, without geometry: the input pipeline's read.
+
+    Gives what ``read_array(path, dtype)[0]`` gives, faster for the common ``.nii`` / ``.nii.gz``:
+    the file is inflated once (by ISA-L where installed, outside the GIL, so parallel reads use
+    every core) and its voxels are taken straight from the bytes, where ITK inflates through small
+    buffers and copies twice. NIfTI with intensity scaling, vector or complex voxels, other formats
+    and DICOM folders go through :func:`read_array`.
+
+    Args:
+        path: See :func:`read_image`.
+        dtype: numpy dtype of the returned array; None keeps the file's.
+        require_finite: Raise if a floating-point image holds NaN or infinite voxels.
+
+    Returns:
+        Array of shape (z, y, x) (or (t, z, y, x) for a 4D NIfTI), as SimpleITK orders it.
+
+    Raises:
+        ImageReadError: Missing, truncated or corrupt file, or non-finite voxels; the message names
+            the file and the problem in one line.
+    """
+    path = Path(path)
+    name = path.name
+    if not (name.endswith(".nii") or name.endswith(".nii.gz")) or not path.is_file():
+        return read_array(path, dtype, require_finite)[0]
+    try:
+        content = path.read_bytes()
+        if name.endswith(".gz"):
+            content = _gunzip(content)
+    except Exception as error:  # zlib.error, EOFError, isal's IsalError, OSError
+        raise ImageReadError(f"{path}: cannot read image (truncated or corrupt?): "
+                             f"{_first_line(error) or type(error).__name__}") from error
+    layout = _nifti_voxel_layout(content[:540])
+    if layout is None:
+        return read_array(path, dtype, require_finite)[0]
+    voxel_type, offset, shape = layout
+    count = int(np.prod(shape))
+    if len(content) < offset + count * voxel_type.itemsize:
+        raise ImageReadError(f"{path}: truncated NIfTI file ({len(content)} of "
+                             f"{offset + count * voxel_type.itemsize} bytes uncompressed)")
+    voxels = np.frombuffer(content, voxel_type, count, offset).reshape(shape)
+    if require_finite:
+        check_finite(voxels, str(path))
+    if dtype is None:
+        return voxels.astype(voxel_type.newbyteorder("="))
+    return voxels.astype(dtype)
+
+
 def array_to_image(array: np.ndarray, geometry: ImageGeometry | None = None) -> sitk.Image:
     """Makes a SimpleITK image from a (z, y, x) array, with ``geometry`` if given."""
     image = sitk.GetImageFromArray(np.asarray(array))

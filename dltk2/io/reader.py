@@ -100,6 +100,30 @@ def read_csv_columns(
     return table
 
 
+_TENSOR_ALIGNMENT = 64  # bytes; TensorFlow takes a numpy array without copying only when so aligned
+
+
+def _stack_aligned(arrays: Sequence[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """``np.stack(arrays).astype(dtype)`` into a buffer that TensorFlow can adopt without a copy.
+
+    ``tf.py_function`` turns a returned array into a tensor in place if its data is 64-byte aligned,
+    and copies it otherwise; numpy's arrays from the heap are only 16-byte aligned.
+    """
+    dtype = np.dtype(dtype)
+    shape = (len(arrays),) + np.shape(arrays[0])
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if nbytes < 1 << 16:
+        return np.stack(arrays).astype(dtype, copy=False)
+    buffer = np.empty(nbytes + _TENSOR_ALIGNMENT, np.uint8)
+    start = -buffer.ctypes.data % _TENSOR_ALIGNMENT
+    out = buffer[start : start + nbytes].view(dtype).reshape(shape)
+    try:
+        np.stack(arrays, out=out, casting="unsafe")  # astype's casting
+    except ValueError:  # shapes differ: let np.stack say so as it always did
+        return np.stack(arrays).astype(dtype, copy=False)
+    return out
+
+
 def _as_rows(file_references: Any) -> list[list[str]]:
     if isinstance(file_references, pd.DataFrame):
         return file_references.astype(str).values.tolist()
@@ -167,7 +191,7 @@ class Reader:
         stacked = []
         for values, dtype, shape in zip(columns, flat_dtypes, flat_shapes):
             if values:
-                stacked.append(np.stack(values).astype(dtype.as_numpy_dtype, copy=False))
+                stacked.append(_stack_aligned(values, dtype.as_numpy_dtype))
             else:
                 empty_shape = [0] + [d or 0 for d in (shape or [])]
                 stacked.append(np.zeros(empty_shape, dtype=dtype.as_numpy_dtype))

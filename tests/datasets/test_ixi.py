@@ -50,3 +50,18 @@ def test_read_fn_modes(tiny_ixi):
     np.testing.assert_array_equal(predict["features"]["x"], raw)
     # Crops are cut from the whitened volume.
     assert np.isclose(whitening(raw), first[0][0, 0, 0, 0]).any()
+
+
+def test_cached_training_dataset_cuts_crops_of_the_whitened_volumes(tiny_ixi):
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    subjects = ixi.load_subjects(tiny_ixi, "sex", 8.0).iloc[:3]
+    whitened = [whitening(read_array(path)[0]) for path in subjects["image"]]
+    labels = subjects["label"].astype(int).tolist()
+    dataset = ixi.cached_training_dataset(subjects, [16, 16, 16], n_examples=2, target="sex", batch_size=4)
+    for crops, batch_labels in dataset.take(3):
+        assert crops.shape == (4, 16, 16, 16, 1) and crops.dtype == np.float32
+        for crop, label in zip(crops.numpy()[..., 0], batch_labels.numpy()):
+            sources = [index for index, volume in enumerate(whitened) for candidate in (volume, volume[:, :, ::-1])
+                       if (sliding_window_view(candidate, crop.shape) == crop).all(axis=(-3, -2, -1)).any()]
+            assert sources and all(labels[index] == label for index in sources)

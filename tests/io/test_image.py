@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from pydicom.data import get_testdata_file
 
 from dltk2.io.image import (ImageGeometry, ImageReadError, array_to_image, read_array, read_dicom_series,
-                            read_image, write_image)
+                            read_image, read_voxels, write_image)
 
 
 @pytest.mark.parametrize("extension", [".nii", ".nii.gz", ".mha", ".mhd", ".nrrd"])
@@ -137,3 +137,95 @@ def test_folder_without_dicom_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ImageReadError, match="no DICOM series"):
         read_dicom_series(tmp_path / "empty")
+
+
+NIBABEL_DATA = Path(__import__("nibabel").__file__).parent / "tests" / "data"
+
+
+@pytest.mark.parametrize("name", ["anatomical.nii", "example4d.nii.gz", "functional.nii", "standard.nii.gz",
+                                  "reoriented_anat_moved.nii"])
+def test_read_voxels_equals_simpleitk_on_nibabel_test_images(name):
+    # Little- and big-endian, 3D and 4D, scaled (left to ITK) and unscaled, several voxel types.
+    path = NIBABEL_DATA / name
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    ours = read_voxels(path, dtype=None)
+    assert ours.shape == reference.shape and ours.dtype == reference.dtype
+    np.testing.assert_array_equal(ours, reference)
+    np.testing.assert_array_equal(read_voxels(path), reference.astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.int32, np.float32, np.float64])
+@pytest.mark.parametrize("extension", [".nii", ".nii.gz"])
+def test_read_voxels_equals_read_array(tmp_path, rng, dtype, extension):
+    array = (rng.random((5, 6, 7)) * 200).astype(dtype)
+    path = write_image(array, tmp_path / f"image{extension}")
+    assert _voxel_layout_of(path) is not None  # the fast path, not ITK's
+    np.testing.assert_array_equal(read_voxels(path, dtype=None), read_array(path, dtype=None)[0])
+    np.testing.assert_array_equal(read_voxels(path), read_array(path)[0])
+
+
+def _voxel_layout_of(path):
+    from dltk2.io import image
+
+    content = path.read_bytes()
+    return image._nifti_voxel_layout(gzip.decompress(content) if path.suffix == ".gz" else content)
+
+
+def test_read_voxels_leaves_scaled_nifti_and_nifti2_to_the_right_reader(tmp_path, rng):
+    import nibabel
+
+    array = rng.integers(0, 100, (6, 5, 4)).astype(np.int16)  # nibabel's (x, y, z)
+    scaled = nibabel.Nifti1Image(array, np.eye(4))
+    scaled.header.set_slope_inter(2.0, -5.0)
+    nibabel.save(scaled, tmp_path / "scaled.nii.gz")
+    assert _voxel_layout_of(tmp_path / "scaled.nii.gz") is None  # ITK applies the scaling
+    np.testing.assert_allclose(read_voxels(tmp_path / "scaled.nii.gz"), read_array(tmp_path / "scaled.nii.gz")[0])
+    np.testing.assert_allclose(read_voxels(tmp_path / "scaled.nii.gz"), array.T * 2.0 - 5.0)
+    nibabel.save(nibabel.Nifti2Image(array, np.eye(4)), tmp_path / "two.nii")
+    np.testing.assert_array_equal(read_voxels(tmp_path / "two.nii", dtype=None), array.T)
+
+
+def test_read_voxels_reads_big_endian_files(tmp_path, rng):
+    import nibabel
+
+    array = rng.normal(size=(6, 5, 4)).astype(">f4")
+    image = nibabel.Nifti1Image(array, np.eye(4), header=nibabel.Nifti1Header(endianness=">"))
+    nibabel.save(image, tmp_path / "big.nii")
+    assert _voxel_layout_of(tmp_path / "big.nii")[0] == np.dtype(">f4")
+    ours = read_voxels(tmp_path / "big.nii", dtype=None)
+    assert ours.dtype == np.dtype("float32") and ours.dtype.isnative
+    np.testing.assert_array_equal(ours, array.T.astype(np.float32))
+
+
+def test_read_voxels_with_zlib_when_isal_is_missing(tmp_path, oblique_image, monkeypatch):
+    from dltk2.io import image
+
+    path = write_image(oblique_image, tmp_path / "image.nii.gz")
+    monkeypatch.setattr(image, "_gunzip", gzip.decompress)
+    np.testing.assert_array_equal(read_voxels(path), sitk.GetArrayFromImage(oblique_image))
+
+
+def test_read_voxels_errors_name_the_file_in_one_line(tmp_path, oblique_image):
+    with pytest.raises(ImageReadError, match=r"gone\.nii\.gz: no such file"):
+        read_voxels(tmp_path / "gone.nii.gz")
+    data = write_image(oblique_image, tmp_path / "image.nii.gz").read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=r"cut\.nii\.gz: cannot read image \(truncated or corrupt\?\)"):
+        read_voxels(tmp_path / "cut.nii.gz")
+    raw = write_image(oblique_image, tmp_path / "image.nii").read_bytes()
+    (tmp_path / "cut.nii").write_bytes(raw[:-100])
+    with pytest.raises(ImageReadError, match=r"cut\.nii: truncated NIfTI file \(\d+ of \d+ bytes"):
+        read_voxels(tmp_path / "cut.nii")
+    (tmp_path / "junk.nii.gz").write_bytes(gzip.compress(b"not an image" * 50))
+    with pytest.raises(ImageReadError, match=r"junk\.nii\.gz"):
+        read_voxels(tmp_path / "junk.nii.gz")
+    array = np.ones((3, 4, 5), np.float32)
+    array[1, 1, 1] = np.nan
+    write_image(array, tmp_path / "nan.nii.gz")
+    with pytest.raises(ImageReadError, match=r"nan\.nii\.gz: 1 of 60 voxels are NaN or infinite"):
+        read_voxels(tmp_path / "nan.nii.gz")
+
+
+def test_read_voxels_of_other_formats_goes_through_simpleitk(tmp_path, oblique_image):
+    path = write_image(oblique_image, tmp_path / "image.mha")
+    np.testing.assert_array_equal(read_voxels(path), sitk.GetArrayFromImage(oblique_image))

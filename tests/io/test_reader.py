@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from dltk2.io.image import read_array, write_image
-from dltk2.io.reader import CsvError, Mode, Reader, read_csv_columns
+from dltk2.io.reader import CsvError, Mode, Reader, _stack_aligned, read_csv_columns
 from dltk2.sampling import extract_random_example_array
 
 
@@ -158,3 +158,13 @@ def test_a_script_that_hits_a_bad_file_exits_cleanly_instead_of_aborting(volumes
                                 timeout=120, env=environment)
         assert result.returncode == 1, result.stderr[-2000:]
         assert re.search(r"ReaderError: reading .*broken\.nii\.gz: .*truncated or corrupt", result.stderr)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.uint8])
+def test_stacked_examples_are_aligned_for_tensorflow_and_equal_to_np_stack(rng, dtype):
+    arrays = [rng.random((16, 64, 33)) * 200 for _ in range(3)]  # float64 in, cast as astype does
+    stacked = _stack_aligned(arrays, dtype)
+    assert stacked.ctypes.data % 64 == 0 and stacked.dtype == dtype
+    np.testing.assert_array_equal(stacked, np.stack(arrays).astype(dtype))
+    with pytest.raises(ValueError, match="same shape"):
+        _stack_aligned([arrays[0], arrays[1][:3]], dtype)
