@@ -13,7 +13,7 @@ from typing import Sequence
 
 import keras
 
-from dltk2.networks.layers import UpsampleAndConcat3D, as_triple
+from dltk2.networks.layers import FusedBatchNormalization, UpsampleAndConcat3D, as_triple
 from dltk2.networks.unet import _encoder
 
 
@@ -33,7 +33,7 @@ def residual_fcn_3d(
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     scales = _encoder(inputs, filters, strides, num_res_units, activation, regulariser, use_bias)
     scores = keras.layers.Conv3D(num_classes, 1, kernel_regularizer=regulariser, name=f"score_{len(filters) - 1}")(
-        keras.layers.Activation(activation)(keras.layers.BatchNormalization()(scales[-1])))
+        keras.layers.Activation(activation)(FusedBatchNormalization()(scales[-1])))
     for scale in range(len(filters) - 2, -1, -1):
         joined = UpsampleAndConcat3D(as_triple(strides[scale + 1]), name=f"upscore_{scale}")([scores, scales[scale]])
         scores = keras.layers.Conv3D(

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import keras
 
-from dltk2.networks.layers import ResidualUnit3D, as_triple
+from dltk2.networks.layers import FusedBatchNormalization, ResidualUnit3D, as_triple
 
 def resnet_3d(
     input_shape: Sequence[int | None] = (None, None, None, 1),
@@ -76,7 +76,7 @@ def resnet_3d(
                 kernel_regularizer=regulariser,
                 name=f"unit_{scale}_{unit}",
             )(x)
-    x = keras.layers.BatchNormalization(name="pool_bn")(x)
+    x = FusedBatchNormalization(name="pool_bn")(x)
     x = keras.layers.Activation(activation, name="pool_activation")(x)
     x = keras.layers.GlobalAveragePooling3D(name="global_avg_pool")(x)
     units = num_classes if task == "classification" else 1
@@ -96,7 +96,7 @@ def _conv_bn(x, filters: int, kernel: Sequence[int], strides: Sequence[int], nam
         x = keras.layers.ZeroPadding3D(padding, name=f"{name}_pad")(x)
     x = keras.layers.Conv3D(filters, kernel, strides=strides, padding="valid", use_bias=False,
                             kernel_initializer="he_normal", name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
     return keras.layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import keras
 
-from dltk2.networks.layers import ResidualUnit3D, UpsampleAndConcat3D, as_triple
+from dltk2.networks.layers import FusedBatchNormalization, ResidualUnit3D, UpsampleAndConcat3D, as_triple
 
 
 def _encoder(inputs, filters, strides, num_res_units, activation, regulariser, use_bias):
@@ -52,7 +52,7 @@ def _unet(input_shape, num_classes, filters, strides, encoder_units, decoder_uni
         for unit in range(decoder_units):
             x = ResidualUnit3D(filters[scale], activation=activation, use_bias=use_bias,
                                kernel_regularizer=regulariser, name=f"dec_unit_{scale}_{unit}")(x)
-    x = keras.layers.BatchNormalization(name="last_bn")(x)
+    x = FusedBatchNormalization(name="last_bn")(x)
     x = keras.layers.Activation(activation, name="last_activation")(x)
     logits = keras.layers.Conv3D(num_classes, 1, kernel_regularizer=regulariser, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name=name)
