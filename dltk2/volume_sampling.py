@@ -158,4 +158,8 @@ def random_crop_training_dataset(
                .map(crop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False))
     if shuffle_buffer_size > 1:
         dataset = dataset.shuffle(shuffle_buffer_size, seed=seed)
-    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # The volumes come from memory, not files: under MultiWorkerMirroredStrategy shard by element.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)

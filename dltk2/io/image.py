@@ -330,8 +330,7 @@ def read_voxels(
         if name.endswith(".gz"):
             content = _gunzip(content)
     except Exception as error:  # zlib.error, EOFError, isal's IsalError, OSError
-        raise ImageReadError(f"{path}: cannot read image (truncated or corrupt?): "
-                             f"{_first_line(error) or type(error).__name__}") from error
+        raise ImageReadError(f"{path}: truncated or corrupt gzip stream ({_first_line(error)})") from error
     layout = _nifti_voxel_layout(content[:540])
     if layout is None:
         return read_array(path, dtype, require_finite)[0]

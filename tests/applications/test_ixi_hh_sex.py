@@ -27,7 +27,7 @@ LINE = re.compile(r"^id=IXI\d{3}; pred=[01]; true=[01]; run time=\d+\.\d\d s;$")
 def test_train_kill_resume_deploy_export(tiny_ixi, tmp_path):
     model_path = tmp_path / "model"
     command = [sys.executable, str(REPO / "applications/IXI_HH_sex/train.py"), f"--model_path={model_path}",
-               f"--data_csv={tiny_ixi}", "--max_steps=400", "--export=false", *TINY]
+               f"--data_csv={tiny_ixi}", "--max_steps=400", "--export=false", "--cache_volumes", *TINY]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     state = model_path / "training_state.json"
@@ -42,7 +42,7 @@ def test_train_kill_resume_deploy_export(tiny_ixi, tmp_path):
     assert 4 <= killed_at < 400
 
     result = run_script("applications/IXI_HH_sex/train.py", f"--model_path={model_path}",
-                        f"--data_csv={tiny_ixi}", f"--max_steps={killed_at + 4}", *TINY)
+                        f"--data_csv={tiny_ixi}", f"--max_steps={killed_at + 4}", "--cache_volumes", *TINY)
     assert f"resuming {model_path} at step {killed_at} of {killed_at + 4}" in result.stdout
     assert json.loads(state.read_text())["steps_done"] == killed_at + 4
     assert (model_path / "checkpoints" / "best.keras").exists()

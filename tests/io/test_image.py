@@ -210,7 +210,7 @@ def test_read_voxels_errors_name_the_file_in_one_line(tmp_path, oblique_image):
         read_voxels(tmp_path / "gone.nii.gz")
     data = write_image(oblique_image, tmp_path / "image.nii.gz").read_bytes()
     (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ImageReadError, match=r"cut\.nii\.gz: cannot read image \(truncated or corrupt\?\)"):
+    with pytest.raises(ImageReadError, match=r"cut\.nii\.gz: truncated or corrupt gzip stream \(.+\)$"):
         read_voxels(tmp_path / "cut.nii.gz")
     raw = write_image(oblique_image, tmp_path / "image.nii").read_bytes()
     (tmp_path / "cut.nii").write_bytes(raw[:-100])
