@@ -1,0 +1,163 @@
+"""Case 2 of the MONAI comparison: one training step of the same network in Keras and in PyTorch.
+
+    python benchmarks/training_step.py --framework dltk2_resnet           (dltk2's venv)
+    benchmarks/.venv-monai/bin/python benchmarks/training_step.py --framework torch_resnet
+
+Networks, built identically in both (same filters, strides, kernels, padding, normalisation, and the
+parameter count printed by each):
+
+* ``resnet``: DLTK's IXI network (:func:`dltk2.networks.resnet.resnet_3d`, the IXI_HH_sex
+  application's defaults: filters 16, 32, 64, 128, 256, strides 1, 2, 2, 2, 2, two residual units per
+  scale, L2 1e-3) on 64x96x96 crops, 2 classes, softmax cross-entropy.
+* ``unet``: the Synapse application's asymmetric residual U-Net
+  (:func:`dltk2.networks.unet.asymmetric_residual_unet_3d`, config.json: filters 16, 32, 64, 128,
+  strides 1, 2, 2, 2, three encoder units, L2 1e-4) on 64^3 patches, 14 classes, voxel-wise
+  softmax cross-entropy.
+
+Both train with Adam and the same L2 term on every convolution and dense kernel (Keras' kernel
+regularisers; added to the loss in PyTorch), in float32, on one fixed batch held in memory: the step alone,
+without data loading (as nnU-Net's benchmark trainers separate them). The thread count is the same
+(all CPUs). Prints one JSON line: ``value`` (examples per second: the batch over the median of the
+timed steps, each timed alone after warm-up steps; in about half the runs Keras' ``fit`` returned some
+9 s after its last step, tearing down its dataset iterator, which a per-step time leaves out), ``peak_memory_mb`` (the process' peak resident memory above what it held once the framework
+was imported and the batch made), ``parameters``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+NETWORKS = {
+    "resnet": {"input": (64, 96, 96), "filters": (16, 32, 64, 128, 256), "strides": (1, 2, 2, 2, 2), "units": 2,
+               "classes": 2, "l2": 1e-3},
+    "unet": {"input": (64, 64, 64), "filters": (16, 32, 64, 128), "strides": (1, 2, 2, 2), "units": 3,
+             "classes": 14, "l2": 1e-4},
+}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def run_keras(network: str, batch: int, warm_up: int, steps: int) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import dltk2  # noqa: F401  (oneDNN on, malloc tuned, before TensorFlow)
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from dltk2.networks.resnet import resnet_3d
+    from dltk2.networks.unet import asymmetric_residual_unet_3d
+
+    spec = NETWORKS[network]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, *spec["input"], 1)).astype(np.float32)
+    if network == "resnet":
+        y = rng.integers(0, spec["classes"], size=(batch,)).astype(np.int32)
+    else:
+        y = rng.integers(0, spec["classes"], size=(batch, *spec["input"])).astype(np.int32)
+    dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
+    baseline = rss_mb()
+    if network == "resnet":
+        model = resnet_3d(input_shape=(*spec["input"], 1), num_classes=spec["classes"], num_res_units=spec["units"],
+                          filters=spec["filters"], strides=spec["strides"], l2_regularisation=spec["l2"])
+    else:
+        model = asymmetric_residual_unet_3d(input_shape=(*spec["input"], 1), num_classes=spec["classes"],
+                                            num_res_units=spec["units"], filters=spec["filters"],
+                                            strides=spec["strides"], l2_regularisation=spec["l2"])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-5),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(dataset, steps_per_epoch=warm_up, epochs=1, verbose=0)
+    step_seconds: list[float] = []
+
+    class StepTimer(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            step_seconds.append(time.perf_counter() - self.started)
+
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[StepTimer()])
+    return _result(batch, step_seconds, peak_rss_mb() - baseline,
+                   int(sum(np.prod(w.shape) for w in model.trainable_weights)), baseline)
+
+
+def _result(batch: int, step_seconds: list[float], peak_memory_mb: float, parameters: int, baseline: float) -> dict:
+    median = statistics.median(step_seconds)
+    return {"value": batch / median, "peak_memory_mb": peak_memory_mb, "parameters": parameters,
+            "seconds_per_step": median, "step_seconds": [round(v, 3) for v in step_seconds],
+            "threads": os.cpu_count(), "baseline_mb": baseline}
+
+
+def run_torch(network: str, batch: int, warm_up: int, steps: int) -> dict:
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from torch_twins import AsymmetricResidualUNet3D, ResNet3D
+
+    torch.set_num_threads(os.cpu_count())
+    spec = NETWORKS[network]
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn((batch, 1, *spec["input"]), generator=generator)
+    if network == "resnet":
+        y = torch.randint(0, spec["classes"], (batch,), generator=generator)
+    else:
+        y = torch.randint(0, spec["classes"], (batch, *spec["input"]), generator=generator)
+    baseline = rss_mb()
+    if network == "resnet":
+        model = ResNet3D(spec["filters"], spec["strides"], spec["units"], spec["classes"])
+    else:
+        model = AsymmetricResidualUNet3D(spec["filters"], spec["strides"], spec["units"], spec["classes"])
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-5, weight_decay=0.0)
+    # Keras regularises every convolution and dense kernel, not batch norm or biases.
+    decayed = [module.weight for module in model.modules() if isinstance(module, (torch.nn.Conv3d, torch.nn.Linear))]
+    loss_fn = torch.nn.CrossEntropyLoss()
+    model.train()
+
+    def step():
+        optimiser.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y) + spec["l2"] * sum((p * p).sum() for p in decayed)
+        loss.backward()
+        optimiser.step()
+
+    for _ in range(warm_up):
+        step()
+    step_seconds = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        step()
+        step_seconds.append(time.perf_counter() - started)
+    return _result(batch, step_seconds, peak_rss_mb() - baseline, int(sum(p.numel() for p in model.parameters())),
+                   baseline)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--framework", required=True,
+                        choices=["dltk2_resnet", "torch_resnet", "dltk2_unet", "torch_unet"])
+    parser.add_argument("--data_dir", help="unused (the batch is random); accepted for run.py")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--warm_up", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    framework, network = args.framework.split("_")
+    run = run_keras if framework == "dltk2" else run_torch
+    result = run(network, args.batch, args.warm_up, args.steps)
+    print(json.dumps({"framework": args.framework, "batch": args.batch, "steps": args.steps, **result}), flush=True)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
