@@ -57,12 +57,7 @@ def run_dltk2(files: list[Path], batches: int) -> int:
     reader = ixi.build_reader(CROP_ZYX, "sex")
     dataset = reader.dataset(rows, Mode.TRAIN, {"example_size": CROP_ZYX, "n_examples": CROPS_PER_VOLUME,
                                                 "target": "sex"}, batch_size=BATCH, shuffle_buffer_size=16)
-    iterator = iter(dataset)
-    next(iterator)
-    started = time.perf_counter()
-    for _ in range(batches):
-        next(iterator)
-    return time.perf_counter() - started
+    return _time_batches(iter(dataset), batches, warm_up=1)
 
 
 def run_dltk2_cached(files: list[Path], batches: int) -> float:
@@ -129,13 +124,8 @@ def run_monai(files: list[Path], batches: int, workers: int) -> float:
     dataset = Dataset([{"image": str(path)} for path in files] * (1 + (batches + 1) * BATCH // len(files)), transforms)
     loader = DataLoader(dataset, batch_size=BATCH // CROPS_PER_VOLUME, shuffle=True, num_workers=workers,
                         persistent_workers=workers > 0)
-    iterator = iter(loader)
-    next(iterator)
-    started = time.perf_counter()
-    for _ in range(batches):
-        batch = next(iterator)
-        assert batch["image"].shape[0] == BATCH
-    return time.perf_counter() - started
+    assert next(iter(loader))["image"].shape[0] == BATCH
+    return _time_batches(iter(loader), batches, warm_up=1)
 
 
 def run_gunzip(files: list[Path], batches: int, workers: int, decompress=gzip.decompress) -> float:
