@@ -88,14 +88,11 @@ def read_fn(file_reference: Sequence[str], mode: Mode, params: Mapping[str, Any]
         mode: The reader's mode.
         params: ``example_size`` (z, y, x), ``n_examples``, ``target`` (``"sex"`` or ``"age"``).
     """
-    subject_id, image_path, label = file_reference[:3]
-    image = read_voxels(image_path)
+    subject_id, image_path = file_reference[:2]
     if mode == Mode.PREDICT:
-        yield {"features": {"x": image}}
+        yield {"features": {"x": read_voxels(image_path)}}
         return
-    target = params.get("target", "sex")
-    value = np.int32(int(label)) if target == "sex" else np.float32(float(label))
-    image = whitening(image)[..., np.newaxis]
+    image, value = load_whitened_volume(file_reference, params.get("target", "sex"))
     if mode == Mode.TRAIN:
         rng = np.random.default_rng()
         (image,) = flip([image], axis=2, rng=rng)
@@ -103,11 +100,11 @@ def read_fn(file_reference: Sequence[str], mode: Mode, params: Mapping[str, Any]
         rng = np.random.default_rng(zlib.crc32(subject_id.encode()))
     (crops,) = extract_random_example_array(image, params["example_size"], params["n_examples"], rng=rng)
     for crop in crops:
-        yield {"features": {"x": crop}, "labels": {"y": value if target == "sex" else value[np.newaxis]}}
+        yield {"features": {"x": crop}, "labels": {"y": value}}
 
 
 def load_whitened_volume(file_reference: Sequence[str], target: str = "sex") -> tuple[np.ndarray, np.ndarray]:
-    """The deterministic part of :func:`read_fn` in TRAIN mode: the whitened volume and the label.
+    """The deterministic part of :func:`read_fn` in TRAIN and EVAL mode: the whitened volume and the label.
 
     Returns:
         ``(volume (z, y, x, 1) float32, label)``: int32 for ``"sex"``, float32 (1,) for ``"age"``.
