@@ -51,7 +51,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def run_keras(network: str, batch: int, warm_up: int, steps: int) -> dict:
+def run_keras(network: str, batch: int, warm_up: int, steps: int, policy: str = "float32") -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import dltk2  # noqa: F401  (oneDNN on, malloc tuned, before TensorFlow)
     import keras
@@ -61,6 +61,7 @@ def run_keras(network: str, batch: int, warm_up: int, steps: int) -> dict:
     from dltk2.networks.resnet import resnet_3d
     from dltk2.networks.unet import asymmetric_residual_unet_3d
 
+    keras.mixed_precision.set_global_policy(policy)
     spec = NETWORKS[network]
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, *spec["input"], 1)).astype(np.float32)
@@ -101,7 +102,7 @@ def _result(batch: int, step_seconds: list[float], peak_memory_mb: float, parame
             "threads": os.cpu_count(), "baseline_mb": baseline}
 
 
-def run_torch(network: str, batch: int, warm_up: int, steps: int) -> dict:
+def run_torch(network: str, batch: int, warm_up: int, steps: int, policy: str = "float32") -> dict:
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -128,7 +129,9 @@ def run_torch(network: str, batch: int, warm_up: int, steps: int) -> dict:
 
     def step():
         optimiser.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y) + spec["l2"] * sum((p * p).sum() for p in decayed)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=policy == "mixed_bfloat16"):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y) + spec["l2"] * sum((p * p).sum() for p in decayed)
         loss.backward()
         optimiser.step()
 
@@ -151,11 +154,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--warm_up", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--policy", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16"],
+                        help="Keras precision policy; PyTorch: autocast to bfloat16 for mixed_bfloat16 "
+                        "(mixed_float16 needs a GPU for Keras' 3D pooling)")
     args = parser.parse_args()
     framework, network = args.framework.split("_")
-    run = run_keras if framework == "dltk2" else run_torch
-    result = run(network, args.batch, args.warm_up, args.steps)
-    print(json.dumps({"framework": args.framework, "batch": args.batch, "steps": args.steps, **result}), flush=True)
+    if framework == "dltk2":
+        result = run_keras(network, args.batch, args.warm_up, args.steps, args.policy)
+    else:
+        result = run_torch(network, args.batch, args.warm_up, args.steps, args.policy)
+    print(json.dumps({"framework": args.framework, "policy": args.policy, "batch": args.batch, "steps": args.steps, **result}), flush=True)
     os._exit(0)
 
 
