@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from dltk2.io.reader import ReaderError, _install_exit_guard
+from dltk2.io.reader import ReaderError, _install_exit_guard, first_line
 
 
 def pad_to_at_least(volume: tf.Tensor, example_size: Sequence[int]) -> tf.Tensor:
@@ -107,8 +107,7 @@ def cached_volume_dataset(
             volume, label = load_fn(row)
         except Exception as error:
             _install_exit_guard()
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ReaderError(f"reading {row}: {message}") from error
+            raise ReaderError(f"reading {row}: {first_line(error)}") from error
         return np.asarray(volume, np.float32), np.asarray(label, label_dtype.as_numpy_dtype)
 
     def py_load(row_tensor: tf.Tensor):
@@ -138,6 +137,15 @@ def random_crop_training_dataset(
     mode. Unlike the numpy ``read_fn``, which flips a volume before cutting all its crops, each crop
     here is flipped on its own: the same distribution of examples, two copies per crop fewer (slice,
     batch) instead of four (volume flip, slice, stack, unbatch).
+
+    Args:
+        volumes: ``(volume (z, y, x, c), label)`` elements, e.g. from :func:`cached_volume_dataset`.
+        example_size: (z, y, x) crop size, in voxels.
+        n_examples: Crops per volume per pass.
+        batch_size: Crops per batch.
+        flip_axis: Spatial axis of the random flip; None for none.
+        shuffle_buffer_size: Crops held for shuffling across volumes.
+        seed: Seed of the two shuffles (crop corners and flips draw from the op-level random state).
 
     Returns:
         Elements ``(crops (batch, *example_size, c), labels (batch, ...))``.

@@ -32,7 +32,7 @@ import pandas as pd
 import tensorflow as tf
 
 from dltk2.inference import series_input
-from dltk2.io.reader import CsvError, ReaderError, read_csv_columns
+from dltk2.io.reader import CsvError, ReaderError, first_line, read_csv_columns
 
 PLANES = ("sagittal", "coronal", "axial")
 TASKS = ("abnormal", "acl", "meniscus")
@@ -168,8 +168,7 @@ def read_series(path: str | Path) -> np.ndarray:
     except FileNotFoundError:
         raise ReaderError(f"reading [{path}]: no such file") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ReaderError(f"reading [{path}]: not a readable .npy series ({message})") from None
+        raise ReaderError(f"reading [{path}]: not a readable .npy series ({first_line(error)})") from None
     if not isinstance(series, np.ndarray) or series.ndim != 3 or min(series.shape) == 0:
         raise ReaderError(f"reading [{path}]: expected (slices, height, width), got shape {np.shape(series)}")
     if not (np.issubdtype(series.dtype, np.integer) or np.issubdtype(series.dtype, np.floating)):

@@ -14,7 +14,7 @@ import struct
 import zlib
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import NamedTuple, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -81,28 +81,43 @@ def _first_line(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def _nifti_layout(header: bytes) -> tuple[str, int, int, int] | None:
-    """(endianness, data offset, voxel data bytes, datatype code) of a NIfTI-1/2 header; None if unsure."""
+class _NiftiHeader(NamedTuple):
+    endian: str  # struct's "<" or ">"
+    dims: tuple[int, ...]  # NIfTI's dim[0..7]: rank, then extents
+    datatype: int
+    bitpix: int
+    offset: int  # where the voxels start, bytes
+    slope: float
+    intercept: float
+
+
+def _nifti_header(header: bytes) -> _NiftiHeader | None:
+    """The fields dltk2 reads from a NIfTI-1 or NIfTI-2 header (its first 540 bytes); None if neither."""
     for endian in "<>":
         if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
             dims = struct.unpack(endian + "8h", header[40:56])
             datatype, bitpix = struct.unpack(endian + "2h", header[70:74])
             offset = max(int(struct.unpack(endian + "f", header[108:112])[0]), 348)
-            break
+            slope, intercept = struct.unpack(endian + "2f", header[112:120])
+            return _NiftiHeader(endian, dims, datatype, bitpix, offset, slope, intercept)
         if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
             datatype, bitpix = struct.unpack(endian + "2h", header[12:16])
             dims = struct.unpack(endian + "8q", header[16:80])
             offset = max(struct.unpack(endian + "q", header[168:176])[0], 540)
-            break
-    else:
-        return None
-    rank = dims[0]
-    if not 1 <= rank <= 7 or bitpix <= 0:
+            slope, intercept = struct.unpack(endian + "2d", header[176:192])
+            return _NiftiHeader(endian, dims, datatype, bitpix, offset, slope, intercept)
+    return None
+
+
+def _nifti_layout(header: bytes) -> tuple[str, int, int, int] | None:
+    """(endianness, data offset, voxel data bytes, datatype code) of a NIfTI-1/2 header; None if unsure."""
+    fields = _nifti_header(header)
+    if fields is None or not 1 <= fields.dims[0] <= 7 or fields.bitpix <= 0:
         return None
     voxels = 1
-    for extent in dims[1 : rank + 1]:
+    for extent in fields.dims[1 : fields.dims[0] + 1]:
         voxels *= max(int(extent), 1)
-    return endian, offset, voxels * bitpix // 8, datatype
+    return fields.endian, fields.offset, voxels * fields.bitpix // 8, fields.datatype
 
 
 _NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}
@@ -272,21 +287,10 @@ def _nifti_voxel_layout(header: bytes) -> tuple[np.dtype, int, tuple[int, ...]] 
     ``scl_inter`` 0), at most 4 dimensions once trailing singleton dimensions above the third are
     dropped (as ITK drops them). Anything else is left to ITK.
     """
-    for endian in "<>":
-        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
-            dims = struct.unpack(endian + "8h", header[40:56])
-            datatype = struct.unpack(endian + "h", header[70:72])[0]
-            offset = int(struct.unpack(endian + "f", header[108:112])[0])
-            slope, intercept = struct.unpack(endian + "2f", header[112:120])
-            break
-        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
-            datatype = struct.unpack(endian + "h", header[12:14])[0]
-            dims = struct.unpack(endian + "8q", header[16:80])
-            offset = struct.unpack(endian + "q", header[168:176])[0]
-            slope, intercept = struct.unpack(endian + "2d", header[176:192])
-            break
-    else:
+    fields = _nifti_header(header)
+    if fields is None:
         return None
+    endian, dims, datatype, _, offset, slope, intercept = fields
     rank = dims[0]
     if datatype not in _NIFTI_VOXEL_TYPES or not 1 <= rank <= 7 or slope not in (0.0, 1.0) or intercept != 0.0:
         return None

@@ -66,6 +66,12 @@ def _install_exit_guard() -> None:
     sys.excepthook = guard
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 ReadFn = Callable[[Sequence[str], Mode, Mapping[str, Any]], Iterable[Mapping[str, Any]]]
 
 
@@ -245,7 +251,7 @@ class Reader:
                     raise ReaderError(f"{row}: read_fn gave no examples")
                 return self._stack_examples(row, examples, structure, flat_dtypes)
             except Exception as error:  # reported with the row, or recorded and skipped
-                message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                message = first_line(error)
                 if not skip_errors:
                     _install_exit_guard()
                     raise ReaderError(f"reading {row}: {message}") from error
