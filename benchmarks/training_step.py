@@ -15,7 +15,8 @@ parameter count printed by each):
   softmax cross-entropy.
 
 Both train with Adam and the same L2 term on every convolution and dense kernel (Keras' kernel
-regularisers; added to the loss in PyTorch), in float32, on one fixed batch held in memory: the step alone,
+regularisers; added to the loss in PyTorch), in float32 (``--policy mixed_bfloat16``: Keras'
+policy against PyTorch's bfloat16 autocast), on one fixed batch held in memory: the step alone,
 without data loading (as nnU-Net's benchmark trainers separate them). The thread count is the same
 (all CPUs). Prints one JSON line: ``value`` (examples per second: the batch over the median of the
 timed steps, each timed alone after warm-up steps; in about half the runs Keras' ``fit`` returned some
