@@ -1,5 +1,7 @@
 """Tests of dltk2.inference.sliding_window_inference."""
 
+import threading
+
 import keras
 import numpy as np
 import pytest
@@ -64,6 +66,68 @@ def test_runs_inside_a_tf_function_with_unknown_shape(rng):
     )
     volume = rng.normal(size=(13, 7, 10, 1)).astype(np.float32)
     np.testing.assert_allclose(function(volume), tf.nn.softmax(model(volume[None]), -1)[0], atol=1e-5)
+
+
+def reference_starts(size, window, step):
+    starts = list(range(0, size - window + 1, step))
+    return starts + [size - window] if starts[-1] < size - window else starts
+
+
+def reference_sliding_window(model, volume, window, overlap, blend):
+    """Every window through the model one by one, blended in float64 with numpy."""
+    steps = [max(1, int(round(w * (1 - overlap)))) for w in window]
+    weights = window_weights(window, blend).numpy().astype(np.float64)
+    total = np.zeros(volume.shape[:3] + (model.output_shape[-1],))
+    normaliser = np.zeros(volume.shape[:3])
+    for z in reference_starts(volume.shape[0], window[0], steps[0]):
+        for y in reference_starts(volume.shape[1], window[1], steps[1]):
+            for x in reference_starts(volume.shape[2], window[2], steps[2]):
+                box = (slice(z, z + window[0]), slice(y, y + window[1]), slice(x, x + window[2]))
+                probabilities = tf.nn.softmax(model(volume[box][None]), axis=-1)[0].numpy()
+                total[box] += probabilities * weights[..., None]
+                normaliser[box] += weights
+    return total / normaliser[..., None]
+
+
+@pytest.mark.parametrize("shape, window, overlap, batch_size, blend", [
+    ((21, 17, 26), (8, 8, 8), 0.5, 4, "gaussian"),   # last windows flush with the end on every axis
+    ((12, 30, 9), (6, 10, 9), 0.5, 3, "gaussian"),    # one window per strip, anisotropic window
+    ((16, 16, 40), (8, 8, 8), 0.75, 5, "constant"),  # batches straddle strips, strong overlap
+    ((8, 8, 8), (8, 8, 8), 0.5, 2, "gaussian"),       # a single window
+])
+def test_equals_a_numpy_overlap_add_of_every_window(rng, shape, window, overlap, batch_size, blend):
+    # Two 3x3x3 convolutions with zero padding: each window sees its own borders, so the windows
+    # disagree where they overlap and the blend weights matter.
+    model = conv_model()
+    volume = rng.normal(size=shape + (1,)).astype(np.float32)
+    expected = reference_sliding_window(model, volume, window, overlap, blend)
+    result = sliding_window_inference(model, volume, window, overlap=overlap, batch_size=batch_size,
+                                      blend=blend).numpy()
+    assert result.shape == shape + (3,)
+    np.testing.assert_allclose(result, expected, atol=2e-6)
+
+
+def test_calls_share_no_buffers(rng):
+    # The accumulators are written in place: every call, sequential or concurrent, must start from zero.
+    model = conv_model()
+    function = tf.function(lambda v: sliding_window_inference(model, v, (8, 8, 8), batch_size=3),
+                           input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)])
+    volumes = [rng.normal(size=(19, 12, 15, 1)).astype(np.float32) for _ in range(4)]
+    expected = [reference_sliding_window(model, v, (8, 8, 8), 0.5, "gaussian") for v in volumes]
+    first = function(volumes[0]).numpy()
+    np.testing.assert_allclose(function(volumes[0]).numpy(), first, atol=0)
+    results = [None] * len(volumes)
+
+    def run(i):
+        results[i] = function(volumes[i]).numpy()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(volumes))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result, reference in zip(results, expected):
+        np.testing.assert_allclose(result, reference, atol=2e-6)
 
 
 def test_window_helpers():
