@@ -271,8 +271,9 @@ def sliding_window_inference(
     # Accumulator lines (z * height_of_volume + y) of a strip, relative to its (z, y) corner.
     strip_lines = tf.reshape(tf.range(depth)[:, None] * shape[1] + tf.range(height)[None, :], [-1])
 
-    def lines_of(strip: tf.Tensor) -> tf.Tensor:
-        corner = corners[strip * windows_per_strip]
+    def lines_of(index: tf.Tensor) -> tf.Tensor:
+        """The accumulator lines that strip ``index`` covers, (depth * height,)."""
+        corner = corners[index * windows_per_strip]
         return corner[0] * shape[1] + corner[1] + strip_lines
 
     def strip_to_lines(strip: tf.Tensor, channels: int) -> tf.Tensor:
@@ -280,9 +281,8 @@ def sliding_window_inference(
         strip = tf.reshape(strip, [columns, depth * height, channels])
         return tf.reshape(tf.transpose(strip, [1, 0, 2]), [depth * height, columns * channels])
 
-    # The accumulator first: the largest buffer, allocated before any other, takes the same place in
-    # TensorFlow's allocator pool on every call instead of a fresh one when smaller buffers have split
-    # the old place (Empty is stateful, so buffers are allocated in program order).
+    # The accumulator before any other buffer (Empty is stateful, so buffers come in program order):
+    # the largest block goes into the allocator's pool first, the same way on every call.
     probabilities = _zeros_buffer([lines, columns * classes])
     # The weights of one strip, (x, z * y), summed once, then added into the normaliser per strip.
     strip_weights = tf.while_loop(
