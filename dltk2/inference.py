@@ -18,6 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dltk2.volume_sampling import pad_to_at_least
+
 
 def tf_whitening(image: tf.Tensor) -> tf.Tensor:
     """Zero mean, unit (population) standard deviation over all voxels; constant -> zeros.
@@ -29,19 +31,6 @@ def tf_whitening(image: tf.Tensor) -> tf.Tensor:
     std = tf.math.reduce_std(values)
     whitened = tf.where(std > 1e-8, (values - mean) / tf.maximum(std, 1e-8), tf.zeros_like(values))
     return tf.cast(whitened, tf.float32)
-
-
-def pad_to_at_least(volume: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
-    """Zero-pads the leading spatial axes of (z, y, x, c) symmetrically up to ``size`` where smaller.
-
-    Uses the same split as :func:`dltk2.preprocessing.resize_image_with_crop_or_pad` (the odd voxel
-    goes after).
-    """
-    shape = tf.shape(volume)[:3]
-    missing = tf.maximum(tf.constant(list(size), tf.int32) - shape, 0)
-    before = missing // 2
-    paddings = tf.concat([tf.stack([before, missing - before], axis=1), [[0, 0]]], axis=0)
-    return tf.pad(volume, paddings)
 
 
 def random_crop_corners(
