@@ -75,7 +75,8 @@ class ImageGeometry:
         )
 
 
-def _first_line(error: BaseException) -> str:
+def _error_description(error: BaseException) -> str:
+    """The line of an error's message that says what went wrong, or its type's name when it has none."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     # SimpleITK's messages start with a source location; the description is the last line.
     return lines[-1] if lines else type(error).__name__
@@ -199,7 +200,7 @@ def read_dicom_series(folder: PathLike, series_id: str | None = None) -> sitk.Im
     try:
         return reader.Execute()
     except RuntimeError as error:
-        raise ImageReadError(f"{folder}: cannot read DICOM series {series_id}: {_first_line(error)}") from error
+        raise ImageReadError(f"{folder}: cannot read DICOM series {series_id}: {_error_description(error)}") from error
 
 
 def read_image(
@@ -233,7 +234,7 @@ def read_image(
         except RuntimeError as error:
             size = path.stat().st_size
             raise ImageReadError(
-                f"{path}: cannot read image ({size} bytes; truncated or corrupt?): {_first_line(error)}"
+                f"{path}: cannot read image ({size} bytes; truncated or corrupt?): {_error_description(error)}"
             ) from error
     if pixel_type is not None and image.GetPixelID() != pixel_type:
         image = sitk.Cast(image, pixel_type)
@@ -334,7 +335,7 @@ def read_voxels(
         if name.endswith(".gz"):
             content = _gunzip(content)
     except Exception as error:  # zlib.error, EOFError, isal's IsalError, OSError
-        raise ImageReadError(f"{path}: truncated or corrupt gzip stream ({_first_line(error)})") from error
+        raise ImageReadError(f"{path}: truncated or corrupt gzip stream ({_error_description(error)})") from error
     layout = _nifti_voxel_layout(content[:540])
     if layout is None:
         return read_array(path, dtype, require_finite)[0]
