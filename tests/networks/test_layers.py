@@ -71,3 +71,31 @@ def test_fused_layer_round_trips_through_keras_files(tmp_path, rng):
     assert isinstance(again.get_layer("norm"), FusedBatchNormalization)
     x = rng.normal(size=(1, 4, 4, 4, 2)).astype(np.float32)
     np.testing.assert_allclose(again(x), model(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_handles_unknown_spatial_sizes_in_a_graph(rng, training):
+    # The 5D activations are viewed as 4D for the kernel; with sizes known only at run time (a
+    # sliding-window or deploy signature) the view and its inverse must still be exact.
+    shape = (2, 3, 5, 4, 6)
+    x = tf.constant(rng.normal(1.0, 2.0, shape).astype(np.float32))
+    norm = FusedBatchNormalization()
+    norm.build(shape)
+    norm.set_weights([rng.uniform(0.5, 2, 6), rng.normal(size=6), rng.normal(size=6), rng.uniform(0.5, 2, 6)])
+    traced = tf.function(lambda x: norm(x, training=training),
+                         input_signature=[tf.TensorSpec((None, None, None, None, 6), tf.float32)])
+    graph_output = traced(x)
+    assert traced.get_concrete_function().structured_outputs.shape.as_list() == [None, None, None, None, 6]
+    keras_norm = keras.layers.BatchNormalization()
+    keras_norm.build(shape)
+    keras_norm.set_weights(norm.get_weights())
+    np.testing.assert_allclose(graph_output, keras_norm(x, training=training), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_under_mixed_bfloat16_on_5d_activations(rng):
+    shape = (2, 4, 5, 6, 3)
+    x = tf.constant(rng.normal(size=shape).astype(np.float32))
+    norm = FusedBatchNormalization(dtype=keras.mixed_precision.DTypePolicy("mixed_bfloat16"))
+    y = norm(tf.cast(x, tf.bfloat16), training=True)
+    assert y.dtype == tf.bfloat16 and norm.moving_mean.dtype == "float32"
+    np.testing.assert_allclose(tf.cast(y, tf.float32), keras.layers.BatchNormalization()(x, training=True), atol=3e-2)
