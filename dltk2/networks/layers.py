@@ -193,9 +193,18 @@ def _linear_upsample_axis(x, axis: int, factor: int):
     if factor != 2:
         raise ValueError(f"linear upsampling supports factors 1 and 2, got {factor}")
     length = ops.shape(x)[axis]
-    previous = ops.concatenate([ops.take(x, [0], axis=axis), ops.take(x, ops.arange(0, length - 1), axis=axis)], axis)
-    following = ops.concatenate([ops.take(x, ops.arange(1, length), axis=axis),
-                                 ops.take(x, [length - 1], axis=axis)], axis)
+
+    def part(start, size):
+        # ops.slice, not a gather or a strided slice: its gradient is one pad, where a gather's is a
+        # scatter between transposes and TensorFlow's StridedSliceGrad crawls on 5D tensors on CPU.
+        starts = [0] * len(x.shape)
+        starts[axis] = start
+        sizes = list(ops.shape(x))
+        sizes[axis] = size
+        return ops.slice(x, starts, sizes)
+
+    previous = ops.concatenate([part(0, 1), part(0, length - 1)], axis)
+    following = ops.concatenate([part(1, length - 1), part(length - 1, 1)], axis)
     even = 0.75 * x + 0.25 * previous
     odd = 0.75 * x + 0.25 * following
     stacked = ops.stack([even, odd], axis=axis + 1)
@@ -224,8 +233,9 @@ class UpsampleAndConcat3D(keras.layers.Layer):
         x = coarse
         for axis, factor in zip((1, 2, 3), self.strides):
             x = _linear_upsample_axis(x, axis, factor)
-        skip_shape = ops.shape(skip)
-        x = x[:, : skip_shape[1], : skip_shape[2], : skip_shape[3], :]
+        sizes = list(ops.shape(skip)[:4]) + [ops.shape(x)[4]]
+        if tuple(x.shape[1:4]) != tuple(skip.shape[1:4]) or None in x.shape[1:4]:
+            x = ops.slice(x, [0] * 5, sizes)
         return ops.concatenate([x, ops.cast(skip, x.dtype)], axis=-1)
 
     def compute_output_shape(self, input_shapes):

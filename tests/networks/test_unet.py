@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from scipy import ndimage
 
 from dltk2.networks.layers import UpsampleAndConcat3D
@@ -16,6 +17,30 @@ def test_linear_upsampling_matches_scipy_zoom_with_half_voxel_centres(rng):
     # scipy's zoom with grid_mode=True uses the same half-voxel geometry; 'nearest' clamps the edges.
     expected = ndimage.zoom(coarse[0], (2, 2, 2, 1), order=1, mode="nearest", grid_mode=True)
     np.testing.assert_allclose(upsampled[0], expected, atol=1e-5)
+
+
+def test_upsampling_gradient_is_the_adjoint_of_the_interpolation(rng):
+    # The layer is linear in the coarse features: its gradient must be the transpose of the map,
+    # <dy, A c> == <A^T dy, c>, here for an upsampling cropped to odd skip sizes, in float64.
+    layer = UpsampleAndConcat3D((2, 1, 2), dtype="float64")
+    coarse = tf.constant(rng.normal(size=(2, 4, 5, 3, 3)))
+    skip = tf.constant(rng.normal(size=(2, 7, 5, 6, 2)))
+    upstream = tf.constant(rng.normal(size=(2, 7, 5, 6, 5)))
+    with tf.GradientTape() as tape:
+        tape.watch(coarse)
+        output = layer([coarse, skip])
+    gradient = tape.gradient(output, coarse, output_gradients=upstream)
+    np.testing.assert_allclose(np.sum(upstream[..., :3] * output[..., :3]), np.sum(gradient * coarse), rtol=1e-12)
+    np.testing.assert_allclose(output[..., 3:], skip)
+
+
+def test_upsampling_with_sizes_known_only_at_run_time(rng):
+    layer = UpsampleAndConcat3D(2)
+    spec = tf.TensorSpec((None, None, None, None, 2), tf.float32)
+    traced = tf.function(lambda coarse, skip: layer([coarse, skip]), input_signature=[spec, spec])
+    coarse = rng.normal(size=(1, 3, 4, 2, 2)).astype(np.float32)
+    skip = rng.normal(size=(1, 5, 8, 3, 2)).astype(np.float32)
+    np.testing.assert_array_equal(traced(coarse, skip), layer([coarse, skip]))
 
 
 def test_upsample_crops_to_odd_skip_sizes(rng):
