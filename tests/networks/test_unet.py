@@ -21,16 +21,18 @@ def test_linear_upsampling_matches_scipy_zoom_with_half_voxel_centres(rng):
 
 def test_upsampling_gradient_is_the_adjoint_of_the_interpolation(rng):
     # The layer is linear in the coarse features: its gradient must be the transpose of the map,
-    # <dy, A c> == <A^T dy, c>, here for an upsampling cropped to odd skip sizes, in float64.
-    layer = UpsampleAndConcat3D((2, 1, 2), dtype="float64")
-    coarse = tf.constant(rng.normal(size=(2, 4, 5, 3, 3)))
-    skip = tf.constant(rng.normal(size=(2, 7, 5, 6, 2)))
-    upstream = tf.constant(rng.normal(size=(2, 7, 5, 6, 5)))
+    # <dy, A c> == <A^T dy, c>, here for an upsampling cropped to odd skip sizes (sums in float64).
+    layer = UpsampleAndConcat3D((2, 1, 2))
+    coarse = tf.constant(rng.normal(size=(2, 4, 5, 3, 3)).astype(np.float32))
+    skip = tf.constant(rng.normal(size=(2, 7, 5, 6, 2)).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(2, 7, 5, 6, 5)).astype(np.float32))
     with tf.GradientTape() as tape:
         tape.watch(coarse)
         output = layer([coarse, skip])
     gradient = tape.gradient(output, coarse, output_gradients=upstream)
-    np.testing.assert_allclose(np.sum(upstream[..., :3] * output[..., :3]), np.sum(gradient * coarse), rtol=1e-12)
+    forward = np.sum(upstream.numpy()[..., :3].astype(np.float64) * output.numpy()[..., :3])
+    adjoint = np.sum(gradient.numpy().astype(np.float64) * coarse.numpy())
+    np.testing.assert_allclose(forward, adjoint, rtol=1e-5)
     np.testing.assert_allclose(output[..., 3:], skip)
 
 
@@ -41,6 +43,15 @@ def test_upsampling_with_sizes_known_only_at_run_time(rng):
     coarse = rng.normal(size=(1, 3, 4, 2, 2)).astype(np.float32)
     skip = rng.normal(size=(1, 5, 8, 3, 2)).astype(np.float32)
     np.testing.assert_array_equal(traced(coarse, skip), layer([coarse, skip]))
+
+
+def test_upsampling_keeps_a_half_precision_dtype(rng):
+    coarse = rng.normal(size=(1, 3, 4, 5, 2)).astype(np.float32)
+    skip = np.zeros((1, 6, 8, 10, 1), np.float32)
+    full = UpsampleAndConcat3D(2)([coarse, skip])
+    half = UpsampleAndConcat3D(2, dtype="bfloat16")([tf.cast(coarse, tf.bfloat16), tf.cast(skip, tf.bfloat16)])
+    assert half.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(half, tf.float32), full, atol=2e-2)
 
 
 def test_upsample_crops_to_odd_skip_sizes(rng):
