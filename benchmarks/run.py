@@ -47,6 +47,14 @@ CASES = {
                  ("torch_unet", "its PyTorch twin", "peer")],
         "ratios": [("dltk2_resnet", "torch_resnet"), ("dltk2_unet", "torch_unet")],
     },
+    "convolution_bound": {
+        "script": "convolution_bound.py", "unit": "examples/s", "args": [],
+        "rows": [("dltk2_resnet", "resnet_3d's convolutions alone, TensorFlow", "dltk2"),
+                 ("torch_resnet", "its twin's convolutions alone, PyTorch", "peer"),
+                 ("dltk2_unet", "asymmetric_residual_unet_3d's convolutions alone, TensorFlow", "dltk2"),
+                 ("torch_unet", "its twin's convolutions alone, PyTorch", "peer")],
+        "ratios": [("dltk2_resnet", "torch_resnet"), ("dltk2_unet", "torch_unet")],
+    },
     "sliding_window": {
         "script": "sliding_window.py", "unit": "volumes/s", "args": [],
         "rows": [("dltk2_unet", "dltk2 sliding_window_inference, U-Net", "dltk2"),

@@ -52,15 +52,39 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
+def build_keras(network: str):
+    """The Keras model of ``NETWORKS[network]``, built by dltk2."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import dltk2  # noqa: F401  (oneDNN on, malloc tuned, before TensorFlow)
+    from dltk2.networks.resnet import resnet_3d
+    from dltk2.networks.unet import asymmetric_residual_unet_3d
+
+    spec = NETWORKS[network]
+    if network == "resnet":
+        return resnet_3d(input_shape=(*spec["input"], 1), num_classes=spec["classes"], num_res_units=spec["units"],
+                         filters=spec["filters"], strides=spec["strides"], l2_regularisation=spec["l2"])
+    return asymmetric_residual_unet_3d(input_shape=(*spec["input"], 1), num_classes=spec["classes"],
+                                       num_res_units=spec["units"], filters=spec["filters"],
+                                       strides=spec["strides"], l2_regularisation=spec["l2"])
+
+
+def build_torch(network: str):
+    """The PyTorch twin of ``NETWORKS[network]``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from torch_twins import AsymmetricResidualUNet3D, ResNet3D
+
+    spec = NETWORKS[network]
+    if network == "resnet":
+        return ResNet3D(spec["filters"], spec["strides"], spec["units"], spec["classes"])
+    return AsymmetricResidualUNet3D(spec["filters"], spec["strides"], spec["units"], spec["classes"])
+
+
 def run_keras(network: str, batch: int, warm_up: int, steps: int, policy: str = "float32") -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import dltk2  # noqa: F401  (oneDNN on, malloc tuned, before TensorFlow)
     import keras
     import numpy as np
     import tensorflow as tf
-
-    from dltk2.networks.resnet import resnet_3d
-    from dltk2.networks.unet import asymmetric_residual_unet_3d
 
     keras.mixed_precision.set_global_policy(policy)
     spec = NETWORKS[network]
@@ -72,13 +96,7 @@ def run_keras(network: str, batch: int, warm_up: int, steps: int, policy: str = 
         y = rng.integers(0, spec["classes"], size=(batch, *spec["input"])).astype(np.int32)
     dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
     baseline = rss_mb()
-    if network == "resnet":
-        model = resnet_3d(input_shape=(*spec["input"], 1), num_classes=spec["classes"], num_res_units=spec["units"],
-                          filters=spec["filters"], strides=spec["strides"], l2_regularisation=spec["l2"])
-    else:
-        model = asymmetric_residual_unet_3d(input_shape=(*spec["input"], 1), num_classes=spec["classes"],
-                                            num_res_units=spec["units"], filters=spec["filters"],
-                                            strides=spec["strides"], l2_regularisation=spec["l2"])
+    model = build_keras(network)
     model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-5),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(dataset, steps_per_epoch=warm_up, epochs=1, verbose=0)
@@ -106,9 +124,6 @@ def _result(batch: int, step_seconds: list[float], peak_memory_mb: float, parame
 def run_torch(network: str, batch: int, warm_up: int, steps: int, policy: str = "float32") -> dict:
     import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from torch_twins import AsymmetricResidualUNet3D, ResNet3D
-
     torch.set_num_threads(os.cpu_count())
     spec = NETWORKS[network]
     generator = torch.Generator().manual_seed(0)
@@ -118,10 +133,7 @@ def run_torch(network: str, batch: int, warm_up: int, steps: int, policy: str = 
     else:
         y = torch.randint(0, spec["classes"], (batch, *spec["input"]), generator=generator)
     baseline = rss_mb()
-    if network == "resnet":
-        model = ResNet3D(spec["filters"], spec["strides"], spec["units"], spec["classes"])
-    else:
-        model = AsymmetricResidualUNet3D(spec["filters"], spec["strides"], spec["units"], spec["classes"])
+    model = build_torch(network)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-5, weight_decay=0.0)
     # Keras regularises every convolution and dense kernel, not batch norm or biases.
     decayed = [module.weight for module in model.modules() if isinstance(module, (torch.nn.Conv3d, torch.nn.Linear))]
