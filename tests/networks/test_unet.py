@@ -10,13 +10,15 @@ from dltk2.networks.layers import UpsampleAndConcat3D
 from dltk2.networks.unet import asymmetric_residual_unet_3d, residual_unet_3d
 
 
-def test_linear_upsampling_matches_scipy_zoom_with_half_voxel_centres(rng):
-    coarse = rng.normal(size=(1, 4, 5, 3, 2)).astype(np.float32)
-    skip = np.zeros((1, 8, 10, 6, 1), np.float32)
-    upsampled = UpsampleAndConcat3D(2)([coarse, skip]).numpy()[..., :2]
+@pytest.mark.parametrize("factors", [(2, 2, 2), (1, 2, 2), (2, 1, 1), (1, 1, 2)])
+def test_linear_upsampling_matches_scipy_zoom_with_half_voxel_centres(factors, rng):
+    coarse = rng.normal(size=(2, 4, 5, 3, 2)).astype(np.float32)
+    skip = np.zeros((2, 4 * factors[0], 5 * factors[1], 3 * factors[2], 1), np.float32)
+    upsampled = UpsampleAndConcat3D(factors)([coarse, skip]).numpy()[..., :2]
     # scipy's zoom with grid_mode=True uses the same half-voxel geometry; 'nearest' clamps the edges.
-    expected = ndimage.zoom(coarse[0], (2, 2, 2, 1), order=1, mode="nearest", grid_mode=True)
-    np.testing.assert_allclose(upsampled[0], expected, atol=1e-5)
+    for example in range(2):
+        expected = ndimage.zoom(coarse[example], (*factors, 1), order=1, mode="nearest", grid_mode=True)
+        np.testing.assert_allclose(upsampled[example], expected, atol=1e-5)
 
 
 def test_upsampling_gradient_is_the_adjoint_of_the_interpolation(rng):
