@@ -70,6 +70,7 @@ def keras_convolutions(network: str, batch: int) -> list[dict]:
 
 
 def time_keras(convolutions: list[dict], repeats: int) -> None:
+    import numpy as np
     import tensorflow as tf
 
     rng = tf.random.Generator.from_seed(0)
@@ -88,7 +89,8 @@ def time_keras(convolutions: list[dict], repeats: int) -> None:
             if kind == "backward_input" and not conv["needs_input_gradient"]:
                 conv[kind] = 0.0
                 continue
-            conv[kind] = median_ms(lambda call=calls[kind]: call().numpy(), repeats)
+            # np.asarray shares the result's buffer (torch's kernels return theirs too); .numpy() would copy it.
+            conv[kind] = median_ms(lambda call=calls[kind]: np.asarray(call()), repeats)
 
 
 def torch_convolutions(network: str, batch: int) -> list[dict]:
