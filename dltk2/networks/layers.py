@@ -236,9 +236,8 @@ class UpsampleAndConcat3D(keras.layers.Layer):
     def call(self, inputs):
         coarse, skip = inputs
         x = upsample_linear(coarse, self.strides)
-        sizes = list(ops.shape(skip)[:4]) + [ops.shape(x)[4]]
         if tuple(x.shape[1:4]) != tuple(skip.shape[1:4]) or None in x.shape[1:4]:
-            x = ops.slice(x, [0] * 5, sizes)
+            x = ops.slice(x, [0] * 5, list(ops.shape(skip)[:4]) + [ops.shape(x)[4]])
         return ops.concatenate([x, ops.cast(skip, x.dtype)], axis=-1)
 
     def compute_output_shape(self, input_shapes):
