@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from dltk2.io.pipeline import with_pipeline_options
 from dltk2.io.reader import ReaderError, _install_exit_guard, first_line
 
 
@@ -167,7 +168,5 @@ def random_crop_training_dataset(
     if shuffle_buffer_size > 1:
         dataset = dataset.shuffle(shuffle_buffer_size, seed=seed)
     dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    options = tf.data.Options()
     # The volumes come from memory, not files: under MultiWorkerMirroredStrategy shard by element.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
+    return with_pipeline_options(dataset, tf.data.experimental.AutoShardPolicy.DATA)

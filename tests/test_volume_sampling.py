@@ -105,3 +105,4 @@ def test_training_batches_mix_volumes_keep_labels_and_flip_crops():
             seen_volumes.add(volume)
     assert seen_volumes == {0, 1, 2, 3}
     assert 50 < flips < 150  # of 200 crops, about half flipped
+    assert batches.options().autotune.enabled is False  # dltk2.io.pipeline's options

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from dltk2.inference import grey_image_input
 from dltk2.io.image import ImageReadError
+from dltk2.io.pipeline import with_pipeline_options
 from dltk2.io.atomic import write_bytes_atomically
 from dltk2.io.tfrecord import image_dataset, image_example, write_shards
 
@@ -147,4 +148,5 @@ def classification_dataset(files, size: int, batch_size: int, weights: np.ndarra
 
     if training:
         dataset = dataset.shuffle(512, seed=seed, reshuffle_each_iteration=True).repeat()
-    return dataset.map(to_example, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)
+    return with_pipeline_options(dataset.map(to_example, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+                                 .prefetch(2))

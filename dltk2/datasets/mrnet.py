@@ -32,6 +32,7 @@ import pandas as pd
 import tensorflow as tf
 
 from dltk2.inference import series_input
+from dltk2.io.pipeline import with_pipeline_options
 from dltk2.io.reader import CsvError, ReaderError, first_line, read_csv_columns
 
 PLANES = ("sagittal", "coronal", "axial")
@@ -236,9 +237,7 @@ def series_dataset(
     dataset = dataset.batch(batch_size, drop_remainder=training)
     if training and augment is not None:
         dataset = dataset.map(lambda image, label: (augment(image), label), num_parallel_calls=tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return with_pipeline_options(dataset.prefetch(tf.data.AUTOTUNE), tf.data.experimental.AutoShardPolicy.DATA)
 
 
 def splits_table(splits: Sequence[tuple[str, pd.DataFrame]]) -> pd.DataFrame:

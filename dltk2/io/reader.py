@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from dltk2.io.pipeline import with_pipeline_options
+
 logger = logging.getLogger(__name__)
 
 
@@ -291,7 +293,5 @@ class Reader:
         if drop_remainder is None:
             drop_remainder = mode == Mode.TRAIN
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
-        options = tf.data.Options()
         # Rows come from memory, not files: under MultiWorkerMirroredStrategy shard by element.
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return dataset.with_options(options)
+        return with_pipeline_options(dataset, tf.data.experimental.AutoShardPolicy.DATA)

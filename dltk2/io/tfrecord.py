@@ -17,6 +17,8 @@ from typing import Iterable, Mapping, Sequence
 
 import tensorflow as tf
 
+from dltk2.io.pipeline import with_pipeline_options
+
 FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),
     "image/format": tf.io.FixedLenFeature([], tf.string, default_value="png"),
@@ -99,8 +101,8 @@ def image_dataset(files: str | Iterable[str], channels: int = 1, dtype: tf.DType
             raise FileNotFoundError(f"{files}: no TFRecord files")
     else:
         paths = [str(path) for path in files]
-    return tf.data.TFRecordDataset(paths).map(lambda record: parse_image_example(record, channels, dtype),
-                                              num_parallel_calls=tf.data.AUTOTUNE)
+    return with_pipeline_options(tf.data.TFRecordDataset(paths).map(
+        lambda record: parse_image_example(record, channels, dtype), num_parallel_calls=tf.data.AUTOTUNE))
 
 
 def label_counts(files: str | Iterable[str]) -> Mapping[int, int]:

@@ -124,6 +124,7 @@ def test_series_dataset_batches_training_and_evaluation(tmp_path):
         assert float(np.abs(images).max()) == 0.0  # the augmentation ran on every batch
     evaluation = list(mrnet.series_dataset(exams, 4, 8, batch_size=2, with_ids=True))
     assert [len(batch[0]) for batch in evaluation] == [2, 2, 1]
+    assert train.options().autotune.enabled is False  # dltk2.io.pipeline's options
     ids = np.concatenate([batch[2].numpy() for batch in evaluation]).astype(str)
     labels = np.concatenate([batch[1].numpy() for batch in evaluation])
     assert list(ids) == list(exams["id"]) and list(labels) == list(exams["label"])

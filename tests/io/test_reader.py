@@ -55,6 +55,9 @@ def test_train_mode_repeats_shuffles_and_batches(volumes):
     assert len(labels) == 120  # far more than 5 volumes x 3 crops: the dataset repeats
     assert set(labels) == {0, 1, 2, 3, 4}
     assert not np.array_equal(labels[:15], np.repeat(np.arange(5), 3))  # shuffled
+    options = dataset.options()  # dltk2.io.pipeline's: no autotuning model, rows sharded by element
+    assert options.autotune.enabled is False
+    assert options.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
 
 
 def test_eval_mode_is_one_ordered_pass_with_several_examples_per_volume(volumes):

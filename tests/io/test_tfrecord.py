@@ -20,6 +20,7 @@ def test_round_trip_of_8_and_16_bit_pngs(tmp_path, rng):
     assert [p.name for p in paths] == ["demo-00000-of-00002.tfrecord", "demo-00001-of-00002.tfrecord"]
     read = list(image_dataset(str(tmp_path / "demo-*.tfrecord"), dtype=tf.uint16))
     assert len(read) == 2
+    assert image_dataset(str(tmp_path / "demo-*.tfrecord")).options().autotune.enabled is False
     first = read[0]
     # An 8-bit PNG decoded as uint16 is scaled by 257 (0xFF -> 0xFFFF).
     np.testing.assert_array_equal(first["image"].numpy()[..., 0], images[0].astype(np.uint16) * 257)
