@@ -20,6 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dltk2.io.atomic import atomic_destination
+
 logger = logging.getLogger(__name__)
 
 
@@ -28,15 +30,8 @@ def save_keras_model(model: keras.Model, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"{path}: a Keras model file must end in .keras")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(handle)
-    try:
-        model.save(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_destination(path, suffix=".keras") as temporary:
+        model.save(str(temporary))
     return path
 
 

@@ -27,6 +27,7 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
+from dltk2.io.atomic import atomic_destination, write_text_atomically
 from dltk2.networks import layers as _layers  # noqa: F401  (registers dltk2's layers for loading)
 from dltk2.networks import transfer as _transfer  # noqa: F401  (registers GreyToBackboneInput)
 from dltk2 import metrics as _metrics  # noqa: F401  (registers PositiveClassAUC)
@@ -128,9 +129,7 @@ class _StateWriter(keras.callbacks.Callback):
             "steps_per_epoch": self.steps_per_epoch,
             "last_logs": {k: float(v) for k, v in (logs or {}).items()},
         }
-        temporary = self.path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(state, indent=2))
-        os.replace(temporary, self.path)
+        write_text_atomically(self.path, json.dumps(state, indent=2))
 
 
 def training_callbacks(
@@ -281,12 +280,13 @@ def replace_atomically(write, path: str | Path) -> Path:
     """Calls ``write(temporary_path)`` beside ``path``, then renames it over ``path``.
 
     For writers that take a path (``model.save``, ``model.save_weights``): a kill half-way leaves the
-    old file or none, never half a file. The temporary name keeps Keras' required suffixes.
+    old file or none, never half a file, and no temporary. The temporary name keeps Keras' required
+    suffixes (``.keras``, ``.weights.h5``).
     """
     path = Path(path)
-    temporary = path.with_name(f".tmp.{path.name}")
-    write(str(temporary))
-    os.replace(temporary, path)
+    suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
+    with atomic_destination(path, suffix=suffix) as temporary:
+        write(str(temporary))
     return path
 
 
@@ -408,11 +408,7 @@ def learning_rate_schedule(learning_rate: float, schedule: str = "constant", max
 
 def save_run_config(model_path: str | Path, config: dict) -> Path:
     """Writes ``run_config.json``: what deploy and export need to know about the training run."""
-    path = Path(model_path) / "run_config.json"
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(config, indent=2, sort_keys=True))
-    os.replace(temporary, path)
-    return path
+    return write_text_atomically(Path(model_path) / "run_config.json", json.dumps(config, indent=2, sort_keys=True))
 
 
 def load_run_config(model_path: str | Path) -> dict:

@@ -12,12 +12,13 @@ import gzip
 import os
 import struct
 import zlib
-import tempfile
 from pathlib import Path
 from typing import NamedTuple, Union
 
 import numpy as np
 import SimpleITK as sitk
+
+from dltk2.io.atomic import atomic_destination
 
 PathLike = Union[str, os.PathLike]
 
@@ -387,18 +388,12 @@ def write_image(
         image = array_to_image(image, geometry)
     elif geometry is not None:
         image = geometry.apply_to(sitk.Image(image))
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix in (".mhd", ".nhdr"):
+        path.parent.mkdir(parents=True, exist_ok=True)
         sitk.WriteImage(image, str(path), useCompression=compress)
         return path
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    try:
-        sitk.WriteImage(image, temporary, useCompression=compress)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_destination(path, suffix=suffix) as temporary:
+        sitk.WriteImage(image, str(temporary), useCompression=compress)
     return path
 

@@ -10,13 +10,12 @@ conversion killed half-way never leaves a half shard under a final name.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import tensorflow as tf
 
+from dltk2.io.atomic import atomic_destination
 from dltk2.io.pipeline import with_pipeline_options
 
 FEATURES = {
@@ -66,16 +65,9 @@ def write_shards(examples: Sequence[tf.train.Example], output_dir: str | Path, n
     paths = []
     for shard in range(num_shards):
         final = output_dir / f"{name}-{shard:05d}-of-{num_shards:05d}.tfrecord"
-        handle, temporary = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=output_dir)
-        os.close(handle)
-        try:
-            with tf.io.TFRecordWriter(temporary) as writer:
-                for example in examples[shard::num_shards]:
-                    writer.write(example.SerializeToString())
-            os.replace(temporary, final)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with atomic_destination(final) as temporary, tf.io.TFRecordWriter(str(temporary)) as writer:
+            for example in examples[shard::num_shards]:
+                writer.write(example.SerializeToString())
         paths.append(final)
     return paths
 
