@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a CPU: synthetic IXI_HH data -> train the sex classifier -> deploy on held-out
-# subjects -> export (model.keras and a TF Serving SavedModel). About 10 minutes on 2 cores.
+# subjects -> export (model.keras and a TF Serving SavedModel). About 3-4 minutes on 2 cores (install aside).
 #
 #   RUN_DIR   where data and model go (default: runs/)
 #   PYTHON    interpreter with dltk2 installed (default: python)

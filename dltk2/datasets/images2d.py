@@ -17,8 +17,8 @@ import tensorflow as tf
 
 from dltk2.inference import grey_image_input
 from dltk2.io.image import ImageReadError
-from dltk2.io.pipeline import with_pipeline_options
 from dltk2.io.atomic import write_bytes_atomically
+from dltk2.io.pipeline import with_pipeline_options
 from dltk2.io.tfrecord import image_dataset, image_example, write_shards
 
 
