@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dltk2.io.atomic import atomic_destination
+from dltk2.io.atomic import atomic_destination, default_mode
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ def export_saved_model(
         archive.write_out(str(temporary), verbose=False)
         if warmup_inputs is not None:
             write_warmup_requests(temporary, warmup_inputs, model_name=export_base.name)
+        os.chmod(temporary, default_mode(directory=True))  # mkdtemp's 0700 would shut out a server's user
         os.replace(temporary, final)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)

@@ -31,6 +31,8 @@ def test_export_writes_versioned_folders_with_named_signature(tmp_path, rng):
     assert first == tmp_path / "my_model" / "1" and second == tmp_path / "my_model" / "2"
     assert existing_versions(tmp_path / "my_model") == [1, 2]
     assert not [p for p in (tmp_path / "my_model").iterdir() if p.name.startswith(".")]
+    (tmp_path / "plain").mkdir()  # the version folder is as readable as any new folder (a server's user)
+    assert first.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
     outputs = call_signature(first, {"values": values})
     np.testing.assert_allclose(outputs["scores"], model(values), rtol=1e-6)
     np.testing.assert_array_equal(outputs["best"], np.argmax(model(values), axis=-1))
@@ -64,6 +66,8 @@ def test_failed_export_leaves_no_version_folder(tmp_path, monkeypatch):
 def test_save_keras_model_round_trips_and_checks_extension(tmp_path, rng):
     model = small_model()
     path = save_keras_model(model, tmp_path / "model.keras")
+    (tmp_path / "plain").touch()
+    assert path.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
     values = rng.normal(size=(2, 3)).astype(np.float32)
     np.testing.assert_allclose(keras.models.load_model(path)(values), model(values), rtol=1e-6)
     with pytest.raises(ValueError, match=".keras"):

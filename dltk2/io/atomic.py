@@ -14,12 +14,36 @@ from typing import Iterator
 import pandas as pd
 
 
+def current_umask() -> int:
+    """The process' file-creation mask (read from /proc where it can be, without changing it)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: the only portable read sets it, briefly
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """The permissions ``open()`` / ``mkdir()`` would give a new file / folder under the current umask.
+
+    ``tempfile`` creates its files 0600 and folders 0700; renamed into place they would keep those,
+    and a model server running as another user could not read the model.
+    """
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_destination(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """Yields a new empty temporary file beside ``path`` to write; renames it over ``path`` at the end.
 
     If the block raises (or is interrupted), the temporary file is removed and ``path`` keeps its old
-    content, or stays absent. The parent folder is created.
+    content, or stays absent. The parent folder is created; the file gets the permissions a plain
+    ``open()`` would give it (:func:`default_mode`).
 
     Args:
         path: The final file.
@@ -32,6 +56,7 @@ def atomic_destination(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]
     os.close(handle)
     try:
         yield Path(temporary)
+        os.chmod(temporary, default_mode())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -1,9 +1,12 @@
 """Tests of dltk2.io.atomic: a killed write leaves the previous file and no temporary."""
 
+import os
+
 import pandas as pd
 import pytest
 
-from dltk2.io.atomic import atomic_destination, write_bytes_atomically, write_csv_atomically, write_text_atomically
+from dltk2.io.atomic import (atomic_destination, current_umask, default_mode, write_bytes_atomically,
+                             write_csv_atomically, write_text_atomically)
 
 
 def test_writes_and_replaces(tmp_path):
@@ -62,3 +65,15 @@ def test_replace_atomically_gives_keras_its_suffix_and_cleans_up_a_failed_save(t
         replace_atomically(crash, tmp_path / "last.keras")
     assert names[-1].endswith(".keras")
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt-0001.weights.h5"]
+
+
+def test_files_get_the_permissions_of_a_plain_open_under_the_umask(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        assert current_umask() == 0o027
+        assert default_mode() == 0o640 and default_mode(directory=True) == 0o750
+        path = write_bytes_atomically(tmp_path / "a.bin", b"x")
+        (tmp_path / "plain.bin").write_bytes(b"x")
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == (tmp_path / "plain.bin").stat().st_mode & 0o777 == 0o640
