@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tarfile
@@ -29,6 +28,7 @@ import pandas as pd
 from absl import app, flags
 from tqdm import tqdm
 
+from dltk2.io.atomic import atomic_destination, write_csv_atomically
 from dltk2.io.image import read_image, write_image
 from dltk2.preprocessing import resample_to_spacing
 
@@ -133,10 +133,8 @@ def prepare(output_dir: Path, base_url: str, spacings: list[float], keep_downloa
             if not target.exists():
                 extracted.mkdir(exist_ok=True)
                 source = tar.extractfile(member)
-                temporary = target.with_name(target.name + ".tmp")
-                with open(temporary, "wb") as handle:
+                with atomic_destination(target, suffix=".nii.gz") as temporary, open(temporary, "wb") as handle:
                     shutil.copyfileobj(source, handle)
-                os.replace(temporary, target)
             image = read_image(target)
             for spacing in spacings:
                 label = f"{spacing:g}mm"
@@ -145,9 +143,7 @@ def prepare(output_dir: Path, base_url: str, spacings: list[float], keep_downloa
                     write_image(resample_to_spacing(image, [spacing] * 3, interpolator="bspline"), path)
 
     csv_path = output_dir / "demographic_HH.csv"
-    temporary = csv_path.with_suffix(".csv.tmp")
-    demographics.loc[subjects, CSV_COLUMNS].to_csv(temporary, index=False)
-    os.replace(temporary, csv_path)
+    write_csv_atomically(demographics.loc[subjects, CSV_COLUMNS], csv_path)
     if not keep_downloads:
         shutil.rmtree(downloads)
     print(f"wrote {csv_path}")

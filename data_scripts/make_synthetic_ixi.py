@@ -34,6 +34,7 @@ import SimpleITK as sitk
 from absl import app, flags
 from scipy import ndimage
 
+from dltk2.io.atomic import atomic_destination
 from dltk2.io.image import write_image
 
 FLAGS = flags.FLAGS
@@ -214,13 +215,11 @@ def make_dataset(output_dir: str | Path, num_subjects: int, seed: int, spacings:
     else:
         done = [make_subject(job) for job in jobs]
     csv_path = output_dir / "demographic_HH.csv"
-    temporary = csv_path.with_suffix(".csv.tmp")
-    with open(temporary, "w", newline="") as handle:
+    with atomic_destination(csv_path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for params in subjects:
             writer.writerow(csv_row(params, rng))
-    os.replace(temporary, csv_path)
     print(f"wrote {len(done)} subjects and {csv_path}")
     return csv_path
 
