@@ -16,8 +16,6 @@ def test_writes_and_replaces(tmp_path):
     assert path.read_text() == "x\n1\n2\n"
 
 
-
-
 def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     path = write_bytes_atomically(tmp_path / "a.txt", b"old")
 
