@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from dltk2.io.pipeline import with_pipeline_options
+from dltk2.io.pipeline import py_function, with_pipeline_options
 from dltk2.io.reader import ReaderError, _install_exit_guard, first_line
 
 
@@ -112,7 +112,7 @@ def cached_volume_dataset(
         return np.asarray(volume, np.float32), np.asarray(label, label_dtype.as_numpy_dtype)
 
     def py_load(row_tensor: tf.Tensor):
-        volume, label = tf.py_function(load, [row_tensor], [tf.float32, label_dtype])
+        volume, label = py_function(load, [row_tensor], [tf.float32, label_dtype])
         volume.set_shape([None, None, None, channels])
         label.set_shape(label_shape)
         return volume, label

@@ -32,7 +32,7 @@ import pandas as pd
 import tensorflow as tf
 
 from dltk2.inference import series_input
-from dltk2.io.pipeline import with_pipeline_options
+from dltk2.io.pipeline import py_function, with_pipeline_options
 from dltk2.io.reader import CsvError, ReaderError, first_line, read_csv_columns
 
 PLANES = ("sagittal", "coronal", "axial")
@@ -183,7 +183,7 @@ def _load_series(path: tf.Tensor) -> tf.Tensor:
     def load(path_bytes):
         return read_series(path_bytes.numpy().decode("utf-8")).astype(np.float32, copy=False)
 
-    series = tf.py_function(load, [path], tf.float32)
+    series = py_function(load, [path], tf.float32)
     series.set_shape([None, None, None])
     return series
 

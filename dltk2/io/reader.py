@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from dltk2.io.pipeline import with_pipeline_options
+from dltk2.io.pipeline import py_function, with_pipeline_options
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ class Reader:
                 return self._stack_examples(row, [], structure, flat_dtypes)
 
         def py_read(reference: tf.Tensor):
-            outputs = tf.py_function(read_row, [reference], flat_dtypes)
+            outputs = py_function(read_row, [reference], flat_dtypes)
             nested: dict[str, dict[str, tf.Tensor]] = {}
             for (key, name), tensor in zip(keys, outputs):
                 shape = self.shapes[key][name]

@@ -1,11 +1,13 @@
-"""Tests of dltk2.io.pipeline: the options every dltk2 input pipeline ends with."""
+"""Tests of dltk2.io.pipeline: the options every dltk2 input pipeline ends with, and the exit drain."""
 
 import threading
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from dltk2.io.pipeline import pipeline_options, with_pipeline_options
+from dltk2.io import pipeline
+from dltk2.io.pipeline import drain_python_calls, pipeline_options, py_function, with_pipeline_options
 
 DATA = tf.data.experimental.AutoShardPolicy.DATA
 
@@ -61,3 +63,70 @@ def test_prefetch_autotune_buffers_without_the_model():
         threading.Event().wait(0.01)
     assert first == 0 and len(made) > 1
     assert np.array_equal([first] + [int(value) for value in iterator], np.arange(10))
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """A fresh record of pipeline calls, so that closing it does not close the suite's pipelines."""
+    fresh = pipeline._PythonCalls()
+    monkeypatch.setattr(pipeline, "_calls", fresh)
+    return fresh
+
+
+def test_py_function_gives_what_tf_py_function_gives_and_counts_its_calls(calls):
+    dataset = tf.data.Dataset.range(5).map(lambda x: py_function(lambda v: v * 2, [x], tf.int64),
+                                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    assert [int(value) for value in dataset] == [0, 2, 4, 6, 8]
+    assert calls.active == 0 and calls.last_end > float("-inf")
+
+
+def test_after_the_drain_calls_fail_at_once_naming_the_exit(calls):
+    assert drain_python_calls(quiet_s=0.0) is True
+    entered = []
+    dataset = tf.data.Dataset.range(3).map(lambda x: py_function(lambda v: entered.append(v) or v, [x], tf.int64))
+    with pytest.raises(tf.errors.OpError, match="interpreter is exiting"):
+        next(iter(dataset))
+    assert entered == [] and calls.active == 0
+
+
+def test_the_drain_waits_for_a_call_in_flight(calls):
+    entered, release = threading.Event(), threading.Event()
+
+    def blocked(value):
+        entered.set()
+        release.wait(30)
+        return value
+
+    dataset = tf.data.Dataset.range(1).map(lambda x: py_function(blocked, [x], tf.int64))
+    results = []
+    consumer = threading.Thread(target=lambda: results.extend(int(value) for value in dataset))
+    consumer.start()
+    assert entered.wait(30)
+    threading.Timer(0.2, release.set).start()
+    assert drain_python_calls(quiet_s=0.05) is True
+    assert release.is_set() and calls.active == 0  # it returned only after the call did
+    consumer.join(30)
+    assert results == [0]
+
+
+def test_the_drain_gives_up_after_its_timeout_and_says_so(calls, capsys):
+    entered, release = threading.Event(), threading.Event()
+
+    def blocked(value):
+        entered.set()
+        release.wait(30)
+        return value
+
+    dataset = tf.data.Dataset.range(1).map(lambda x: py_function(blocked, [x], tf.int64))
+    results = []
+    consumer = threading.Thread(target=lambda: results.extend(int(value) for value in dataset))
+    consumer.start()
+    try:
+        assert entered.wait(30)
+        assert drain_python_calls(quiet_s=0.05, timeout_s=0.1) is False
+        assert "1 input pipeline read(s) still running after 0.1 s at exit" in capsys.readouterr().err
+        assert not release.is_set()
+    finally:
+        release.set()
+        consumer.join(30)
+    assert results == [0]

@@ -163,6 +163,60 @@ def test_a_script_that_hits_a_bad_file_exits_cleanly_instead_of_aborting(volumes
         assert re.search(r"ReaderError: reading .*broken\.nii\.gz: .*truncated or corrupt", result.stderr)
 
 
+LIVE_ITERATOR_SCRIPT = """
+import atexit, sys, time
+
+reads = {"started": 0, "running": 0}
+
+
+def watch_the_end_of_exit():
+    # Registered before dltk2 is imported, so it runs after dltk2's exit handler, just before the
+    # interpreter's finalization, which stops any thread that then asks for the GIL.
+    started = reads["started"]
+    time.sleep(0.3)
+    print(f"reads started at the end of exit: {reads['started'] - started}; running: {reads['running']}", flush=True)
+
+
+atexit.register(watch_the_end_of_exit)
+
+import dltk2, numpy as np, tensorflow as tf
+from dltk2.io.reader import Reader, Mode
+from dltk2.io.image import read_array
+
+
+def read_fn(row, mode, params):
+    reads["started"] += 1
+    reads["running"] += 1
+    try:
+        time.sleep(0.02)  # the pipeline still fills its buffers when the script ends
+        image, _ = read_array(row[0])
+        yield {"features": {"x": image[:4, :4, :4, None]}, "labels": {"y": np.int32(0)}}
+    finally:
+        reads["running"] -= 1
+
+
+reader = Reader(read_fn, {"features": {"x": tf.float32}, "labels": {"y": tf.int32}},
+                {"features": {"x": [4, 4, 4, 1]}, "labels": {"y": []}})
+iterator = iter(reader.dataset([[path] for path in sys.argv[1:]], Mode.TRAIN, batch_size=2))
+next(iterator)
+next(iterator)
+print("read two batches", flush=True)
+"""
+
+
+def test_a_script_that_ends_with_a_live_training_iterator_exits(volumes):
+    # The script ends while its endless pipeline is still reading. Reads that ask for the GIL during
+    # finalization are stopped; the process then aborted ("FATAL: exception not rethrown") or hung in
+    # the iterator's destructor (6 of 11 runs before dltk2.io.pipeline's exit handler). With it, no
+    # read runs or starts once the exit handlers are done.
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-c", LIVE_ITERATOR_SCRIPT, *volumes["image"]], capture_output=True,
+                            text=True, timeout=120, env=environment)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == ["read two batches", "reads started at the end of exit: 0; running: 0"]
+    assert "still running" not in result.stderr
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.int32, np.uint8])
 def test_stacked_examples_are_aligned_for_tensorflow_and_equal_to_np_stack(rng, dtype):
     arrays = [rng.random((16, 64, 33)) * 200 for _ in range(3)]  # float64 in, cast as astype does
