@@ -101,6 +101,8 @@ class ResidualUnit3D(keras.layers.Layer):
         activation: Keras activation name.
         use_bias: Biases in the convolutions.
         kernel_regularizer: Keras regulariser (or its config) for both convolutions.
+        batch_norm_momentum: Momentum of both batch norms' moving mean and variance (see
+            :func:`dltk2.networks.resnet.resnet_3d`).
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class ResidualUnit3D(keras.layers.Layer):
         activation: str = "relu6",
         use_bias: bool = False,
         kernel_regularizer=None,
+        batch_norm_momentum: float = 0.99,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -121,6 +124,7 @@ class ResidualUnit3D(keras.layers.Layer):
         self._activation_name = activation
         self.use_bias = use_bias
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.batch_norm_momentum = float(batch_norm_momentum)
         first_kernel = tuple(2 * s if s > 1 else k for k, s in zip(self.kernel_size, self.strides))
         conv_kwargs = dict(
             padding="same",
@@ -129,11 +133,13 @@ class ResidualUnit3D(keras.layers.Layer):
             kernel_regularizer=self.kernel_regularizer,
             dtype=self.dtype_policy,
         )
-        self.norm_0 = FusedBatchNormalization(dtype=self.dtype_policy, name="bn_0")
+        self.norm_0 = FusedBatchNormalization(momentum=self.batch_norm_momentum, dtype=self.dtype_policy,
+                                              name="bn_0")
         self.conv_0 = keras.layers.Conv3D(
             self.out_filters, first_kernel, strides=self.strides, name="conv_0", **conv_kwargs
         )
-        self.norm_1 = FusedBatchNormalization(dtype=self.dtype_policy, name="bn_1")
+        self.norm_1 = FusedBatchNormalization(momentum=self.batch_norm_momentum, dtype=self.dtype_policy,
+                                              name="bn_1")
         self.conv_1 = keras.layers.Conv3D(self.out_filters, self.kernel_size, name="conv_1", **conv_kwargs)
         self.pool = (
             keras.layers.MaxPooling3D(self.strides, self.strides, padding="same", dtype=self.dtype_policy)
@@ -182,6 +188,7 @@ class ResidualUnit3D(keras.layers.Layer):
             kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer)
             if self.kernel_regularizer is not None
             else None,
+            batch_norm_momentum=self.batch_norm_momentum,
         )
         return config
 

@@ -31,6 +31,7 @@ def resnet_3d(
     use_bias: bool = False,
     task: str = "classification",
     name: str = "resnet_3d",
+    batch_norm_momentum: float = 0.99,
 ) -> keras.Model:
     """Builds DLTK's 3D residual network.
 
@@ -46,6 +47,12 @@ def resnet_3d(
         task: ``"classification"`` (output ``logits``, float32) or ``"regression"`` (output
             ``prediction`` of shape (batch, 1), float32).
         name: Model name.
+        batch_norm_momentum: Momentum of the batch norms' moving mean and variance, which the model
+            uses outside training (validation, deploy, export). DLTK's and Keras' 0.99 averages over
+            about 100 steps and forgets the initial statistics (mean 0, variance 1) only after some
+            500: right for runs of tens of thousands of steps. For runs of hundreds, 0.9 (PyTorch's
+            default): with 0.99 the 600-step CPU preset's validation loss stayed at 3.8-11 (every
+            subject one class) for 300-400 steps in 3 runs while the training accuracy was above 0.9.
 
     Returns:
         A functional Keras model; outputs stay float32 under a mixed-precision policy. Probabilities
@@ -74,9 +81,10 @@ def resnet_3d(
                 activation=activation,
                 use_bias=use_bias,
                 kernel_regularizer=regulariser,
+                batch_norm_momentum=batch_norm_momentum,
                 name=f"unit_{scale}_{unit}",
             )(x)
-    x = FusedBatchNormalization(name="pool_bn")(x)
+    x = FusedBatchNormalization(momentum=batch_norm_momentum, name="pool_bn")(x)
     x = keras.layers.Activation(activation, name="pool_activation")(x)
     x = keras.layers.GlobalAveragePooling3D(name="global_avg_pool")(x)
     units = num_classes if task == "classification" else 1

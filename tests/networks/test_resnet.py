@@ -60,6 +60,27 @@ def test_get_config_round_trips_with_identical_outputs(rng):
     assert ResidualUnit3D.from_config(unit.get_config()).get_config() == unit.get_config()
 
 
+def test_batch_norm_momentum_reaches_every_batch_norm_and_is_saved(tmp_path, rng):
+    model = resnet_3d((8, 8, 8, 1), num_classes=2, num_res_units=2, filters=(4, 8), strides=(1, 2),
+                      batch_norm_momentum=0.9)
+    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 5 and {norm.momentum for norm in norms} == {0.9}  # 2 per unit and pool_bn
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert {layer.momentum for layer in loaded._flatten_layers()
+            if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}
+    assert resnet_3d((8, 8, 8, 1), filters=(4, 8), strides=(1, 2)).get_layer("pool_bn").momentum == 0.99
+
+
+def test_unit_moving_mean_moves_by_one_minus_the_momentum(rng):
+    inputs = rng.normal(3.0, 2.0, size=(2, 4, 4, 4, 3)).astype(np.float32)
+    unit = ResidualUnit3D(3, batch_norm_momentum=0.75)
+    unit(inputs, training=True)
+    np.testing.assert_allclose(unit.norm_0.moving_mean.numpy(), 0.25 * inputs.mean(axis=(0, 1, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(unit.norm_0.moving_variance.numpy(),
+                               0.75 + 0.25 * inputs.var(axis=(0, 1, 2, 3), ddof=1), rtol=1e-4)
+
+
 def test_saved_and_loaded_keras_file_predicts_the_same(tmp_path, rng):
     model = resnet_3d((8, 8, 8, 1), num_classes=2, filters=(4, 8), strides=(1, 2))
     path = tmp_path / "model.keras"
