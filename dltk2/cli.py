@@ -6,7 +6,6 @@ prints ``error: <file>: <problem>`` and exits with status 2 instead of a traceba
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from typing import Callable
@@ -55,10 +54,7 @@ def run(main: Callable[[list[str]], None]) -> None:
             if message is None:
                 raise
             sys.stderr.write(f"error: {message}\n")
-            sys.stdout.flush()
-            sys.stderr.flush()
-            # Not sys.exit: with a tf.data pipeline of py_functions still running, interpreter
-            # shutdown can deadlock or abort. Checkpoints are already written atomically.
-            os._exit(2)
+            # A normal exit: dltk2.io.pipeline drains the pipelines' reads before the interpreter ends.
+            sys.exit(2)
 
     app.run(guarded)

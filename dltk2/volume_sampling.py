@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from dltk2.io.pipeline import py_function, with_pipeline_options
-from dltk2.io.reader import ReaderError, _install_exit_guard, first_line
+from dltk2.io.reader import ReaderError, first_line
 
 
 def pad_to_at_least(volume: tf.Tensor, example_size: Sequence[int]) -> tf.Tensor:
@@ -107,7 +107,6 @@ def cached_volume_dataset(
         try:
             volume, label = load_fn(row)
         except Exception as error:
-            _install_exit_guard()
             raise ReaderError(f"reading {row}: {first_line(error)}") from error
         return np.asarray(volume, np.float32), np.asarray(label, label_dtype.as_numpy_dtype)
 

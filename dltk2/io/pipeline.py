@@ -24,7 +24,8 @@ ends, its finalization stops every thread that asks for the GIL, TensorFlow's th
 ``tf.py_function`` among them; unwinding such a thread through TensorFlow's C++ aborts the process
 ("FATAL: exception not rethrown") or leaves a call that the iterator's destructor waits for forever.
 A script that ended with a live TRAIN :class:`~dltk2.io.reader.Reader` iterator aborted or hung in 6
-of 11 runs. :func:`py_function` (dltk2's pipelines use it for every Python step) counts the calls in
+of 11 runs, and one that ended on an uncaught read error aborted unless it left through ``os._exit``
+(which skips every ``atexit`` handler, the user's too). :func:`py_function` (dltk2's pipelines use it for every Python step) counts the calls in
 flight; :func:`drain_python_calls`, registered with ``atexit`` so that it runs before finalization,
 makes later calls fail at once and waits until none has run for a quarter of a second. The buffers
 fill with errors nobody reads, and finalization finds no call to stop. The cost is that quarter

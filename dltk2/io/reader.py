@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
-import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -43,29 +41,6 @@ class ReaderError(RuntimeError):
 
 class CsvError(ValueError):
     """A CSV (or JSON metadata) table is missing, empty, malformed, or lacks a column that is needed."""
-
-
-def _install_exit_guard() -> None:
-    """After a failed read, let an uncaught exception end the process cleanly (status 1).
-
-    With tf.data's py_function threads still alive, Python's shutdown terminates them as they try to
-    take the GIL; the forced unwind crosses TensorFlow's C++ and aborts the process ("FATAL: exception
-    not rethrown"), or deadlocks. The guard prints the traceback through the previous hook, flushes and
-    exits before shutdown begins. It is installed only once a read has failed, and chains the hook
-    that was there.
-    """
-    previous = sys.excepthook
-    if getattr(previous, "_dltk2_exit_guard", False):
-        return
-
-    def guard(kind, value, traceback):
-        previous(kind, value, traceback)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1)
-
-    guard._dltk2_exit_guard = True
-    sys.excepthook = guard
 
 
 def first_line(error: BaseException) -> str:
@@ -255,7 +230,6 @@ class Reader:
             except Exception as error:  # reported with the row, or recorded and skipped
                 message = first_line(error)
                 if not skip_errors:
-                    _install_exit_guard()
                     raise ReaderError(f"reading {row}: {message}") from error
                 with self._lock:
                     self.skipped.append((row, message))

@@ -151,7 +151,7 @@ model.fit(dataset, steps_per_epoch=20, epochs=1, verbose=0)
 
 
 def test_a_script_that_hits_a_bad_file_exits_cleanly_instead_of_aborting(volumes, tmp_path):
-    # Without the reader's exit guard this aborted ("FATAL: exception not rethrown") or hung at exit.
+    # Without dltk2.io.pipeline's exit drain this aborted ("FATAL: exception not rethrown") or hung at exit.
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(Path(volumes.loc[0, "image"]).read_bytes()[:200])
     paths = list(volumes["image"]) + [str(broken)]
