@@ -89,44 +89,42 @@ def test_after_the_drain_calls_fail_at_once_naming_the_exit(calls):
     assert entered == [] and calls.active == 0
 
 
+class CallInFlight:
+    """A pipeline whose one Python call blocks until released, read by a thread of its own."""
+
+    def __init__(self) -> None:
+        self.entered, self.release, self.results = threading.Event(), threading.Event(), []
+
+        def blocked(value):
+            self.entered.set()
+            self.release.wait(30)
+            return value
+
+        dataset = tf.data.Dataset.range(1).map(lambda x: py_function(blocked, [x], tf.int64))
+        self.consumer = threading.Thread(target=lambda: self.results.extend(int(value) for value in dataset))
+        self.consumer.start()
+        assert self.entered.wait(30)
+
+    def finish(self) -> list[int]:
+        self.release.set()
+        self.consumer.join(30)
+        return self.results
+
+
 def test_the_drain_waits_for_a_call_in_flight(calls):
-    entered, release = threading.Event(), threading.Event()
-
-    def blocked(value):
-        entered.set()
-        release.wait(30)
-        return value
-
-    dataset = tf.data.Dataset.range(1).map(lambda x: py_function(blocked, [x], tf.int64))
-    results = []
-    consumer = threading.Thread(target=lambda: results.extend(int(value) for value in dataset))
-    consumer.start()
-    assert entered.wait(30)
-    threading.Timer(0.2, release.set).start()
+    call = CallInFlight()
+    threading.Timer(0.2, call.release.set).start()
     assert drain_python_calls(quiet_s=0.05) is True
-    assert release.is_set() and calls.active == 0  # it returned only after the call did
-    consumer.join(30)
-    assert results == [0]
+    assert call.release.is_set() and calls.active == 0  # it returned only after the call did
+    assert call.finish() == [0]
 
 
 def test_the_drain_gives_up_after_its_timeout_and_says_so(calls, capsys):
-    entered, release = threading.Event(), threading.Event()
-
-    def blocked(value):
-        entered.set()
-        release.wait(30)
-        return value
-
-    dataset = tf.data.Dataset.range(1).map(lambda x: py_function(blocked, [x], tf.int64))
-    results = []
-    consumer = threading.Thread(target=lambda: results.extend(int(value) for value in dataset))
-    consumer.start()
+    call = CallInFlight()
     try:
-        assert entered.wait(30)
         assert drain_python_calls(quiet_s=0.05, timeout_s=0.1) is False
         assert "1 input pipeline read(s) still running after 0.1 s at exit" in capsys.readouterr().err
-        assert not release.is_set()
+        assert not call.release.is_set()
     finally:
-        release.set()
-        consumer.join(30)
+        results = call.finish()
     assert results == [0]
