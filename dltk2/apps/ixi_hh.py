@@ -52,8 +52,8 @@ def define_training_flags(l2: float) -> None:
     flags.DEFINE_list("strides", ["1", "2", "2", "2", "2"], "Stride of the stem and each scale.")
     flags.DEFINE_integer("num_res_units", 2, "Residual units per scale.")
     flags.DEFINE_float("l2", l2, "L2 regularisation of the kernels.")
-    flags.DEFINE_float("batch_norm_momentum", 0.99,
-                       "Momentum of the batch norms' moving statistics (DLTK's 0.99; 0.9 for runs of hundreds of steps).")
+    flags.DEFINE_float("batch_norm_momentum", 0.99, "Momentum of the batch norms' moving statistics "
+                       "(DLTK's 0.99; 0.9 for runs of hundreds of steps).")
     flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
     flags.DEFINE_enum("lr_schedule", "constant", ["constant", "cosine"],
                       "constant (DLTK), or cosine decay to 0 over max_steps.")
@@ -99,7 +99,8 @@ def run_training(target: str, head: Head, name: str,
         model = resnet_3d(
             input_shape=example_size + [1], num_classes=head.num_classes, num_res_units=FLAGS.num_res_units,
             filters=[int(f) for f in FLAGS.filters], strides=[int(s) for s in FLAGS.strides],
-            l2_regularisation=FLAGS.l2, task=head.task, name=name, batch_norm_momentum=FLAGS.batch_norm_momentum,
+            l2_regularisation=FLAGS.l2, task=head.task, name=name,
+            batch_norm_momentum=FLAGS.batch_norm_momentum,
         )
         if initialise is not None:
             initialise(model, train_subjects)

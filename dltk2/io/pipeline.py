@@ -2,7 +2,6 @@
 
 Options
 -------
-
 TensorFlow's autotuning model runs in a thread that wakes at doubling intervals (10 ms, 20 ms, ...
 up to a minute) to re-tune parallelism and buffer sizes. Destroying an iterator joins that thread,
 and the join waits for its next wake-up, not for a cancellation: ``fit``, ``evaluate``, ``predict``
@@ -25,11 +24,11 @@ ends, its finalization stops every thread that asks for the GIL, TensorFlow's th
 ("FATAL: exception not rethrown") or leaves a call that the iterator's destructor waits for forever.
 A script that ended with a live TRAIN :class:`~dltk2.io.reader.Reader` iterator aborted or hung in 6
 of 11 runs, and one that ended on an uncaught read error aborted unless it left through ``os._exit``
-(which skips every ``atexit`` handler, the user's too). :func:`py_function` (dltk2's pipelines use it for every Python step) counts the calls in
-flight; :func:`drain_python_calls`, registered with ``atexit`` so that it runs before finalization,
-makes later calls fail at once and waits until none has run for a quarter of a second. The buffers
-fill with errors nobody reads, and finalization finds no call to stop. The cost is that quarter
-second at exit, only after recent reading.
+(which skips every ``atexit`` handler, the user's too). :func:`py_function`, which dltk2's pipelines
+use for every Python step, counts the calls in flight; :func:`drain_python_calls`, registered with
+``atexit`` so that it runs before finalization, makes later calls fail at once and waits until none
+has run for a quarter of a second. The buffers fill with errors nobody reads, and finalization finds
+no call to stop. The cost is that quarter second at exit, only after recent reading.
 """
 
 from __future__ import annotations
@@ -138,7 +137,8 @@ def drain_python_calls(quiet_s: float = 0.25, timeout_s: float = 120.0) -> bool:
         if active == 0 and now - last_end >= quiet_s:
             return True
         if now >= deadline:
-            sys.stderr.write(f"dltk2: {active} input pipeline read(s) still running after {timeout_s:g} s at exit\n")
+            sys.stderr.write(f"dltk2: {active} input pipeline read(s) still running after {timeout_s:g} s "
+                             "at exit\n")
             return False
         time.sleep(0.01)
 

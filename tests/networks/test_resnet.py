@@ -60,7 +60,7 @@ def test_get_config_round_trips_with_identical_outputs(rng):
     assert ResidualUnit3D.from_config(unit.get_config()).get_config() == unit.get_config()
 
 
-def test_batch_norm_momentum_reaches_every_batch_norm_and_is_saved(tmp_path, rng):
+def test_batch_norm_momentum_reaches_every_batch_norm_and_is_saved(tmp_path):
     model = resnet_3d((8, 8, 8, 1), num_classes=2, num_res_units=2, filters=(4, 8), strides=(1, 2),
                       batch_norm_momentum=0.9)
     norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
