@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -132,6 +133,30 @@ class _StateWriter(keras.callbacks.Callback):
         write_text_atomically(self.path, json.dumps(state, indent=2))
 
 
+class _ValidationEndIsNotAnInterruption(keras.callbacks.Callback):
+    """Silences Keras' "Your input ran out of data; interrupting training" while it validates.
+
+    Keras learns the length of a validation set of unknown cardinality (the readers' ``unbatch``
+    hides it) when its first pass ends, and reports that end with this warning, though a finite
+    validation set is meant to end there. The filter holds only from the start to the end of each
+    validation pass, so a training set that runs out is still reported.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._silenced: warnings.catch_warnings | None = None
+
+    def on_test_begin(self, logs=None):
+        self._silenced = warnings.catch_warnings()
+        self._silenced.__enter__()
+        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+
+    def on_test_end(self, logs=None):
+        if self._silenced is not None:
+            self._silenced.__exit__(None, None, None)
+            self._silenced = None
+
+
 def training_callbacks(
     model_path: str | Path,
     monitor: str | None = "val_loss",
@@ -152,6 +177,7 @@ def training_callbacks(
     """
     model_path = Path(model_path)
     callbacks: list[keras.callbacks.Callback] = list(extra) + [
+        _ValidationEndIsNotAnInterruption(),
         keras.callbacks.BackupAndRestore(
             str(model_path / "backup"), save_freq="epoch", double_checkpoint=True, delete_checkpoint=False
         ),
@@ -240,15 +266,20 @@ def train(
         if validation_dataset is not None:
             logger.warning("validation is skipped under MultiWorkerMirroredStrategy; evaluate the checkpoints")
         return train_multi_worker(model, train_dataset, model_path, max_steps, steps_per_epoch)
-    history = model.fit(
-        train_dataset,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        validation_data=validation_dataset,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,  # tf.data shuffles; Keras would only warn
-    )
+    try:
+        history = model.fit(
+            train_dataset,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=validation_dataset,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,  # tf.data shuffles; Keras would only warn
+        )
+    finally:  # a validation pass that failed never reached on_test_end
+        for callback in callbacks:
+            if isinstance(callback, _ValidationEndIsNotAnInterruption):
+                callback.on_test_end()
     return history.history
 
 

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import keras
@@ -113,6 +114,28 @@ def test_validation_writes_best_checkpoint(tmp_path):
     assert (model_path / "checkpoints" / "best.keras").exists()
     state = json.loads((model_path / "training_state.json").read_text())
     assert "val_loss" in state["last_logs"]
+
+
+def test_the_end_of_a_validation_set_of_unknown_length_is_not_reported_as_an_interruption(tmp_path):
+    # filter() hides the length, as the readers' unbatch does: Keras learns it when the first pass ends.
+    validation = toy_dataset(seed=1).take(3).filter(lambda images, labels: True)
+    assert validation.cardinality() == tf.data.UNKNOWN_CARDINALITY
+    filters_before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(tiny_model(), toy_dataset(), prepare_model_dir(tmp_path / "model"), 4, 2,
+              validation_dataset=validation, verbose=0)
+        assert not [w for w in caught if "ran out of data" in str(w.message)]
+        # A training set that ends early is still reported, by Keras, and stops the run.
+        with pytest.warns(UserWarning, match="ran out of data"):
+            train(tiny_model(), toy_dataset().take(3), prepare_model_dir(tmp_path / "short"), 8, 4, verbose=0)
+    assert warnings.filters == filters_before
+    # A validation pass that fails leaves the warning filters as they were, too.
+    failing = validation.map(lambda images, labels: (tf.debugging.assert_all_finite(images / 0.0, "NaN"), labels))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN"):
+        train(tiny_model(), toy_dataset(), prepare_model_dir(tmp_path / "failing"), 2, 2, validation_dataset=failing,
+              verbose=0)
+    assert warnings.filters == filters_before
 
 
 def test_restart_deletes_and_default_keeps(tmp_path):
