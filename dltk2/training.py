@@ -169,7 +169,8 @@ def training_callbacks(
     """The callbacks every dltk2 training run uses.
 
     ``extra`` callbacks come first, so that metrics they add to an epoch's logs (a validation Dice, say)
-    can choose the best checkpoint. Then BackupAndRestore (resume after a kill), last and best
+    can choose the best checkpoint. Then a filter that keeps Keras from reporting the end of a
+    validation pass as an interruption, BackupAndRestore (resume after a kill), last and best
     ``.keras`` checkpoints, TensorBoard under ``logs/``, every epoch's logs appended to
     ``history.csv`` (for plots), and a small JSON of progress. Without a ``monitor``, no best
     checkpoint; with ``initial_best``, only an epoch better than it is saved as best (e.g. the score of
