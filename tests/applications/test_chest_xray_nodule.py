@@ -23,7 +23,7 @@ def test_images_to_prepare_to_both_stages_to_deploy_and_serving(tmp_path):
     assert splits.loc[splits["flipped"], "split"].eq("train").all()
 
     model = tmp_path / "model"
-    args = [f"--model_path={model}", f"--data_dir={records}", "--backbone=ResNet50V2", "--image_size=32",
+    args = [f"--model_path={model}", f"--data_dir={records}", "--backbone=MobileNet", "--image_size=32",
             "--head_widths=16,8", "--head_epochs=2", "--adapt_batch_norm=2", "--batch_size=8", "--fine_tune_steps=2", "--steps_per_epoch=1"]
     trained = run_script(f"{APP}/train.py", *args)
     assert "re-estimated on 2 training batches" in trained.stdout

@@ -73,7 +73,7 @@ def test_folder_to_database_to_classification(dicom_folder, tmp_path):
 
     model = tmp_path / "model"
     run_script(f"{APP}/train.py", f"--model_path={model}", f"--data_dir={records}", "--image_size=32",
-               "--backbone=ResNet50V2",  # traces in half the time of EfficientNetV2B0 on a CPU
+               "--backbone=MobileNet",  # traces in less than half the time of ResNet50V2 on a CPU
                "--max_steps=4", "--steps_per_epoch=2", "--batch_size=8", "--head_widths=16")
     assert existing_versions(model / "export") == [1] and (model / "model.keras").exists()
 

@@ -8,7 +8,8 @@ from dltk2.networks.transfer import (BACKBONES, GreyToBackboneInput, dense_head,
                                      set_trainable_layers, transfer_classifier)
 
 FEATURES = {"InceptionV3": 2048, "ResNet50V2": 2048, "DenseNet121": 1024, "EfficientNetV2B0": 1280,
-            "EfficientNetV2B1": 1280, "EfficientNetV2B2": 1408, "EfficientNetV2B3": 1536, "EfficientNetV2S": 1280}
+            "EfficientNetV2B1": 1280, "EfficientNetV2B2": 1408, "EfficientNetV2B3": 1536, "EfficientNetV2S": 1280,
+            "MobileNet": 1024}
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
