@@ -20,8 +20,9 @@ policy against PyTorch's bfloat16 autocast), on one fixed batch held in memory: 
 without data loading (as nnU-Net's benchmark trainers separate them). The thread count is the same
 (all CPUs). Prints one JSON line: ``value`` (examples per second: the batch over the median of the
 timed steps, each timed alone after warm-up steps; in about half the runs Keras' ``fit`` returned some
-9 s after its last step, tearing down its dataset iterator, which a per-step time leaves out), ``peak_memory_mb`` (the process' peak resident memory above what it held once the framework
-was imported and the batch made), ``parameters``.
+9 s after its last step, tearing down its dataset iterator, which a per-step time leaves out),
+``peak_memory_mb`` (the process' peak resident memory above what it held once the framework was
+imported and the batch made), ``parameters``.
 """
 
 from __future__ import annotations
