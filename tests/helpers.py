@@ -22,3 +22,10 @@ def run_script(script: str, *args: str, timeout: int = 600, env: dict | None = N
             f"stderr:\n{result.stderr[-4000:]}"
         )
     return result
+
+
+def batch_norm_momenta(model) -> set[float]:
+    """The momenta of every batch norm in a Keras model, nested layers included."""
+    import keras
+
+    return {layer.momentum for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)}

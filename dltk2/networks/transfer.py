@@ -23,7 +23,8 @@ BACKBONES = {
     "EfficientNetV2B2": (keras.applications.EfficientNetV2B2, keras.applications.efficientnet_v2.preprocess_input),
     "EfficientNetV2B3": (keras.applications.EfficientNetV2B3, keras.applications.efficientnet_v2.preprocess_input),
     "EfficientNetV2S": (keras.applications.EfficientNetV2S, keras.applications.efficientnet_v2.preprocess_input),
-    # 3.2 M parameters and 87 layers (ResNet50V2: 23.6 M, 191): the quickest to train and to trace on a CPU.
+    # 3.2 M parameters and 87 layers (ResNet50V2: 23.6 M, 191): building, tracing and two training steps
+    # at 32x32 took 10.3 s on 2 CPU cores, against 23.5 s for ResNet50V2.
     "MobileNet": (keras.applications.MobileNet, keras.applications.mobilenet.preprocess_input),
 }
 

@@ -2,13 +2,12 @@
 
 import re
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
 
-from helpers import run_script
+from helpers import batch_norm_momenta, run_script
 from dltk2.datasets import ixi
 from dltk2.io.image import read_array
 from dltk2.training import load_trained_model
@@ -23,9 +22,7 @@ def test_train_deploy_export_age(tiny_ixi, tmp_path):
     # The CPU preset first (its flags must all exist), then tiny sizes over it.
     run_script("applications/IXI_HH_age/train.py", "--flagfile=applications/IXI_HH_age/cpu_preset.flags",
                f"--model_path={model_path}", f"--data_csv={tiny_ixi}", "--max_steps=4", *TINY)
-    model = load_trained_model(model_path, "last")
-    assert {layer.momentum for layer in model._flatten_layers()
-            if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}  # the preset's, not DLTK's 0.99
+    assert batch_norm_momenta(load_trained_model(model_path, "last")) == {0.9}  # the preset's, not DLTK's 0.99
     deployed = run_script("applications/IXI_HH_age/deploy.py", f"--model_path={model_path}", "--num_crops=2")
     lines = deployed.stdout.strip().splitlines()
     assert all(LINE.match(line) for line in lines[:-1]) and len(lines) == 5, lines

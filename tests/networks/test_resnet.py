@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from helpers import batch_norm_momenta
 from dltk2.networks.layers import ResidualUnit3D
 from dltk2.networks.resnet import resnet_3d
 
@@ -64,11 +65,9 @@ def test_batch_norm_momentum_reaches_every_batch_norm_and_is_saved(tmp_path):
     model = resnet_3d((8, 8, 8, 1), num_classes=2, num_res_units=2, filters=(4, 8), strides=(1, 2),
                       batch_norm_momentum=0.9)
     norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
-    assert len(norms) == 5 and {norm.momentum for norm in norms} == {0.9}  # 2 per unit and pool_bn
+    assert len(norms) == 5 and batch_norm_momenta(model) == {0.9}  # 2 per unit and pool_bn
     model.save(tmp_path / "model.keras")
-    loaded = keras.saving.load_model(tmp_path / "model.keras")
-    assert {layer.momentum for layer in loaded._flatten_layers()
-            if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}
+    assert batch_norm_momenta(keras.saving.load_model(tmp_path / "model.keras")) == {0.9}
     assert resnet_3d((8, 8, 8, 1), filters=(4, 8), strides=(1, 2)).get_layer("pool_bn").momentum == 0.99
 
 
