@@ -1,20 +1,29 @@
-"""Running command-line applications: absl's ``app.run`` with data errors reported in one line.
+"""The command-line launcher: absl's ``app.run`` with user errors reported in one line.
 
-A missing column, an unreadable image or a NaN volume is the user's data, not a bug: the script
-prints ``error: <file>: <problem>`` and exits with status 2 instead of a traceback.
+A missing column, an unreadable image, a NaN volume or a model folder in use by another run is the
+user's situation, not a bug (:mod:`dltk2.errors`): the script prints ``error: <file>: <problem>``
+and exits with status 2 instead of a traceback.
+
+Import this module first in a script (``import dltk2.cli``): before TensorFlow loads, it quiets
+TensorFlow's C++ INFO and WARNING lines unless ``TF_CPP_MIN_LOG_LEVEL`` is set
+(:func:`dltk2.environment.quiet_tensorflow_log`), and ``dltk2`` turns oneDNN on.
 """
 
 from __future__ import annotations
 
-import re
-import sys
-from typing import Callable
+from dltk2.environment import quiet_tensorflow_log
 
-import tensorflow as tf
-from absl import app, flags
+quiet_tensorflow_log()
 
-from dltk2.io.image import ImageReadError
-from dltk2.io.reader import CsvError, ReaderError
+import re  # noqa: E402  (after the log level: TensorFlow reads it at its first log line)
+import sys  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from dltk2.errors import USER_ERRORS, first_line  # noqa: E402
+from dltk2.io.pipeline import user_error_in  # noqa: E402
 
 def define_run_flags() -> None:
     """The flags every training script shares: --restart, --verbose, --precision, --devices."""
@@ -25,18 +34,20 @@ def define_run_flags() -> None:
     flags.DEFINE_list("devices", [], "Devices for MirroredStrategy, e.g. /gpu:0,/gpu:1; default: all GPUs.")
 
 
-DATA_ERRORS = (CsvError, ImageReadError, ReaderError, FileNotFoundError)
-
-
 def data_error_message(error: BaseException) -> str | None:
-    """The one-line description of a data error, or None if ``error`` is not one.
+    """The one-line description of a user error (:data:`dltk2.errors.USER_ERRORS`), or None for a bug.
 
-    Errors raised by a ``read_fn`` inside tf.data arrive as ``tf.errors.OpError``; their message
-    holds the reader's own line (``reading [row]: <file>: <problem>``), which is returned.
+    Errors raised inside a tf.data pipeline arrive as ``tf.errors.OpError``; the pipeline's Python
+    step remembers the original (:func:`dltk2.io.pipeline.user_error_in`), whose first line is
+    returned. The reader's own line (``reading [row]: <file>: <problem>``) is also found in the
+    message of an ``OpError`` from another process or thread.
     """
-    if isinstance(error, DATA_ERRORS):
-        return str(error).strip().splitlines()[0]
+    if isinstance(error, USER_ERRORS + (app.UsageError,)):
+        return first_line(error)
     if isinstance(error, tf.errors.OpError):
+        original = user_error_in(error)
+        if original is not None:
+            return first_line(original)
         match = re.search(r"ReaderError: (reading \[.*)", error.message)
         if match:
             return match.group(1).strip()

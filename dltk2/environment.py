@@ -36,6 +36,32 @@ def configure_onednn(enable: bool = True) -> bool:
     return enable
 
 
+LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+
+
+def quiet_tensorflow_log(level: int = 2) -> bool:
+    """Hides TensorFlow's C++ INFO and WARNING lines in a command-line run, unless the user chose a level.
+
+    TensorFlow's kernels log every failed call of a tf.data Python function as a WARNING with the
+    Python traceback in it, once per thread that ran it and once more at the iterator: a garbled
+    series in an MRNet folder printed 918 lines before the one line that names it. The error itself
+    still reaches the script (and :func:`dltk2.cli.run` reports it in one line); only the duplicate
+    log goes. ERROR lines stay. Like oneDNN's switch, the level is read once, at TensorFlow's first
+    log line, so this must run before TensorFlow is imported; the command-line launcher
+    (:mod:`dltk2.cli`) calls it, the library import does not.
+
+    Args:
+        level: TensorFlow's ``TF_CPP_MIN_LOG_LEVEL`` (1 hides INFO, 2 also WARNING, 3 also ERROR).
+
+    Returns:
+        True if the level was set here.
+    """
+    if LOG_LEVEL_VARIABLE in os.environ or "tensorflow" in sys.modules:
+        return False
+    os.environ[LOG_LEVEL_VARIABLE] = str(level)
+    return True
+
+
 MALLOC_TUNING_VARIABLE = "DLTK2_MALLOC_TUNING"
 _GLIBC_MALLOC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 _M_TRIM_THRESHOLD = -1

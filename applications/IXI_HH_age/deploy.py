@@ -14,7 +14,7 @@ Example:
     python applications/IXI_HH_age/deploy.py --model_path models/ixi_age
 """
 
-import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 import numpy as np
 import pandas as pd

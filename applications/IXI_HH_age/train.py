@@ -14,7 +14,7 @@ Example:
         --data_csv data/IXI_HH/demographic_HH.csv
 """
 
-import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 import keras
 

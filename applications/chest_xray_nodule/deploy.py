@@ -14,7 +14,7 @@ Example:
     python applications/chest_xray_nodule/deploy.py --model_path models/chest --data_dir data/chest_tfrecords
 """
 
-import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 import time
 from pathlib import Path
@@ -29,6 +29,7 @@ from dltk2.apps.classification import report_classification
 from dltk2.cli import run
 from dltk2.datasets import chest_xray
 from dltk2.inference import ImageClassifier2D
+from dltk2.io.record_set import check_held_out, read_record_set
 from dltk2.io.tfrecord import image_dataset
 from dltk2.training import load_run_config
 
@@ -51,6 +52,7 @@ def main(argv):
                                    config["image_size"], classes)
     rows = []
     started = time.perf_counter()
+    check_held_out(model_path, read_record_set(FLAGS.data_dir, FLAGS.data_name))
     for features in image_dataset(chest_xray.tfrecord_files(FLAGS.data_dir, FLAGS.split, FLAGS.data_name),
                                   channels=1, dtype=tf.uint16):
         result = classifier.classify(features["image"].numpy()[..., 0].astype(np.float32))

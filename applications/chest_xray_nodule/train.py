@@ -20,7 +20,7 @@ Example:
     python applications/chest_xray_nodule/train.py --model_path models/chest --data_dir data/chest_tfrecords
 """
 
-import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 import json
 from pathlib import Path
@@ -37,7 +37,7 @@ from dltk2.export import export_predictor
 from dltk2.feature_cache import cached_features, files_fingerprint
 from dltk2.inference import ImageClassifier2D
 from dltk2.io.atomic import write_bytes_atomically
-from dltk2.io.tfrecord import label_counts
+from dltk2.io.record_set import check_same_record_set, read_record_set
 from dltk2.metrics import PositiveClassAUC
 from dltk2.networks.transfer import (BACKBONES, adapt_batch_norm, dense_head, feature_extractor, set_trainable_layers,
                                      transfer_classifier)
@@ -112,18 +112,21 @@ def train_head(features_model, train_files, val_files, model_path: Path, weights
 def main(argv):
     del argv
     absl_logging.set_verbosity(absl_logging.INFO if FLAGS.verbose else absl_logging.WARNING)
+    record_set = read_record_set(FLAGS.data_dir, FLAGS.data_name)
     train_files = chest_xray.tfrecord_files(FLAGS.data_dir, "train", FLAGS.data_name)
-    val_files = sorted(Path(FLAGS.data_dir).glob(f"{FLAGS.data_name}_validation-*.tfrecord"))
-    counts = label_counts(train_files)
+    val_files = record_set.files("validation")
+    counts = record_set.label_counts("train")
     weights = images2d.class_weights([label for label, n in counts.items() for _ in range(n)], len(CLASSES))
     model_path = prepare_model_dir(FLAGS.model_path, restart=FLAGS.restart)
+    check_same_record_set(model_path, record_set)
     strategy = select_strategy(FLAGS.devices or None)
     policy = select_precision_policy(FLAGS.precision)
     size = FLAGS.image_size
     save_run_config(model_path, {"backbone": FLAGS.backbone, "weights": FLAGS.weights, "image_size": size,
                                  "classes": list(CLASSES), "class_weights": weights.tolist(), "precision": policy,
                                  "head_widths": [int(w) for w in FLAGS.head_widths],
-                                 "fine_tune_steps": FLAGS.fine_tune_steps, "data_dir": str(Path(FLAGS.data_dir).resolve())})
+                                 "fine_tune_steps": FLAGS.fine_tune_steps, "data_dir": str(Path(FLAGS.data_dir).resolve()),
+                                 "record_set": record_set.manifest["set_id"]})
     print(f"training images per class: { {CLASSES[c]: n for c, n in sorted(counts.items())} }; precision {policy}; "
           f"TensorBoard: tensorboard --logdir {model_path / 'logs'}")
 

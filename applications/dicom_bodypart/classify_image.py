@@ -4,14 +4,17 @@
 TFRecord shards (a file or a glob, ``--tfrecord=true``). The output (``--outfile``) has the header
 ``image class0 ... class6 predicted_class`` (``classN`` is the probability of class N, see
 ``labels.txt``; ``predicted_class`` its name) and one row per image. The classification is the
-exported SavedModel's ``serving_default`` function itself.
+exported SavedModel's ``serving_default`` function itself. A listed file that cannot be read (missing,
+truncated, a DICOM without pixels) is skipped with a one-line reason; the others are classified.
+Shards of a record set converted again after the model was trained from that folder are refused
+(another split: the test images could have been training images).
 
 Example:
     python applications/dicom_bodypart/classify_image.py --infile data/tfrecords/bodypart_test-*.tfrecord \\
         --tfrecord=true --outfile prediction_result.txt --model_path models/bodypart
 """
 
-import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 from pathlib import Path
 
@@ -26,7 +29,9 @@ from dltk2.datasets import bodypart
 from dltk2.inference import ImageClassifier2D
 from dltk2.io.atomic import write_csv_atomically
 from dltk2.io.dicom import read_dataset
-from dltk2.io.tfrecord import image_dataset
+from dltk2.errors import DataError, first_line
+from dltk2.io.record_set import check_held_out, record_sets_of
+from dltk2.io.tfrecord import glob_shards, image_dataset
 from dltk2.training import as_float32, load_run_config, load_trained_model
 
 FLAGS = flags.FLAGS
@@ -37,16 +42,27 @@ flags.DEFINE_string("model_path", None, "Trained model folder.")
 flags.mark_flags_as_required(["infile", "model_path"])
 
 
-def images_from_list(list_file: str):
-    """(name, grey image) for each path listed; DICOM files through the modality and VOI LUTs."""
-    for line in Path(list_file).read_text().splitlines():
+def images_from_list(list_file: str, skipped: list[str]):
+    """(name, grey image) for each path listed; DICOM files through the modality and VOI LUTs.
+
+    A file that cannot be read is left out and its one-line reason appended to ``skipped``.
+    """
+    list_path = Path(list_file)
+    if not list_path.is_file():
+        raise FileNotFoundError(f"{list_path}: no such list file")
+    for line in list_path.read_text(errors="replace").splitlines():
         path = Path(line.strip())
         if not line.strip():
             continue
-        if path.suffix.lower() == ".png":
-            yield str(path), bodypart.read_png(path)
-        else:
-            yield str(path), bodypart.grey_image_from_dicom(read_dataset(path), path)
+        try:
+            if path.suffix.lower() == ".png":
+                image = bodypart.read_png(path)
+            else:
+                image = bodypart.grey_image_from_dicom(read_dataset(path), path)
+        except DataError as error:
+            skipped.append(first_line(error))
+            continue
+        yield str(path), image
 
 
 def images_from_tfrecords(pattern: str):
@@ -61,7 +77,13 @@ def main(argv):
     config = load_run_config(FLAGS.model_path)
     classes = config["classes"]
     classifier = ImageClassifier2D(as_float32(load_trained_model(FLAGS.model_path)), config["image_size"], classes)
-    source = images_from_tfrecords(FLAGS.infile) if FLAGS.tfrecord else images_from_list(FLAGS.infile)
+    skipped: list[str] = []
+    if FLAGS.tfrecord:
+        for shard_set in record_sets_of(glob_shards(FLAGS.infile)):
+            check_held_out(FLAGS.model_path, shard_set)
+        source = images_from_tfrecords(FLAGS.infile)
+    else:
+        source = images_from_list(FLAGS.infile, skipped)
     rows = []
     for name, image in source:
         outputs = classifier.classify(image.astype(np.float32))
@@ -71,6 +93,8 @@ def main(argv):
     write_csv_atomically(table, FLAGS.outfile, sep="\t", float_format="%.6f")
     print(f"classified {len(table)} images -> {FLAGS.outfile}; predicted: "
           f"{table['predicted_class'].value_counts().to_dict()}")
+    for message in skipped:
+        print(f"  skipped {message}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ Example:
     python applications/dicom_bodypart/create_database.py --directory data/dicom_synthetic
 """
 
-import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 from absl import flags
 

@@ -12,7 +12,7 @@ Example:
         --db_url sqlite:///data/dicom_synthetic/dicom.db
 """
 
-import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 from absl import flags
 

@@ -10,7 +10,7 @@ Example:
     python applications/dicom_bodypart/preprocess_image.py --directory data/fetched --preprocess contrast_enhancing --value 3
 """
 
-import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 import shutil
 from pathlib import Path

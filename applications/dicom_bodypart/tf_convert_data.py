@@ -2,9 +2,12 @@
 
 ``--need_split``: ``None`` (one set, ``<name>-*.tfrecord``), ``tt_split`` (train and test) or
 ``tvt_split`` (train, validation, test), with sizes from ``--val_fraction`` and ``--test_fraction``,
-shuffled with ``--seed``, stratified by class, and no patient in two splits. Writes
-``<output_dir>/<name>_<split>-NNNNN-of-NNNNN.tfrecord`` (each shard atomically), ``labels.txt``
-(``index:class``) and ``split.csv`` (which image went where). Feature keys: ``image/encoded``,
+shuffled with ``--seed``, stratified by class, and no patient in two splits. Writes one record set
+(:mod:`dltk2.io.record_set`): ``<output_dir>/<name>_<split>-NNNNN-of-NNNNN-<set>.tfrecord`` and
+``<name>.manifest.json`` (every shard with its size, checksum and example count, each split's
+examples per class and patients, the split's parameters), with ``labels.txt`` (``index:class``) and
+``split.csv`` (which image went where). Converting again into the same folder replaces the set in
+one rename: training never reads shards of two conversions. Feature keys: ``image/encoded``,
 ``image/format``, ``image/height``, ``image/width``, ``image/channels``, ``image/class/label``,
 ``image/class/text``, ``image/filename`` (and ``image/patient_id``, the pseudonym).
 
@@ -13,16 +16,18 @@ Example:
         --need_split tvt_split
 """
 
-import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 from pathlib import Path
 
 import pandas as pd
-from absl import flags
+from absl import app, flags
 
 from dltk2.cli import run
 from dltk2.datasets import bodypart
 from dltk2.io.atomic import write_bytes_atomically, write_csv_atomically
+from dltk2.io.locks import locked_folder
+from dltk2.io.record_set import manifest_path
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset_dir", None, "Dataset folder: images/, labels/, index.csv.")
@@ -45,23 +50,31 @@ def main(argv):
         test = FLAGS.test_fraction
         val = FLAGS.val_fraction if FLAGS.need_split == "tvt_split" else 0.0
         if not (0 < test < 1 and 0 <= val < 1 and val + test < 1):
-            raise ValueError(f"--val_fraction {val} and --test_fraction {test} must leave a training split")
+            raise app.UsageError(f"--val_fraction {val} and --test_fraction {test} must leave a training split")
         names = ["train", "validation", "test"] if val > 0 else ["train", "test"]
         fractions = [1 - val - test, val, test] if val > 0 else [1 - test, test]
         parts = dict(zip(names, bodypart.split_by_patient(table, fractions, FLAGS.seed)))
     output_dir = Path(FLAGS.output_dir)
-    records = []
+    parts = {split: part.sample(frac=1.0, random_state=FLAGS.seed).reset_index(drop=True)
+             for split, part in parts.items()}
+    records = pd.concat([part.assign(split=split or "all")[["name", "body_part", "patient", "split"]]
+                         for split, part in parts.items()])
+    description = {"source": str(Path(FLAGS.dataset_dir).resolve()), "need_split": FLAGS.need_split,
+                   "val_fraction": FLAGS.val_fraction, "test_fraction": FLAGS.test_fraction, "seed": FLAGS.seed,
+                   "num_shards": FLAGS.num_shards, "stratified_by": "class", "grouped_by": "patient",
+                   "classes": list(bodypart.CLASSES)}
+    with locked_folder(output_dir, "record set folder"):  # the tables and the set: one conversion at a time
+        labels = "".join(f"{index}:{name}\n" for index, name in enumerate(bodypart.CLASSES))
+        write_bytes_atomically(output_dir / "labels.txt", labels.encode())
+        write_csv_atomically(records, output_dir / "split.csv")
+        record_set = bodypart.write_record_set(parts, output_dir, FLAGS.output_name, FLAGS.num_shards, description,
+                                               tables=[output_dir / "labels.txt", output_dir / "split.csv"])
     for split, part in parts.items():
-        name = f"{FLAGS.output_name}_{split}" if split else FLAGS.output_name
-        shards = bodypart.convert_split(part.sample(frac=1.0, random_state=FLAGS.seed), output_dir, name,
-                                        FLAGS.num_shards)
         counts = part["body_part"].value_counts().to_dict()
         print(f"{split or 'all'}: {len(part)} images of {part['patient'].nunique()} patients -> "
-              f"{len(shards)} shard(s) {name}-*; {counts}")
-        records.append(part.assign(split=split or "all")[["name", "body_part", "patient", "split"]])
-    labels = "".join(f"{index}:{name}\n" for index, name in enumerate(bodypart.CLASSES))
-    write_bytes_atomically(output_dir / "labels.txt", labels.encode())
-    write_csv_atomically(pd.concat(records), output_dir / "split.csv")
+              f"{len(record_set.files(split))} shard(s); {counts}")
+    print(f"record set {record_set.manifest['set_id']}: {manifest_path(output_dir, FLAGS.output_name)}; "
+          "no patient is in two splits")
 
 
 if __name__ == "__main__":

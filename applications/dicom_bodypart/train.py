@@ -12,7 +12,7 @@ Example:
     python applications/dicom_bodypart/train.py --model_path models/bodypart --data_dir data/tfrecords
 """
 
-import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 from pathlib import Path
 
@@ -25,7 +25,8 @@ from dltk2.cli import define_run_flags, run
 from dltk2.datasets import bodypart
 from dltk2.export import export_predictor
 from dltk2.inference import ImageClassifier2D
-from dltk2.io.tfrecord import label_counts
+from dltk2.errors import DataError
+from dltk2.io.record_set import check_same_record_set, manifest_path, read_record_set
 from dltk2.networks.transfer import BACKBONES, transfer_classifier
 from dltk2.training import (as_float32, load_trained_model, prepare_model_dir, save_run_config,
                             select_precision_policy, select_strategy, steps_done, train)
@@ -53,13 +54,15 @@ def main(argv):
     del argv
     absl_logging.set_verbosity(absl_logging.INFO if FLAGS.verbose else absl_logging.WARNING)
     data_dir = Path(FLAGS.data_dir)
-    train_files = sorted(data_dir.glob(f"{FLAGS.data_name}_train-*.tfrecord"))
-    val_files = sorted(data_dir.glob(f"{FLAGS.data_name}_validation-*.tfrecord"))
+    record_set = read_record_set(data_dir, FLAGS.data_name)
+    train_files, val_files = record_set.files("train"), record_set.files("validation")
     if not train_files:
-        raise FileNotFoundError(f"{data_dir}: no {FLAGS.data_name}_train-*.tfrecord shards")
-    counts = label_counts(train_files)
+        raise DataError(f"{manifest_path(data_dir, FLAGS.data_name)}: the record set has no training split "
+                        "(convert with --need_split tt_split or tvt_split)")
+    counts = record_set.label_counts("train")
     weights = bodypart.class_weights([label for label, n in counts.items() for _ in range(n)])
     model_path = prepare_model_dir(FLAGS.model_path, restart=FLAGS.restart)
+    check_same_record_set(model_path, record_set)
     strategy = select_strategy(FLAGS.devices or None)
     policy = select_precision_policy(FLAGS.precision)
     size = FLAGS.image_size
@@ -74,7 +77,8 @@ def main(argv):
                       weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     save_run_config(model_path, {"backbone": FLAGS.backbone, "image_size": size, "classes": list(bodypart.CLASSES),
                                  "class_weights": weights.tolist(), "precision": policy,
-                                 "max_steps": FLAGS.max_steps, "data_dir": str(data_dir.resolve())})
+                                 "max_steps": FLAGS.max_steps, "data_dir": str(data_dir.resolve()),
+                                 "record_set": record_set.manifest["set_id"]})
     print(f"model: {model.count_params():,} parameters ({FLAGS.backbone}, {size}x{size}); training images per "
           f"class: { {bodypart.CLASSES[c]: n for c, n in sorted(counts.items())} }; precision {policy}; "
           f"TensorBoard: tensorboard --logdir {model_path / 'logs'}")

@@ -19,7 +19,7 @@ Example:
         --data_dir data/MRNet-v1.0 --output_dir results/three_planes
 """
 
-import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 import time
 from pathlib import Path

@@ -22,7 +22,7 @@ Example:
         --stage_sizes 112,224 --depth 20
 """
 
-import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 from pathlib import Path
 

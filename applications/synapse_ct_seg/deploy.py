@@ -15,7 +15,7 @@ Example:
     python applications/synapse_ct_seg/deploy.py -p models/synapse --csv data/synapse_2mm/val.csv -e predictions
 """
 
-import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 from pathlib import Path
 

@@ -10,7 +10,7 @@ Example:
     python applications/synapse_ct_seg/preprocessing.py -d data/synapse -p data/synapse_2mm
 """
 
-import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 import os
 from concurrent.futures import ProcessPoolExecutor

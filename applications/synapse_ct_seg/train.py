@@ -17,7 +17,7 @@ Example:
         --train_csv data/synapse_2mm/train.csv --val_csv data/synapse_2mm/val.csv
 """
 
-import dltk2  # noqa: F401  (first: turns on oneDNN before TensorFlow loads)
+import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 import json
 from pathlib import Path

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ import pandas as pd
 from dltk2.datasets import images2d
 from dltk2.datasets.images2d import classification_dataset, read_png, split_by_patient, write_png
 from dltk2.io.atomic import write_bytes_atomically
+from dltk2.io.record_set import RecordSet
 from dltk2.io.dicom import BODY_PART_CLASSES, deidentify, read_pixels, remove_pixel_data, to_unsigned
 
 CLASSES = BODY_PART_CLASSES
@@ -106,9 +107,13 @@ def list_dataset(dataset_dir: str | Path, images_subdir: str = "images") -> pd.D
     return pd.DataFrame(rows)
 
 
-def convert_split(table: pd.DataFrame, output_dir: str | Path, name: str, num_shards: int = 1) -> list[Path]:
-    """Writes one split of :func:`list_dataset`'s table to TFRecord shards (class text: the body part)."""
-    return images2d.convert_split(table, output_dir, name, num_shards, text_column="body_part")
+def write_record_set(parts: Mapping[str, pd.DataFrame], output_dir: str | Path, name: str, num_shards: int = 1,
+                     description: Mapping | None = None, tables: Sequence[str | Path] = ()) -> RecordSet:
+    """Writes the splits of :func:`list_dataset`'s table as one record set (class text: the body part).
+
+    See :func:`dltk2.datasets.images2d.write_image_record_set`.
+    """
+    return images2d.write_image_record_set(parts, output_dir, name, num_shards, "body_part", description, tables)
 
 
 def class_weights(labels: Sequence[int], num_classes: int = len(CLASSES)) -> np.ndarray:
@@ -116,6 +121,6 @@ def class_weights(labels: Sequence[int], num_classes: int = len(CLASSES)) -> np.
     return images2d.class_weights(labels, num_classes)
 
 
-__all__ = ["CLASSES", "CLASS_INDEX", "class_weights", "classification_dataset", "convert_split", "export_image",
+__all__ = ["CLASSES", "CLASS_INDEX", "class_weights", "classification_dataset", "export_image",
            "grey_image_from_dicom", "list_dataset", "read_png", "representative_image", "split_by_patient",
-           "write_index", "write_png"]
+           "write_index", "write_png", "write_record_set"]

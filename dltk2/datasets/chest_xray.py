@@ -10,9 +10,11 @@ A patient comes from ``metadata.json``; an image it does not list is its own pat
 
 :func:`prepare` splits by patient (0.7 / 0.15 / 0.15, stratified, seeded) and only then balances the
 training split: the rare class gets left-right flipped copies of its own training images, so a copy
-of a validation or test image can never reach training. Output: TFRecord shards
-``<name>_{train,validation,test}-*.tfrecord``, the flipped PNGs under ``flipped/`` and ``splits.csv``
-(one row per example written, with its split and the original it came from).
+of a validation or test image can never reach training. Output: one record set
+(:mod:`dltk2.io.record_set`: shards ``<name>_{train,validation,test}-*.tfrecord`` and
+``<name>.manifest.json``), the flipped PNGs under ``flipped/`` and ``splits.csv`` (one row per
+example written, with its split and the original it came from). Preparing again into the same
+folder replaces the set in one rename.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ import numpy as np
 import pandas as pd
 
 from dltk2.datasets import images2d
+from dltk2.errors import DataError
 from dltk2.io.atomic import write_csv_atomically
+from dltk2.io.locks import locked_folder
 from dltk2.io.reader import CsvError
+from dltk2.io.record_set import read_record_set
 
 CLASSES = ("normal", "nodule")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -39,7 +44,8 @@ def list_labelled_images(data_dir: str | Path, classes: Sequence[str] = CLASSES)
     Raises:
         FileNotFoundError: No class folder or no images (the folder named).
         CsvError: A metadata.json that is not valid JSON or has no ``images`` list (named).
-        ValueError: The same image name in two class folders.
+        DataError: A class folder without images (a one-class set cannot train a classifier), or the
+            same image name in two class folders (named).
     """
     data_dir = Path(data_dir)
     patients: dict[str, str] = {}
@@ -59,9 +65,16 @@ def list_labelled_images(data_dir: str | Path, classes: Sequence[str] = CLASSES)
     if not rows:
         raise FileNotFoundError(f"{data_dir}: no images in {', '.join(f'{c}/' for c in classes)}")
     table = pd.DataFrame(rows)
-    repeated = table["name"][table["name"].duplicated()]
+    empty = [text for text in classes if not (table["text"] == text).any()]
+    if empty:
+        raise DataError(f"{data_dir / empty[0]}: no images ({', '.join(IMAGE_SUFFIXES)}); a classifier needs "
+                        f"images of every class ({', '.join(classes)})")
+    repeated = table[table["name"].duplicated(keep=False)].sort_values("name")
     if len(repeated):
-        raise ValueError(f"{data_dir}: {repeated.iloc[0]!r} is in more than one class folder")
+        first = repeated.iloc[0]["name"]
+        folders = ", ".join(f"{text}/" for text in repeated[repeated["name"] == first]["text"])
+        raise DataError(f"{data_dir}: image {first!r} is in more than one class folder ({folders}); its label is "
+                        "ambiguous")
     return table
 
 
@@ -92,26 +105,32 @@ def balance_by_flipping(train: pd.DataFrame, flipped_dir: str | Path, seed: int)
 
 def prepare(data_dir: str | Path, output_dir: str | Path, fractions: Sequence[float] = (0.7, 0.15, 0.15),
             seed: int = 0, balance: bool = True, name: str = "chest", num_shards: int = 1) -> pd.DataFrame:
-    """Splits by patient, balances the training split, writes TFRecords and ``splits.csv``.
+    """Splits by patient, balances the training split, writes the record set and ``splits.csv``.
 
     Returns:
         The ``splits.csv`` table: ``split, name, image, text, label, patient, source, flipped``.
+
+    Raises:
+        ResourceError: Another preparation is writing into ``output_dir``.
     """
     output_dir = Path(output_dir)
     table = list_labelled_images(data_dir)
-    parts = dict(zip(SPLITS, images2d.split_by_patient(table, fractions, seed)))
-    if balance:
-        parts["train"] = balance_by_flipping(parts["train"], output_dir / "flipped", seed)
-    written = []
-    for split, part in parts.items():
-        part = part.assign(source=part.get("source", part["name"]), flipped=part.get("flipped", False))
-        part = part.sample(frac=1.0, random_state=seed).reset_index(drop=True)
-        if len(part):
-            images2d.convert_split(part, output_dir, f"{name}_{split}", num_shards)
-        written.append(part.assign(split=split))
-    splits = pd.concat(written, ignore_index=True)[["split", "name", "image", "text", "label", "patient", "source",
-                                                    "flipped"]]
-    write_csv_atomically(splits, output_dir / "splits.csv")
+    with locked_folder(output_dir, "record set folder"):
+        parts = dict(zip(SPLITS, images2d.split_by_patient(table, fractions, seed)))
+        if balance:
+            parts["train"] = balance_by_flipping(parts["train"], output_dir / "flipped", seed)
+        written = {}
+        for split, part in parts.items():
+            part = part.assign(source=part.get("source", part["name"]), flipped=part.get("flipped", False))
+            written[split] = part.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+        splits = pd.concat([part.assign(split=split) for split, part in written.items()], ignore_index=True)[
+            ["split", "name", "image", "text", "label", "patient", "source", "flipped"]]
+        write_csv_atomically(splits, output_dir / "splits.csv")
+        description = {"source": str(Path(data_dir).resolve()), "fractions": list(fractions), "seed": seed,
+                       "balance": balance, "num_shards": num_shards, "stratified_by": "class",
+                       "grouped_by": "patient", "classes": list(CLASSES)}
+        images2d.write_image_record_set(written, output_dir, name, num_shards, "text", description,
+                                        tables=[output_dir / "splits.csv"])
     return splits
 
 
@@ -130,8 +149,14 @@ def augment_radiograph(image, seed: int | None = None):
 
 
 def tfrecord_files(data_dir: str | Path, split: str, name: str = "chest") -> list[Path]:
-    """The shards of one split, sorted; raises FileNotFoundError naming the pattern when there are none."""
-    files = sorted(Path(data_dir).glob(f"{name}_{split}-*.tfrecord"))
+    """The shards of one split of the record set ``name``, checked against its manifest.
+
+    Raises:
+        DataError: No manifest (run prepare.py), shards that do not match it, or no such split.
+    """
+    record_set = read_record_set(data_dir, name)
+    files = record_set.files(split)
     if not files:
-        raise FileNotFoundError(f"{Path(data_dir) / f'{name}_{split}-*.tfrecord'}: no such files (run prepare.py)")
+        raise DataError(f"{Path(data_dir) / f'{name}.manifest.json'}: the record set has no {split} images "
+                        "(run prepare.py with a larger fraction)")
     return files

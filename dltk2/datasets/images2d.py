@@ -7,8 +7,9 @@ row per image: ``image`` (a PNG path), ``label`` (int class index), a text colum
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -19,7 +20,8 @@ from dltk2.inference import grey_image_input
 from dltk2.io.image import ImageReadError
 from dltk2.io.atomic import write_bytes_atomically
 from dltk2.io.pipeline import with_pipeline_options
-from dltk2.io.tfrecord import image_dataset, image_example, write_shards
+from dltk2.io.record_set import RecordSet, write_record_set
+from dltk2.io.tfrecord import image_dataset, image_example
 
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:
@@ -93,15 +95,34 @@ def split_by_patient(table: pd.DataFrame, fractions: Sequence[float], seed: int)
     return [table[parts == part].reset_index(drop=True) for part in range(len(fractions))]
 
 
-def convert_split(table: pd.DataFrame, output_dir: str | Path, name: str, num_shards: int = 1,
-                  text_column: str = "text") -> list[Path]:
-    """Writes one split's images (the PNG bytes as stored) to TFRecord shards ``<name>-*.tfrecord``."""
+def image_examples(table: pd.DataFrame, text_column: str = "text") -> list:
+    """One TFRecord example per row (``image``, ``label``, the class text, ``patient``): the PNG bytes as stored."""
     examples = []
     for row in table.to_dict("records"):
         data, height, width = encode_png(row["image"])
         examples.append(image_example(data, "png", height, width, 1, int(row["label"]), str(row[text_column]),
                                       Path(row["image"]).name, str(row["patient"])))
-    return write_shards(examples, output_dir, name, num_shards)
+    return examples
+
+
+def write_image_record_set(parts: Mapping[str, pd.DataFrame], output_dir: str | Path, name: str,
+                           num_shards: int = 1, text_column: str = "text", description: Mapping | None = None,
+                           tables: Sequence[str | Path] = ()) -> RecordSet:
+    """Writes the splits' images as one record set (:func:`dltk2.io.record_set.write_record_set`).
+
+    Args:
+        parts: Split name -> its rows, in the order to write (``""``: a set without splits).
+        output_dir: The folder of the set.
+        name: The set's name (shards ``<name>_<split>-*.tfrecord``, manifest ``<name>.manifest.json``).
+        num_shards: Shards per split.
+        text_column: The column holding the class text.
+        description: What made the split, kept in the manifest.
+        tables: Tables written beside the set (``split.csv``), tied to it by their SHA-256.
+    """
+    return write_record_set(output_dir, name,
+                            {split: functools.partial(image_examples, table, text_column)
+                             for split, table in parts.items()},
+                            num_shards, description, tables)
 
 
 def class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:

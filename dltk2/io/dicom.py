@@ -32,6 +32,8 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from dltk2.errors import DataError
+
 BODY_PART_CLASSES = ("none", "Skull", "Spine", "Chest", "Breast", "Abdomen", "Musculoskeletal")
 
 # BodyPartExamined defined terms (DICOM PS3.16 Annex L, and common vendor spellings) -> class.
@@ -72,7 +74,7 @@ UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Fram
                 "MediaStorageSOPInstanceUID", "ReferencedSOPInstanceUID")
 
 
-class DicomError(ValueError):
+class DicomError(DataError):
     """A DICOM file that cannot be used; the message names the file and the problem."""
 
 

@@ -18,12 +18,13 @@ from typing import NamedTuple, Union
 import numpy as np
 import SimpleITK as sitk
 
+from dltk2.errors import DataError
 from dltk2.io.atomic import atomic_destination
 
 PathLike = Union[str, os.PathLike]
 
 
-class ImageReadError(IOError):
+class ImageReadError(DataError, IOError):
     """An image could not be read, or its content is unusable (for example NaN voxels)."""
 
 

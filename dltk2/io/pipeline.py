@@ -29,11 +29,20 @@ use for every Python step, counts the calls in flight; :func:`drain_python_calls
 ``atexit`` so that it runs before finalization, makes later calls fail at once and waits until none
 has run for a quarter of a second. The buffers fill with errors nobody reads, and finalization finds
 no call to stop. The cost is that quarter second at exit, only after recent reading.
+
+Errors
+------
+An exception raised by a Python step reaches the consumer as a ``tf.errors.OpError`` whose message
+holds the exception's text and traceback. :func:`py_function` remembers the last user errors
+(:data:`dltk2.errors.USER_ERRORS`: a bad file, a wrong column) that its calls raised, so that
+:func:`user_error_in` can give back the original exception for the ``OpError`` that carried it, and
+the command line report it in one line whatever its type.
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import functools
 import sys
 import threading
@@ -41,6 +50,8 @@ import time
 from typing import Any, Callable
 
 import tensorflow as tf
+
+from dltk2.errors import USER_ERRORS, first_line
 
 
 def pipeline_options(
@@ -94,6 +105,16 @@ class _PythonCalls:
 
 
 _calls = _PythonCalls()
+_user_errors: collections.deque[BaseException] = collections.deque(maxlen=64)  # appends are thread-safe
+
+
+def user_error_in(error: BaseException) -> BaseException | None:
+    """The user error raised in a pipeline's Python step that ``error`` (an ``OpError``) carries, if any."""
+    message = getattr(error, "message", None) or str(error)
+    for candidate in reversed(list(_user_errors)):
+        if first_line(candidate) in message:
+            return candidate
+    return None
 
 
 def py_function(func: Callable[..., Any], inp: list[Any], Tout: Any, name: str | None = None) -> Any:
@@ -107,6 +128,9 @@ def py_function(func: Callable[..., Any], inp: list[Any], Tout: Any, name: str |
         _calls.enter()
         try:
             return func(*args)
+        except USER_ERRORS as error:
+            _user_errors.append(error)
+            raise
         finally:
             _calls.leave()
 

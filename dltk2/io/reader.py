@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from dltk2.errors import DataError, first_line
 from dltk2.io.pipeline import py_function, with_pipeline_options
 
 logger = logging.getLogger(__name__)
@@ -35,18 +36,12 @@ class Mode(str, enum.Enum):
     PREDICT = "predict"
 
 
-class ReaderError(RuntimeError):
+class ReaderError(DataError, RuntimeError):
     """A ``read_fn`` failed on a row, or returned examples of the wrong structure or shape."""
 
 
-class CsvError(ValueError):
+class CsvError(DataError):
     """A CSV (or JSON metadata) table is missing, empty, malformed, or lacks a column that is needed."""
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message, or its type's name when it has none."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 ReadFn = Callable[[Sequence[str], Mode, Mapping[str, Any]], Iterable[Mapping[str, Any]]]

@@ -5,7 +5,9 @@ Feature keys (TF-slim's image classification layout): ``image/encoded`` (PNG or 
 ``image/class/text`` and ``image/filename``, plus optional ``image/patient_id``.
 
 Each shard is written to a temporary name in the output folder and renamed when complete, so a
-conversion killed half-way never leaves a half shard under a final name.
+conversion killed half-way never leaves a half shard under a final name. A conversion's shards
+together are a record set with a manifest (:mod:`dltk2.io.record_set`); a glob that matches shards
+of a set its manifest does not list is refused.
 """
 
 from __future__ import annotations
@@ -53,10 +55,12 @@ def image_example(encoded: bytes, image_format: str, height: int, width: int, ch
 
 
 def write_shards(examples: Sequence[tf.train.Example], output_dir: str | Path, name: str,
-                 num_shards: int = 1) -> list[Path]:
-    """Writes ``<name>-00000-of-0000N.tfrecord`` shards, each atomically; returns their paths.
+                 num_shards: int = 1, suffix: str = "") -> list[Path]:
+    """Writes ``<name>-00000-of-0000N<suffix>.tfrecord`` shards, each atomically; returns their paths.
 
     Examples go round-robin over the shards (so every shard holds a mix when the input is shuffled).
+    A conversion writes them through :func:`dltk2.io.record_set.write_record_set`, which names them
+    by its set (``suffix``) and commits them with a manifest.
     """
     if num_shards < 1:
         raise ValueError(f"num_shards must be >= 1, got {num_shards}")
@@ -64,7 +68,7 @@ def write_shards(examples: Sequence[tf.train.Example], output_dir: str | Path, n
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for shard in range(num_shards):
-        final = output_dir / f"{name}-{shard:05d}-of-{num_shards:05d}.tfrecord"
+        final = output_dir / f"{name}-{shard:05d}-of-{num_shards:05d}{suffix}.tfrecord"
         with atomic_destination(final) as temporary, tf.io.TFRecordWriter(str(temporary)) as writer:
             for example in examples[shard::num_shards]:
                 writer.write(example.SerializeToString())
@@ -85,12 +89,30 @@ def parse_image_example(serialized: tf.Tensor, channels: int = 1, dtype: tf.DTyp
     return features
 
 
+def glob_shards(pattern: str | Path) -> list[str]:
+    """The files a glob matches, sorted; refused if they include shards a record set's manifest does not list.
+
+    Raises:
+        FileNotFoundError: Nothing matches.
+        DataError: A matched shard left by an interrupted or earlier conversion, named
+            (:meth:`dltk2.io.record_set.RecordSet.check`).
+    """
+    from dltk2.io.record_set import check_globbed_shards
+
+    paths = sorted(tf.io.gfile.glob(str(pattern)))
+    if not paths:
+        raise FileNotFoundError(f"{pattern}: no TFRecord files")
+    check_globbed_shards(paths)
+    return paths
+
+
 def image_dataset(files: str | Iterable[str], channels: int = 1, dtype: tf.DType = tf.uint8) -> tf.data.Dataset:
-    """A dataset of parsed examples (see :func:`parse_image_example`) from shard files or a glob pattern."""
+    """A dataset of parsed examples (see :func:`parse_image_example`) from shard files or a glob pattern.
+
+    A pattern goes through :func:`glob_shards`.
+    """
     if isinstance(files, (str, Path)):
-        paths = sorted(tf.io.gfile.glob(str(files)))
-        if not paths:
-            raise FileNotFoundError(f"{files}: no TFRecord files")
+        paths = glob_shards(files)
     else:
         paths = [str(path) for path in files]
     return with_pipeline_options(tf.data.TFRecordDataset(paths).map(
@@ -99,7 +121,7 @@ def image_dataset(files: str | Iterable[str], channels: int = 1, dtype: tf.DType
 
 def label_counts(files: str | Iterable[str]) -> Mapping[int, int]:
     """How many examples of each ``image/class/label`` the shards hold."""
-    paths = sorted(tf.io.gfile.glob(str(files))) if isinstance(files, (str, Path)) else [str(f) for f in files]
+    paths = glob_shards(files) if isinstance(files, (str, Path)) else [str(f) for f in files]
     labels = tf.data.TFRecordDataset(paths).map(
         lambda record: tf.io.parse_single_example(record, {"image/class/label": FEATURES["image/class/label"]}))
     counts: dict[int, int] = {}

@@ -12,6 +12,7 @@ from dltk2.datasets import chest_xray
 from dltk2.datasets.images2d import read_png, write_png
 from dltk2.io.image import ImageReadError
 from dltk2.io.reader import CsvError
+from dltk2.errors import DataError
 from dltk2.io.tfrecord import image_dataset
 
 
@@ -91,6 +92,33 @@ def test_augmentation_keeps_shape_and_range(rng):
     assert out.shape == (16, 16, 1) and out.min() >= 0.0 and out.max() <= 1.0
 
 
-def test_missing_shards_name_the_pattern(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"chest_test-\*\.tfrecord: no such files"):
+def test_missing_shards_name_the_manifest(tmp_path):
+    with pytest.raises(DataError, match=r"chest.manifest.json: no such record set manifest"):
         chest_xray.tfrecord_files(tmp_path, "test")
+
+
+def test_preparing_again_replaces_the_set(chest_folder, tmp_path):
+    first = chest_xray.prepare(chest_folder, tmp_path, seed=1, num_shards=3)
+    second = chest_xray.prepare(chest_folder, tmp_path, seed=2, num_shards=1)
+    assert not first.equals(second)
+    files = {split: chest_xray.tfrecord_files(tmp_path, split) for split in chest_xray.SPLITS}
+    assert sorted(p.name for p in tmp_path.glob("*.tfrecord")) == sorted(p.name for f in files.values() for p in f)
+    for split, shards in files.items():
+        names = sorted(f["image/filename"].numpy().decode() for f in image_dataset(shards))
+        assert names == sorted(second.loc[second["split"] == split, "image"].map(lambda p: p.split("/")[-1]))
+
+
+def test_a_one_class_folder_and_an_ambiguous_image_are_refused(chest_folder, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(chest_folder, data)
+    first = sorted((data / "normal").glob("*.png"))[0]
+    shutil.copy(first, data / "nodule" / first.name)
+    with pytest.raises(DataError, match=rf"image '{first.stem}' is in more than one class folder \(normal/, nodule/\)"):
+        chest_xray.list_labelled_images(data)
+    shutil.rmtree(data / "nodule")
+    (data / "nodule").mkdir()
+    with pytest.raises(DataError, match=r"nodule: no images .*a classifier needs images of every class"):
+        chest_xray.prepare(data, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
