@@ -12,7 +12,9 @@ a 12-bit range with per-image exposure, position, size and noise:
 
 Headers say the body part as real ones do: mostly BodyPartExamined (a PS3.16 defined term),
 sometimes only a study description ("XR CHEST PA"). Some files are MONOCHROME1 (inverted), some
-carry a window centre and width, and a private vendor tag that de-identification must remove.
+carry a window centre and width, and a private vendor tag that de-identification must remove, as
+it must the other names (consulting physician, intended recipients, operator), the order and
+procedure identifiers, medical alerts, religious preference, age, station and device serial number.
 
 Example:
     python data_scripts/make_synthetic_dicom_bodypart.py --output_dir data/dicom_synthetic --num_images 140 --seed 0
@@ -144,7 +146,20 @@ def make_file(path: Path, body_part: str, patient: dict, rng: np.random.Generato
     dataset.InstitutionName = "Synthetic General Hospital"
     dataset.ReferringPhysicianName = "Doe^Jane"
     dataset.AccessionNumber = f"A{rng.integers(10 ** 6, 10 ** 7)}"
-    dataset.StudyDate = patient["study_date"]
+    dataset.StudyDate = dataset.SeriesDate = dataset.AcquisitionDate = patient["study_date"]
+    dataset.StudyTime = "101500"
+    years = int(patient["study_date"][:4]) - int(patient["birth_date"][:4])
+    dataset.PatientAge = f"{years:03d}Y"
+    # What else a radiology information system leaves in a header (PS3.15 removes all of it).
+    dataset.ConsultingPhysicianName = "Roe^Richard"
+    dataset.NamesOfIntendedRecipientsOfResults = ["Poe^Edgar", "Moe^Mary"]
+    dataset.OperatorsName = "Tech^Terry"
+    dataset.PlacerOrderNumberImagingServiceRequest = f"ORD{patient['id']}"
+    dataset.RequestedProcedureID = f"RP{patient['id']}"
+    dataset.MedicalAlerts = "contrast allergy"
+    dataset.PatientReligiousPreference = "none stated"
+    dataset.StationName = "CR-ROOM-3"
+    dataset.DeviceSerialNumber = "SN-0042"
     dataset.StudyDescription = DESCRIPTIONS[body_part]
     if body_part != "none" and rng.random() < 0.8:
         dataset.BodyPartExamined = str(rng.choice(BODY_PART_TERMS[body_part]))

@@ -29,3 +29,73 @@ def batch_norm_momenta(model) -> set[float]:
     import keras
 
     return {layer.momentum for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)}
+
+
+def odd_dicom_files(folder) -> dict:
+    """DICOM files that each once aborted a whole ingest, made from pydicom's CT_small.dcm.
+
+    Returns:
+        name -> path, for: a window width of 0, an unknown VOI LUT function, palette colour without
+        its lookup table, non-numeric rescale slope and window centre, a modality LUT sequence
+        without its descriptor, a NaN rescale slope, a truncated file, one without pixels, and a
+        non-DICOM file of 1 MB.
+    """
+    import copy
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    base = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+
+    def write(name, change, patch=None):
+        dataset = copy.deepcopy(base)
+        dataset.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{abs(hash(name)) % 10**12}"
+        change(dataset)
+        path = folder / f"{name}.dcm"
+        dataset.save_as(path, enforce_file_format=True)
+        if patch:  # values pydicom will not write: placed over a placeholder of the same length
+            data = path.read_bytes()
+            for old, new in patch.items():
+                assert old in data and len(old) == len(new)
+                data = data.replace(old, new)
+            path.write_bytes(data)
+        return path
+
+    def window(centre, width, function=None):
+        def change(dataset):
+            dataset.WindowCenter, dataset.WindowWidth = centre, width
+            if function:
+                dataset.VOILUTFunction = function
+        return change
+
+    def lut_without_descriptor(dataset):
+        del dataset.RescaleSlope, dataset.RescaleIntercept
+        item = Dataset()
+        item.add(DataElement(0x00283006, "US", [0, 1, 2, 3]))
+        dataset.ModalityLUTSequence = Sequence([item])
+
+    files = {
+        "window_width_0": write("window_width_0", window(40, 0)),
+        "unknown_voi_function": write("unknown_voi_function", window(40, 400, "CUBIC")),
+        "palette_without_lut": write("palette_without_lut",
+                                     lambda d: setattr(d, "PhotometricInterpretation", "PALETTE COLOR")),
+        "text_rescale_slope": write("text_rescale_slope", lambda d: setattr(d, "RescaleSlope", "9.25"),
+                                    {b"9.25": b"abc "}),
+        "text_window_centre": write("text_window_centre", window("7.125", 400), {b"7.125 ": b"centre"}),
+        "modality_lut_without_descriptor": write("modality_lut_without_descriptor", lut_without_descriptor),
+        "nan_rescale_slope": write("nan_rescale_slope", lambda d: setattr(d, "RescaleSlope", "7.5"),
+                                   {b"7.5 ": b"nan "}),
+    }
+    truncated = folder / "truncated.dcm"
+    truncated.write_bytes(files["window_width_0"].read_bytes()[:3000])
+    files["truncated"] = truncated
+    files["no_pixels"] = write("no_pixels", lambda d: delattr(d, "PixelData"))
+    not_dicom = folder / "notes.bin"
+    not_dicom.write_bytes(bytes(range(256)) * 4096)
+    files["not_dicom_1mb"] = not_dicom
+    return files

@@ -7,8 +7,9 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 from pydicom.uid import UID
 
-from dltk2.io.dicom import (BODY_PART_CLASSES, DicomError, body_part_class, deidentify, pseudonym,
-                            pseudonymous_uid, read_dataset, read_pixels, to_unsigned)
+from dltk2.io.dicom import (BODY_PART_CLASSES, DicomError, body_part_class, looks_like_dicom,
+                            read_dataset, read_pixels, to_unsigned)
+from helpers import odd_dicom_files
 
 
 def pixels(name):
@@ -136,25 +137,56 @@ def test_body_part_mapping(fields, expected):
     assert body_part_class(dataset) == expected and expected in BODY_PART_CLASSES
 
 
-def test_deidentify_removes_identifiers_and_private_tags_and_pseudonymises():
-    dataset = pydicom.dcmread(get_testdata_file("MR-SIEMENS-DICOM-WithOverlays.dcm"))
-    assert any(element.tag.is_private for element in dataset)
-    clean = deidentify(dataset, salt="s")
-    assert not any(element.tag.is_private for element in clean)
-    for keyword in ("PatientName", "PatientBirthDate", "InstitutionName", "ReferringPhysicianName",
-                    "OperatorsName", "StationName", "AccessionNumber"):
-        assert keyword not in clean
-    assert clean.PatientID == pseudonym(dataset.PatientID, "s") != dataset.PatientID
-    assert clean.SOPInstanceUID == pseudonymous_uid(dataset.SOPInstanceUID, "s") != dataset.SOPInstanceUID
-    assert len(clean.SOPInstanceUID) <= 64 and clean.SOPInstanceUID.startswith("2.25.")
-    assert clean.PatientIdentityRemoved == "YES" and len(clean.DeidentificationMethod) <= 64
-    assert deidentify(dataset, salt="s").StudyInstanceUID == clean.StudyInstanceUID  # stable
-    assert deidentify(dataset, salt="t").PatientID != clean.PatientID               # salted
-    assert dataset.PatientName  # the original is untouched
-
-
 def test_to_unsigned():
     image = np.array([[-1000.0, 0.0], [500.0, 1000.0]])
     assert to_unsigned(image, 8).tolist() == [[0, 128], [191, 255]]
     assert to_unsigned(image, 16).dtype == np.uint16 and to_unsigned(image, 16).max() == 65535
     assert not to_unsigned(np.ones((2, 2))).any()
+
+
+ODD_FILE_REASONS = {
+    "window_width_0": "Window Width 0.0",
+    "unknown_voi_function": "VOI LUT Function 'CUBIC' is not LINEAR",
+    "palette_without_lut": "PALETTE COLOR pixel transformations",
+    "text_rescale_slope": "RescaleSlope is not a number",
+    "text_window_centre": "WindowCenter is not a number",
+    "modality_lut_without_descriptor": "Modality LUT Sequence without its LUT Descriptor",
+    "nan_rescale_slope": "RescaleSlope is nan",
+    "truncated": "truncated",
+    "no_pixels": "has no pixel data",
+    "not_dicom_1mb": "not a DICOM file",
+}
+
+
+def test_each_odd_file_is_one_dicom_error_naming_it(tmp_path):
+    files = odd_dicom_files(tmp_path)
+    assert set(files) == set(ODD_FILE_REASONS)
+    for name, path in files.items():
+        with pytest.raises(DicomError) as error:
+            read_pixels(read_dataset(path), path)
+        message = str(error.value)
+        assert message.startswith(f"{path}: ") and "\n" not in message, message
+        assert ODD_FILE_REASONS[name] in message, (name, message)
+
+
+def test_a_non_dicom_file_is_refused_on_its_first_bytes_without_a_forced_parse(tmp_path, monkeypatch):
+    path = odd_dicom_files(tmp_path)["not_dicom_1mb"]
+    monkeypatch.setattr(pydicom, "dcmread", lambda *a, **k: pytest.fail("parsed a non-DICOM file"))
+    with pytest.raises(DicomError, match="not a DICOM file"):
+        read_dataset(path)
+
+
+def test_bare_datasets_without_a_preamble_are_still_read(tmp_path):
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    dataset = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    del dataset.file_meta
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, True
+    write_dataset(buffer, dataset)  # no preamble, no file meta: as ACR-NEMA files are
+    path = tmp_path / "bare.dcm"
+    path.write_bytes(buffer.getvalue())
+    assert looks_like_dicom(path.read_bytes()[:132])
+    np.testing.assert_array_equal(read_pixels(read_dataset(path), path), pixels("CT_small.dcm"))
+    assert not looks_like_dicom(b"%PDF-1.7\n" + bytes(200)) and not looks_like_dicom(b"\x08\x00")
