@@ -31,6 +31,21 @@ def batch_norm_momenta(model) -> set[float]:
     return {layer.momentum for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)}
 
 
+# What read_pixels / read_dataset say of each of odd_dicom_files' files.
+ODD_FILE_REASONS = {
+    "window_width_0": "Window Width 0.0",
+    "unknown_voi_function": "VOI LUT Function 'CUBIC' is not LINEAR",
+    "palette_without_lut": "PALETTE COLOR pixel transformations",
+    "text_rescale_slope": "RescaleSlope is not a number",
+    "text_window_centre": "WindowCenter is not a number",
+    "modality_lut_without_descriptor": "Modality LUT Sequence without its LUT Descriptor",
+    "nan_rescale_slope": "RescaleSlope is nan",
+    "truncated": "truncated",
+    "no_pixels": "has no pixel data",
+    "not_dicom_1mb": "not a DICOM file",
+}
+
+
 def odd_dicom_files(folder) -> dict:
     """DICOM files that each once aborted a whole ingest, made from pydicom's CT_small.dcm.
 
@@ -41,6 +56,7 @@ def odd_dicom_files(folder) -> dict:
         non-DICOM file of 1 MB.
     """
     import copy
+    import zlib
 
     import pydicom
     from pydicom.data import get_testdata_file
@@ -54,7 +70,7 @@ def odd_dicom_files(folder) -> dict:
 
     def write(name, change, patch=None):
         dataset = copy.deepcopy(base)
-        dataset.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{abs(hash(name)) % 10**12}"
+        dataset.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{zlib.crc32(name.encode())}"
         change(dataset)
         path = folder / f"{name}.dcm"
         dataset.save_as(path, enforce_file_format=True)

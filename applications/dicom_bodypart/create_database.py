@@ -1,10 +1,17 @@
 """Stores a folder of DICOM files in a database: UIDs, modality, body part, patient pseudonym, file bytes.
 
-Walks ``--directory`` recursively. Every file whose pixels decode is stored once (SOPInstanceUID is the
-primary key; running again adds only new files); files that are not DICOM, truncated, without pixel
-data or with a codec that is not installed are counted and listed at the end with the reason.
-The default database is ``sqlite:///<DIR>/dicom.db``; MySQL or MariaDB with
-``--db_url mysql+pymysql://user@host/db`` (the password in the URL or in ``DLTK2_DB_PASSWORD``).
+Walks ``--directory`` recursively. Every file whose pixels decode is stored once (running again adds
+only new files; the same instance in another transfer syntax is recognised); files that are not
+DICOM, truncated, without pixel data, with a codec that is not installed or with pixel
+transformations that cannot be applied are skipped and listed at the end with the reason, and an
+instance whose SOPInstanceUID is stored with other pixels is listed as a conflict.
+
+A new database stores de-identified files (``--storage deidentified``: PS3.15's Basic Profile, dates
+shifted per patient unless ``--dates keep`` or ``remove``); ``--storage original`` keeps the files'
+own bytes. The pseudonym salt is kept apart from the data, in ``--salt_file`` (default beside an
+SQLite database: ``dicom.db.salt``). The default database is ``<DIR>/dicom.db`` (SQLite); MySQL or
+MariaDB with ``--db_url mysql+pymysql://user@host/db`` and the password in ``DLTK2_DB_PASSWORD`` (or
+the URL, an ``@`` in it written ``%40``). Two ingests into one database at once are safe.
 
 Example:
     python applications/dicom_bodypart/create_database.py --directory data/dicom_synthetic
@@ -15,26 +22,38 @@ import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDN
 from absl import flags
 
 from dltk2.cli import run
-from dltk2.datasets import dicom_database
+from dltk2.datasets import dicom_database, dicom_ingest
+from dltk2.io.deidentification import DATE_MODES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("directory", None, "Folder of DICOM files (searched recursively).")
-flags.DEFINE_string("db_url", None, "SQLAlchemy URL; default sqlite:///<directory>/dicom.db.")
+flags.DEFINE_string("db_url", None, "SQLAlchemy URL; default SQLite <directory>/dicom.db.")
+flags.DEFINE_enum("storage", "deidentified", list(dicom_database.STORAGES),
+                  "What a new database stores: de-identified files, or the original bytes.")
+flags.DEFINE_enum("dates", "shift", list(DATE_MODES), "Dates in de-identified files: shifted per patient, kept "
+                  "(PS3.15's full dates option) or removed.")
+flags.DEFINE_string("salt_file", None, "Key file of the pseudonym salt; default <database>.salt (SQLite) or "
+                    "~/.config/dltk2/salts/.")
 flags.DEFINE_boolean("progress", True, "Show a progress bar.")
 flags.mark_flag_as_required("directory")
 
 
 def main(argv):
     del argv
-    url = FLAGS.db_url or dicom_database.default_url(FLAGS.directory)
-    engine = dicom_database.open_database(url)
-    report = dicom_database.ingest_directory(engine, FLAGS.directory, progress=FLAGS.progress)
+    database = dicom_database.open_database(FLAGS.db_url, FLAGS.directory, storage=FLAGS.storage, dates=FLAGS.dates,
+                                            salt_file=FLAGS.salt_file)
+    if database.storage != FLAGS.storage and FLAGS["storage"].present:
+        print(f"note: {dicom_database.describe(database.url)} stores {database.storage} files (chosen when it was "
+              "created); --storage applies to new databases")
+    report = dicom_ingest.ingest_directory(database, FLAGS.directory, progress=FLAGS.progress)
     print(f"added {report.added} files; {report.already_present} already in the database; "
-          f"{len(report.failed)} unusable")
+          f"{len(report.conflicts)} conflicting; {len(report.failed)} unusable")
+    for path, reason in report.conflicts:
+        print(f"  conflict {path}: {reason}")
     for path, reason in report.failed:
         print(f"  skipped {path}: {reason}")
-    counts = dicom_database.count_by_body_part(engine)
-    print("database " + engine.url.render_as_string(hide_password=True) + ": "
+    counts = database.count_by_body_part()
+    print(f"database {dicom_database.describe(database.url)} ({database.storage} files): "
           + ", ".join(f"{part}={count}" for part, count in sorted(counts.items())))
 
 

@@ -7,6 +7,7 @@ A dataset folder (what ``fetch_image.py`` and ``preprocess_image.py`` write) hol
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -18,7 +19,7 @@ from dltk2.datasets import images2d
 from dltk2.datasets.images2d import classification_dataset, read_png, split_by_patient, write_png
 from dltk2.io.atomic import write_bytes_atomically
 from dltk2.io.record_set import RecordSet
-from dltk2.io.dicom import BODY_PART_CLASSES, deidentify, read_pixels, remove_pixel_data, to_unsigned
+from dltk2.io.dicom import BODY_PART_CLASSES, read_pixels, remove_pixel_data, to_unsigned
 
 CLASSES = BODY_PART_CLASSES
 CLASS_INDEX = {name: index for index, name in enumerate(CLASSES)}
@@ -48,8 +49,16 @@ def grey_image_from_dicom(dataset, path: str | Path = "<dataset>") -> np.ndarray
 
 
 def export_image(dataset, name: str, body_part: str, patient: str, output_dir: str | Path, bits: int = 8,
-                 metadata_salt: str | None = None) -> dict:
-    """Writes ``images/<name>.png``, ``labels/<name>.txt`` and, with a salt, de-identified ``metadata/<name>.json``.
+                 metadata=None) -> dict:
+    """Writes ``images/<name>.png``, ``labels/<name>.txt`` and, given a header, ``metadata/<name>.json``.
+
+    Args:
+        dataset: The DICOM dataset whose pixels are written.
+        name, body_part, patient: Its pseudonymous name, class text and patient pseudonym.
+        output_dir: The dataset folder.
+        bits: PNG depth, 8 or 16.
+        metadata: The header to write as JSON, already de-identified
+            (:func:`dltk2.io.deidentification.deidentify`); its pixel data are left out. None: no JSON.
 
     Returns:
         The ``index.csv`` row: ``name, body_part, patient``.
@@ -58,8 +67,8 @@ def export_image(dataset, name: str, body_part: str, patient: str, output_dir: s
     image = to_unsigned(grey_image_from_dicom(dataset, name), bits)
     write_png(output_dir / "images" / f"{name}.png", image)
     write_bytes_atomically(output_dir / "labels" / f"{name}.txt", f"{body_part}\n".encode())
-    if metadata_salt is not None:
-        clean = remove_pixel_data(deidentify(dataset, metadata_salt))
+    if metadata is not None:
+        clean = remove_pixel_data(copy.deepcopy(metadata))
         write_bytes_atomically(output_dir / "metadata" / f"{name}.json",
                                json.dumps(clean.to_json_dict(), indent=1, sort_keys=True).encode())
     return {"name": name, "body_part": body_part, "patient": patient}

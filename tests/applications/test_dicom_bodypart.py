@@ -12,7 +12,7 @@ from pydicom.uid import UID
 import make_synthetic_dicom_bodypart as synthetic
 from dltk2.datasets.bodypart import read_png
 from dltk2.export import call_signature, existing_versions
-from helpers import run_script
+from helpers import ODD_FILE_REASONS, odd_dicom_files, run_script
 
 APP = "applications/dicom_bodypart"
 
@@ -30,6 +30,7 @@ def dicom_folder(tmp_path_factory):
     mpeg.SOPInstanceUID = "1.2.3.4.5.6.7.8.9"
     mpeg.save_as(bad / "mpeg.dcm")
     shutil.copy(get_testdata_file("RG1_J2KR.dcm"), folder / "real_chest_j2k.dcm")  # a real CR chest
+    odd_dicom_files(folder / "odd")  # each once aborted the whole ingest
     return folder
 
 
@@ -37,9 +38,13 @@ def test_folder_to_database_to_classification(dicom_folder, tmp_path):
     db_url = f"sqlite:///{tmp_path / 'dicom.db'}"
     created = run_script(f"{APP}/create_database.py", f"--directory={dicom_folder}", f"--db_url={db_url}",
                          "--noprogress")
-    assert "added 57 files; 0 already in the database; 4 unusable" in created.stdout
-    for name in ("report.dcm", "short.dcm", "notes.txt", "mpeg.dcm"):
-        assert f"{name}:" in created.stdout
+    assert "added 57 files; 0 already in the database; 0 conflicting; 14 unusable" in created.stdout
+    for name in ["report.dcm", "short.dcm", "notes.txt", "mpeg.dcm"] + [f"{n}.dcm" for n in ODD_FILE_REASONS
+                                                                      if n != "not_dicom_1mb"]:
+        assert f"{name}:" in created.stdout, name
+    database_bytes = (tmp_path / "dicom.db").read_bytes()  # de-identified files: no identifier in the database
+    assert b"Synthetic^Patient" not in database_bytes and b"Roe^Richard" not in database_bytes
+    assert (tmp_path / "dicom.db.salt").exists()
     again = run_script(f"{APP}/create_database.py", f"--directory={dicom_folder}", f"--db_url={db_url}",
                        "--noprogress")
     assert "added 0 files; 57 already in the database" in again.stdout
@@ -59,6 +64,9 @@ def test_folder_to_database_to_classification(dicom_folder, tmp_path):
     assert len(pngs) == 57 and read_png(pngs[0]).dtype == np.uint16
     metadata = "".join(p.read_text() for p in (fetched / "metadata").glob("*.json"))
     assert "Synthetic^Patient" not in metadata and "PAT02" not in metadata
+    for identifier in ("Roe^Richard", "Poe^Edgar", "Tech^Terry", "ORDPAT", "RPPAT", "contrast allergy", "none stated",
+                       "SN-0042", "CR-ROOM-3", "20240101", '"00101010"'):  # names, orders, alerts, dates, age
+        assert identifier not in metadata, identifier
 
     enhanced = run_script(f"{APP}/preprocess_image.py", f"--directory={fetched}", "--preprocess=contrast_enhancing",
                           "--value=30")
@@ -94,7 +102,12 @@ def test_folder_to_database_to_classification(dicom_folder, tmp_path):
     assert served["class_name"].decode() == first["predicted_class"]
 
     listed = tmp_path / "list.txt"
-    listed.write_text(f"{pngs[0]}\n{dicom_folder / 'real_chest_j2k.dcm'}\n")
-    run_script(f"{APP}/classify_image.py", f"--infile={listed}", f"--outfile={tmp_path / 'list.tsv'}",
-               f"--model_path={model}")
+    odd = dicom_folder / "odd"
+    listed.write_text(f"{pngs[0]}\n{dicom_folder / 'real_chest_j2k.dcm'}\n{odd / 'truncated.dcm'}\n"
+                      f"{odd / 'no_pixels.dcm'}\n{tmp_path / 'missing.png'}\n")
+    classified = run_script(f"{APP}/classify_image.py", f"--infile={listed}", f"--outfile={tmp_path / 'list.tsv'}",
+                            f"--model_path={model}")
     assert len(pd.read_csv(tmp_path / "list.tsv", sep="\t")) == 2
+    for reason in ("truncated.dcm: ", "no_pixels.dcm: has no pixel data", "missing.png: no such file"):
+        assert f"  skipped {odd if 'dcm' in reason else tmp_path}/{reason}" in classified.stdout, reason
+    assert "Traceback" not in classified.stderr

@@ -9,7 +9,7 @@ from pydicom.uid import UID
 
 from dltk2.io.dicom import (BODY_PART_CLASSES, DicomError, body_part_class, looks_like_dicom,
                             read_dataset, read_pixels, to_unsigned)
-from helpers import odd_dicom_files
+from helpers import ODD_FILE_REASONS, odd_dicom_files
 
 
 def pixels(name):
@@ -142,20 +142,6 @@ def test_to_unsigned():
     assert to_unsigned(image, 8).tolist() == [[0, 128], [191, 255]]
     assert to_unsigned(image, 16).dtype == np.uint16 and to_unsigned(image, 16).max() == 65535
     assert not to_unsigned(np.ones((2, 2))).any()
-
-
-ODD_FILE_REASONS = {
-    "window_width_0": "Window Width 0.0",
-    "unknown_voi_function": "VOI LUT Function 'CUBIC' is not LINEAR",
-    "palette_without_lut": "PALETTE COLOR pixel transformations",
-    "text_rescale_slope": "RescaleSlope is not a number",
-    "text_window_centre": "WindowCenter is not a number",
-    "modality_lut_without_descriptor": "Modality LUT Sequence without its LUT Descriptor",
-    "nan_rescale_slope": "RescaleSlope is nan",
-    "truncated": "truncated",
-    "no_pixels": "has no pixel data",
-    "not_dicom_1mb": "not a DICOM file",
-}
 
 
 def test_each_odd_file_is_one_dicom_error_naming_it(tmp_path):
