@@ -74,12 +74,9 @@ def export_saved_model(
         raise ValueError(f"endpoints need 'serving_default' (got {sorted(endpoints)})")
     export_base = Path(export_base)
     export_base.mkdir(parents=True, exist_ok=True)
-    if version is None:
-        versions = existing_versions(export_base)
-        version = versions[-1] + 1 if versions else 1
-    final = export_base / str(int(version))
-    if final.exists():
-        raise FileExistsError(f"{final}: version already exported; choose another version")
+    chosen = version is not None
+    if chosen and (export_base / str(int(version))).exists():
+        raise FileExistsError(f"{export_base / str(int(version))}: version already exported; choose another version")
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -89,13 +86,23 @@ def export_saved_model(
     for name in ["serving_default"] + [n for n in endpoints if n != "serving_default"]:
         archive.add_endpoint(name, endpoints[name])
 
-    temporary = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=export_base))
+    temporary = Path(tempfile.mkdtemp(prefix=".export.tmp-", dir=export_base))
     try:
         archive.write_out(str(temporary), verbose=False)
         if warmup_inputs is not None:
             write_warmup_requests(temporary, warmup_inputs, model_name=export_base.name)
         os.chmod(temporary, default_mode(directory=True))  # mkdtemp's 0700 would shut out a server's user
-        os.replace(temporary, final)
+        while True:  # another export may take the next version meanwhile: then the one after it
+            if not chosen:  # above every integer folder, complete or not
+                taken = [int(child.name) for child in export_base.iterdir() if re.fullmatch(r"\d+", child.name)]
+                version = max(taken, default=0) + 1
+            final = export_base / str(int(version))
+            try:
+                os.rename(temporary, final)  # fails if final exists and is not empty: never replaces an export
+                break
+            except OSError:
+                if chosen or not final.exists():
+                    raise
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise

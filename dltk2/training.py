@@ -3,14 +3,18 @@
 A training run lives in one model folder::
 
     <model_path>/
-      backup/            BackupAndRestore state (weights + optimizer + epoch), for resuming
+      .lock              held by the process training in it (a second one is refused)
+      backup/            weights + optimizer state of the last two committed epochs, for resuming
       checkpoints/       last.keras (every epoch), best.keras (best validation score)
       logs/              TensorBoard events (train/ and validation/)
-      training_state.json  steps done, steps asked for, epoch length
+      history.csv        one row of logs per committed epoch
+      training_state.json  the commit: epoch, steps done, its backup, the best score
 
 An "epoch" here is a checkpoint interval of ``steps_per_epoch`` steps over an endless training
-dataset, as DLTK's ``save_checkpoints_steps``. A killed run restarts from the last completed interval:
-the optimizer's step count, weights and moments continue from there.
+dataset, as DLTK's ``save_checkpoints_steps``. A killed run restarts from the last committed
+interval: the optimizer's step count, weights and moments continue from there. Every file is
+written to a temporary name and renamed, the state file last (:mod:`dltk2.checkpoints`), so a kill
+at any moment leaves a folder that resumes.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -28,7 +31,10 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-from dltk2.io.atomic import atomic_destination, write_text_atomically
+from dltk2.checkpoints import (EpochCommit, clear_model_folder, final_weights_into, load_checkpoint, read_state,
+                               replace_atomically, steps_done)
+from dltk2.io.atomic import write_text_atomically
+from dltk2.io.locks import lock_folder
 from dltk2.networks import layers as _layers  # noqa: F401  (registers dltk2's layers for loading)
 from dltk2.networks import transfer as _transfer  # noqa: F401  (registers GreyToBackboneInput)
 from dltk2 import metrics as _metrics  # noqa: F401  (registers PositiveClassAUC)
@@ -100,37 +106,40 @@ def select_precision_policy(policy: str = "auto") -> str:
     return policy
 
 
+def _is_chief_by_config() -> bool:
+    """Whether ``TF_CONFIG`` makes this process its cluster's chief (true without a cluster)."""
+    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    cluster, task = config.get("cluster", {}), config.get("task", {})
+    if not task or sum(len(tasks) for tasks in cluster.values()) <= 1:
+        return True
+    if "chief" in cluster:
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
+
+
 def prepare_model_dir(model_path: str | Path, restart: bool = False) -> Path:
-    """Creates the model folder; with ``restart``, deletes an existing one first.
+    """Creates the model folder and takes its lock for this process; with ``restart``, empties it first.
 
     Without ``restart`` an existing folder is kept and training resumes from it. Deleting is never
-    implicit.
+    implicit, and never happens under another process: a folder another run is training in is
+    refused in one line before anything is changed.
+
+    The workers of one multi-worker run (``TF_CONFIG``) share the folder: its chief holds the lock
+    (and alone empties it on ``restart``).
+
+    Raises:
+        ResourceError: Another process holds the folder (:func:`dltk2.io.locks.lock_folder`).
     """
     model_path = Path(model_path)
-    if restart and model_path.exists():
-        logger.warning("--restart: deleting %s", model_path)
-        shutil.rmtree(model_path)
+    if not _is_chief_by_config():
+        (model_path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        return model_path
+    lock_folder(model_path, "model folder")
+    if restart:
+        logger.warning("--restart: deleting the contents of %s", model_path)
+        clear_model_folder(model_path)
     (model_path / "checkpoints").mkdir(parents=True, exist_ok=True)
     return model_path
-
-
-class _StateWriter(keras.callbacks.Callback):
-    """Writes training_state.json (atomically) at each epoch end."""
-
-    def __init__(self, path: Path, max_steps: int, steps_per_epoch: int) -> None:
-        super().__init__()
-        self.path = path
-        self.max_steps = max_steps
-        self.steps_per_epoch = steps_per_epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        state = {
-            "steps_done": int(self.model.optimizer.iterations.numpy()),
-            "max_steps": self.max_steps,
-            "steps_per_epoch": self.steps_per_epoch,
-            "last_logs": {k: float(v) for k, v in (logs or {}).items()},
-        }
-        write_text_atomically(self.path, json.dumps(state, indent=2))
 
 
 class _ValidationEndIsNotAnInterruption(keras.callbacks.Callback):
@@ -170,41 +179,18 @@ def training_callbacks(
 
     ``extra`` callbacks come first, so that metrics they add to an epoch's logs (a validation Dice, say)
     can choose the best checkpoint. Then a filter that keeps Keras from reporting the end of a
-    validation pass as an interruption, BackupAndRestore (resume after a kill), last and best
-    ``.keras`` checkpoints, TensorBoard under ``logs/``, every epoch's logs appended to
-    ``history.csv`` (for plots), and a small JSON of progress. Without a ``monitor``, no best
-    checkpoint; with ``initial_best``, only an epoch better than it is saved as best (e.g. the score of
-    the model before fine-tuning, which the caller keeps).
+    validation pass as an interruption, the epoch's commit (:class:`dltk2.checkpoints.EpochCommit`:
+    backup, last and best ``.keras`` checkpoints, ``history.csv``, the state file last) and
+    TensorBoard under ``logs/``. Without a ``monitor``, no best checkpoint; with ``initial_best``,
+    only an epoch better than it is saved as best (e.g. the score of the model before fine-tuning,
+    which the caller keeps).
     """
     model_path = Path(model_path)
-    callbacks: list[keras.callbacks.Callback] = list(extra) + [
+    return list(extra) + [
         _ValidationEndIsNotAnInterruption(),
-        keras.callbacks.BackupAndRestore(
-            str(model_path / "backup"), save_freq="epoch", double_checkpoint=True, delete_checkpoint=False
-        ),
-        keras.callbacks.ModelCheckpoint(str(model_path / "checkpoints" / "last.keras")),
-    ]
-    if monitor:  # before the history: a logged best always has its checkpoint
-        callbacks.append(
-            keras.callbacks.ModelCheckpoint(
-                str(model_path / "checkpoints" / "best.keras"), monitor=monitor, mode=mode, save_best_only=True,
-                initial_value_threshold=initial_best,
-            )
-        )
-    callbacks += [
+        EpochCommit(model_path, max_steps, steps_per_epoch, monitor, mode, initial_best),
         keras.callbacks.TensorBoard(log_dir=str(model_path / "logs"), update_freq="epoch"),
-        keras.callbacks.CSVLogger(str(model_path / "history.csv"), append=True),
-        _StateWriter(model_path / "training_state.json", max_steps, steps_per_epoch),
     ]
-    return callbacks
-
-
-def steps_done(model_path: str | Path) -> int:
-    """Optimizer steps recorded in a model folder (0 for a new one)."""
-    path = Path(model_path) / "training_state.json"
-    if not path.exists():
-        return 0
-    return int(json.loads(path.read_text())["steps_done"])
 
 
 def train(
@@ -246,10 +232,9 @@ def train(
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     steps_per_epoch = max(1, min(steps_per_epoch, max_steps))
     epochs = math.ceil(max_steps / steps_per_epoch)
-    already = steps_done(model_path)
-    if already:
-        logger.info("resuming %s at step %d of %d", model_path, already, max_steps)
-        # ModelCheckpoint forgets its best value when the process ends: start from the best logged.
+    state = read_state(model_path)
+    if state and not (state.get("best") or {}).get("value") and monitor:
+        # A folder from before EpochCommit kept no best score: take the best logged.
         logged = best_logged(model_path, monitor, mode)
         if logged is not None and (initial_best is None or _better(logged, initial_best, mode)):
             initial_best = logged
@@ -267,10 +252,16 @@ def train(
         if validation_dataset is not None:
             logger.warning("validation is skipped under MultiWorkerMirroredStrategy; evaluate the checkpoints")
         return train_multi_worker(model, train_dataset, model_path, max_steps, steps_per_epoch)
+    commit = next(callback for callback in callbacks if isinstance(callback, EpochCommit))
+    commit.set_model(model)
+    initial_epoch = commit.restore()  # weights, optimizer state and step count of the last commit
+    if initial_epoch:
+        logger.info("resuming %s at step %d of %d", model_path, steps_done(model_path), max_steps)
     try:
         history = model.fit(
             train_dataset,
             epochs=epochs,
+            initial_epoch=min(initial_epoch, epochs),
             steps_per_epoch=steps_per_epoch,
             validation_data=validation_dataset,
             callbacks=callbacks,
@@ -308,20 +299,6 @@ def _is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
 
 
-def replace_atomically(write, path: str | Path) -> Path:
-    """Calls ``write(temporary_path)`` beside ``path``, then renames it over ``path``.
-
-    For writers that take a path (``model.save``, ``model.save_weights``): a kill half-way leaves the
-    old file or none, never half a file, and no temporary. The temporary name keeps Keras' required
-    suffixes (``.keras``, ``.weights.h5``).
-    """
-    path = Path(path)
-    suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
-    with atomic_destination(path, suffix=suffix) as temporary:
-        write(str(temporary))
-    return path
-
-
 def train_multi_worker(
     model: keras.Model,
     train_dataset: tf.data.Dataset,
@@ -348,9 +325,9 @@ def train_multi_worker(
     with strategy.scope():
         # fit's own build step, without its failing reduce: build on one local batch.
         model._symbolic_build(data_batch=next(iter(train_dataset)))
-    backup = model_path / "backup" / "latest.weights.h5"
-    if backup.exists():
-        model.load_weights(backup)
+    commit = EpochCommit(model_path, max_steps, steps_per_epoch, write=chief)
+    commit.set_model(model)
+    epoch = commit.restore()  # every worker reads the chief's commit (a shared file system)
     iterator = iter(strategy.experimental_distribute_dataset(train_dataset))
 
     def one_step(iterator):
@@ -365,38 +342,37 @@ def train_multi_worker(
         return logs
 
     writer = tf.summary.create_file_writer(str(model_path / "logs" / "train")) if chief else None
-    state = _StateWriter(model_path / "training_state.json", max_steps, steps_per_epoch)
-    state.set_model(model)
     history: dict[str, list[float]] = {}
     done = int(model.optimizer.iterations.numpy())
     while done < max_steps:
         model.reset_metrics()
         logs = train_steps(iterator, tf.constant(min(steps_per_epoch, max_steps - done)))
         done = int(model.optimizer.iterations.numpy())
+        epoch += 1
         values = {name: float(value) for name, value in logs.items()}
         for name, value in values.items():
             history.setdefault(name, []).append(value)
         logger.info("step %d: %s", done, values)
+        commit.commit(epoch, values)  # writes on the chief only
         if chief:
-            backup.parent.mkdir(parents=True, exist_ok=True)
-            replace_atomically(model.save_weights, backup)
-            replace_atomically(model.save, model_path / "checkpoints" / "last.keras")
             with writer.as_default(step=done):
                 for name, value in values.items():
                     tf.summary.scalar(f"epoch_{name}", value)
-            state.on_epoch_end(done // steps_per_epoch, values)
     return history
 
 
 def load_trained_model(model_path: str | Path, which: str = "best") -> keras.Model:
-    """Loads ``checkpoints/best.keras`` (falling back to ``last.keras``) or ``last.keras``."""
+    """Loads ``checkpoints/best.keras`` (falling back to ``last.keras``) or ``last.keras``.
+
+    A damaged checkpoint (not a complete archive) is passed over for the next, with a warning.
+
+    Raises:
+        FileNotFoundError: No checkpoint: nothing was trained in ``model_path``.
+        DataError: Every checkpoint there is damaged.
+    """
     checkpoints = Path(model_path) / "checkpoints"
     names = ["best.keras", "last.keras"] if which == "best" else ["last.keras"]
-    for name in names:
-        if (checkpoints / name).exists():
-            return keras.models.load_model(checkpoints / name, compile=False)
-    raise FileNotFoundError(f"{checkpoints}: no trained model ({' or '.join(names)}); train one first")
-
+    return load_checkpoint(checkpoints / names[0], [checkpoints / name for name in names[1:]])
 
 
 def _float32_config(config):
@@ -553,7 +529,7 @@ def fine_tune(
         compile_fn(model, rate, steps)
         folder = prepare_model_dir(model_path / name)
         if steps_done(folder) >= steps:  # finished before: take its final weights
-            model.set_weights(keras.models.load_model(folder / "checkpoints" / "last.keras", compile=False).get_weights())
+            final_weights_into(model, folder)
         else:
             train(model, train_dataset, folder, steps, steps_per_epoch, validation_dataset=validation_dataset,
                   monitor=monitor, mode=mode, verbose=verbose, initial_best=best)

@@ -9,9 +9,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_script(script: str, *args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Runs one of the repository's scripts in a fresh Python, as a user would; fails with its output."""
-    environment = dict(os.environ, **(env or {}))
+    """Runs one of the repository's scripts in a fresh Python, as a user would; fails with its output.
+
+    ``TF_CPP_MIN_LOG_LEVEL`` is 2 unless ``env`` says otherwise (``None`` unsets a variable).
+    """
+    environment = dict(os.environ)
     environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name, value in (env or {}).items():  # None: unset, as on a user's machine
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
     result = subprocess.run(
         [sys.executable, str(REPO / script), *args], capture_output=True, text=True, timeout=timeout,
         env=environment, cwd=str(REPO),

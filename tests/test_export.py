@@ -72,3 +72,24 @@ def test_save_keras_model_round_trips_and_checks_extension(tmp_path, rng):
     np.testing.assert_allclose(keras.models.load_model(path)(values), model(values), rtol=1e-6)
     with pytest.raises(ValueError, match=".keras"):
         save_keras_model(model, tmp_path / "model.h5")
+
+
+def test_an_export_that_another_process_took_the_version_of_moves_to_the_next(tmp_path, monkeypatch):
+    model = small_model()
+    base = tmp_path / "m"
+    real_rename = __import__("os").rename
+    raced = []
+
+    def rename(source, destination):  # another exporter finishes version 1 just before this one
+        if not raced:
+            raced.append(destination)
+            export_saved_model(base, model, endpoints(model))
+        return real_rename(source, destination)
+
+    monkeypatch.setattr("dltk2.export.os.rename", rename)
+    final = export_saved_model(base, model, endpoints(model))
+    assert raced == [base / "1"] and final == base / "2" and existing_versions(base) == [1, 2]
+    (base / "7").mkdir()
+    (base / "7" / "notes.txt").write_text("a folder someone made")
+    monkeypatch.undo()
+    assert export_saved_model(base, model, endpoints(model)) == base / "8"

@@ -26,6 +26,7 @@ import tensorflow as tf
 from absl import flags
 
 from dltk2.apps.classification import report_classification
+from dltk2.checkpoints import load_checkpoint
 from dltk2.cli import run
 from dltk2.datasets import chest_xray
 from dltk2.inference import ImageClassifier2D
@@ -48,7 +49,7 @@ def main(argv):
     config = load_run_config(model_path)
     classes = config["classes"]
     output_dir = Path(FLAGS.output_dir or model_path / "evaluation")
-    classifier = ImageClassifier2D(keras.models.load_model(model_path / "model.keras", compile=False),
+    classifier = ImageClassifier2D(load_checkpoint(model_path / "model.keras"),
                                    config["image_size"], classes)
     rows = []
     started = time.perf_counter()

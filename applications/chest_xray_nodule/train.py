@@ -31,6 +31,7 @@ from absl import flags
 from absl import logging as absl_logging
 
 import reader
+from dltk2.checkpoints import BestCheckpoint, load_checkpoint
 from dltk2.cli import define_run_flags, run
 from dltk2.datasets import chest_xray, images2d
 from dltk2.export import export_predictor
@@ -103,10 +104,10 @@ def train_head(features_model, train_files, val_files, model_path: Path, weights
     head.fit(codes["train"].features, codes["train"].labels, sample_weight=weights[codes["train"].labels],
              batch_size=FLAGS.batch_size, epochs=FLAGS.head_epochs, validation_data=validation, shuffle=True,
              verbose=2 if FLAGS.verbose else 0,
-             callbacks=[keras.callbacks.ModelCheckpoint(str(best), monitor=monitor, mode=mode, save_best_only=True),
+             callbacks=[BestCheckpoint(best, monitor, mode),
                         keras.callbacks.CSVLogger(str(model_path / "head" / "history.csv")),
                         keras.callbacks.TensorBoard(str(model_path / "logs" / "head"))])
-    return keras.models.load_model(best, compile=False)
+    return load_checkpoint(best)
 
 
 def main(argv):
@@ -144,7 +145,7 @@ def main(argv):
         stage1_file = model_path / "checkpoints" / "stage1.keras"
         if stage1_file.exists():
             print(f"stage 1: done before ({stage1_file})")
-            head = keras.models.load_model(model_path / "head" / "best.keras", compile=False)
+            head = load_checkpoint(model_path / "head" / "best.keras")
         else:
             head = train_head(features_model, train_files, val_files, model_path, weights)
         classifier = transfer_classifier(FLAGS.backbone, (size, size, 1), len(CLASSES), features=features_model,
@@ -188,7 +189,7 @@ def main(argv):
 
     if FLAGS.export:
         keras.mixed_precision.set_global_policy("float32")
-        classifier = ImageClassifier2D(as_float32(keras.models.load_model(final, compile=False)), size, CLASSES)
+        classifier = ImageClassifier2D(as_float32(load_checkpoint(final)), size, CLASSES)
         keras_file, saved_model = export_predictor(model_path, classifier, {"image": np.zeros((size, size), np.float32)})
         print(f"exported {keras_file} and SavedModel {saved_model}")
 

@@ -30,6 +30,7 @@ import pandas as pd
 from absl import flags
 
 import reader
+from dltk2.checkpoints import load_checkpoint
 from dltk2.cli import run
 from dltk2.datasets import mrnet
 from dltk2.apps.classification import report_classification
@@ -50,7 +51,7 @@ def predict(model_path: Path, exams: pd.DataFrame) -> pd.DataFrame:
     """Each exam's class probabilities from one exported model, through its serving function."""
     config = load_run_config(model_path)
     depth, size = config["input_shape"][0], config["input_shape"][1]
-    classifier = SeriesClassifier(keras.models.load_model(model_path / "model.keras", compile=False), depth, size,
+    classifier = SeriesClassifier(load_checkpoint(model_path / "model.keras"), depth, size,
                                   config["classes"])
     rows = []
     for exam in exams.itertuples():

@@ -32,6 +32,7 @@ from absl import flags
 from absl import logging as absl_logging
 
 import reader
+from dltk2.checkpoints import load_checkpoint
 from dltk2.cli import define_run_flags, run
 from dltk2.datasets import mrnet
 from dltk2.export import export_predictor
@@ -119,7 +120,7 @@ def main(argv):
     final = best_checkpoint(model_path)
     print(f"best validation AUC {best:.4f}: {final}")
     keras.mixed_precision.set_global_policy("float32")
-    model = as_float32(keras.models.load_model(final, compile=False))
+    model = as_float32(load_checkpoint(final))
     depth, size = model.input_shape[1], model.input_shape[2]
     save_run_config(model_path, {**load_run_config(model_path), "input_shape": [depth, size, size, 1],
                                  "best_checkpoint": str(final.relative_to(model_path)), "best_validation_auc": best})

@@ -198,8 +198,9 @@ def series_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
         size = Path(path).stat().st_size
     except FileNotFoundError:
         raise ReaderError(f"reading [{path}]: no such file") from None
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as error:
-        raise ReaderError(f"reading [{path}]: not a readable .npy series ({first_line(error)})") from None
+    except Exception as error:  # NumPy's header parser raises ValueError, SyntaxError, TokenError...
+        raise ReaderError(f"reading [{path}]: not a readable .npy series ({type(error).__name__}: "
+                          f"{first_line(error)})") from None
     if len(shape) != 3 or min(shape, default=0) < 1:
         raise ReaderError(f"reading [{path}]: expected (slices, height, width), got shape {tuple(shape)}")
     if dtype.hasobject or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):

@@ -64,13 +64,45 @@ def test_exams_to_progressive_training_to_deploy_and_serving(tmp_path):
     assert (tmp_path / "planes" / "coronal" / "metrics.json").exists()
 
 
-def test_a_corrupt_series_is_one_line_naming_it(tmp_path):
-    data = synthetic.make_dataset(tmp_path / "mrnet", num_exams=4, num_valid=2, seed=1, min_slices=4, max_slices=5,
+def huge_header(path):
+    """Rewrites a series' header to promise 10^11 slices (its data stays 2304 bytes)."""
+    import io
+
+    series = np.load(path)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                  "shape": (10 ** 11, *series.shape[1:])})
+    path.write_bytes(header.getvalue() + series.tobytes())
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda path: path.write_bytes(path.read_bytes()[:200]), "header promises (4, 24, 24) uint8"),
+    (huge_header, "header promises (100000000000, 24, 24) uint8"),
+    (lambda path: path.write_bytes(b"\x93NUMPY\x01\x00\x20\x00{'descr': garbled" + b" " * 32), "not a readable .npy"),
+])
+def test_a_corrupt_series_is_one_line_naming_it_before_anything_is_built(tmp_path, damage, expected):
+    data = synthetic.make_dataset(tmp_path / "mrnet", num_exams=4, num_valid=2, seed=1, min_slices=4, max_slices=4,
                                   size=24)
     broken = data / "train" / "sagittal" / "0002.npy"
-    broken.write_bytes(broken.read_bytes()[:200])
+    damage(broken)
     with pytest.raises(AssertionError) as failure:
         run_script(f"{APP}/train.py", f"--data_dir={data}", f"--model_path={tmp_path / 'model'}", "--stage_sizes=16",
-                   "--stage_epochs=1", "--depth=4", "--steps_per_epoch=1", "--batch_size=4", "--validation_fraction=0.5")
+                   "--stage_epochs=1", "--depth=4", "--steps_per_epoch=1", "--batch_size=4", "--validation_fraction=0.5",
+                   env={"TF_CPP_MIN_LOG_LEVEL": None})  # as a user runs it: the launcher quiets TensorFlow
     message = str(failure.value)
-    assert "exited 2" in message and f"error: reading [{broken}]: not a readable .npy series" in message
+    assert "exited 2" in message and f"error: reading [{broken}]: {expected}" in message
+    assert "Traceback" not in message and not (tmp_path / "model").exists()
+
+
+def test_an_exam_id_that_leaves_the_data_folder_is_refused(tmp_path):
+    data = synthetic.make_dataset(tmp_path / "mrnet", num_exams=4, num_valid=2, seed=1, min_slices=4, max_slices=4,
+                                  size=24)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(data / "train" / "sagittal" / "0001.npy", outside / "9999.npy")
+    csv = data / "train-abnormal.csv"
+    csv.write_text(csv.read_text() + "../../../outside/9999,1\n")
+    with pytest.raises(AssertionError) as failure:
+        run_script(f"{APP}/train.py", f"--data_dir={data}", f"--model_path={tmp_path / 'model'}", "--stage_sizes=16",
+                   "--stage_epochs=1", "--depth=4", "--steps_per_epoch=1", "--batch_size=4")
+    assert f"error: {csv}: exam id '../../../outside/9999' is not a plain name" in str(failure.value)

@@ -133,12 +133,15 @@ def test_series_dataset_batches_training_and_evaluation(tmp_path):
 
 def test_a_corrupt_series_in_the_dataset_is_reported_with_its_file(tmp_path):
     write_exams(tmp_path, "train", [0, 1])
+    exams = mrnet.load_exams(tmp_path, "train")
     broken = tmp_path / "train" / "sagittal" / "0001.npy"
-    broken.write_bytes(broken.read_bytes()[:100])
-    dataset = mrnet.series_dataset(mrnet.load_exams(tmp_path, "train"), 4, 8, batch_size=2)
+    broken.write_bytes(broken.read_bytes()[:100])  # after the exams were checked: found in the pipeline
+    dataset = mrnet.series_dataset(exams, 4, 8, batch_size=2)
     with pytest.raises(Exception) as error:
         list(dataset)
     assert data_error_message(error.value).startswith(f"reading [{broken}]: not a readable .npy series")
+    with pytest.raises(ReaderError, match=r"not a readable .npy series \(ValueError: EOF: reading array header"):
+        mrnet.load_exams(tmp_path, "train")  # checked before anything is built
 
 
 def test_held_out_exams_come_from_splits_csv(tmp_path):
