@@ -22,3 +22,29 @@ def test_reader_errors_inside_tf_data_are_found_in_the_op_error():
 def test_other_errors_are_not_data_errors():
     assert data_error_message(ValueError("bug")) is None
     assert data_error_message(tf.errors.InternalError(None, None, "kernel failed")) is None
+
+
+def test_any_user_error_raised_inside_a_pipeline_is_found_in_the_op_error():
+    from dltk2.errors import DataError
+    from dltk2.io.pipeline import py_function
+
+    def read(index):
+        raise DataError(f"/d/series{int(index)}.npy: header promises more than the file holds")
+
+    dataset = tf.data.Dataset.range(2).map(lambda index: py_function(read, [index], tf.float32))
+    try:
+        list(dataset)
+    except tf.errors.OpError as error:
+        assert data_error_message(error) == "/d/series0.npy: header promises more than the file holds"
+    else:
+        raise AssertionError("the pipeline did not fail")
+
+
+def test_usage_and_resource_errors_are_one_line_too():
+    from absl import app
+
+    from dltk2.errors import ResourceError
+
+    assert data_error_message(app.UsageError("--val_fraction 0.9 and --test_fraction 0.2 must leave a "
+                                             "training split")).startswith("--val_fraction")
+    assert data_error_message(ResourceError("/m: model folder in use by pid 7")) == "/m: model folder in use by pid 7"

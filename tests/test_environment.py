@@ -54,3 +54,17 @@ def test_malloc_thresholds_are_raised_on_glibc():
                                       {"MALLOC_MMAP_THRESHOLD_": "65536"}])
 def test_malloc_is_left_alone_when_the_user_chose(variable):
     assert _run(MALLOC_PROBE, **variable).stdout.strip() == "False"
+
+
+def test_the_launcher_quiets_tensorflows_warnings_unless_the_user_chose_and_the_library_does_not():
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    probe = "import os, {module}; print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'))"
+    launched = subprocess.run([sys.executable, "-c", probe.format(module="dltk2.cli")], capture_output=True,
+                              text=True, env=environment, timeout=120, check=True)
+    assert launched.stdout.strip() == "2"
+    chosen = subprocess.run([sys.executable, "-c", probe.format(module="dltk2.cli")], capture_output=True,
+                            text=True, env=dict(environment, TF_CPP_MIN_LOG_LEVEL="0"), timeout=120, check=True)
+    assert chosen.stdout.strip() == "0"
+    library = subprocess.run([sys.executable, "-c", probe.format(module="dltk2")], capture_output=True, text=True,
+                             env=environment, timeout=120, check=True)
+    assert library.stdout.strip() == "None"

@@ -135,6 +135,23 @@ def test_segment_cases_scores_and_summarises(phantom, tmp_path, capsys):
     assert summary.iloc[-1]["dice"] == pytest.approx(results.loc[0, [f"dice/{n}" for n in "abcd"]].mean())
 
 
+def test_a_volume_that_is_not_3d_or_a_reference_off_its_grid_is_one_line_before_segmenting(phantom, tmp_path):
+    from dltk2.errors import DataError
+
+    image, truth = phantom
+    sitk.WriteImage(image[:, :, 0], str(tmp_path / "flat.nii.gz"))
+    sitk.WriteImage(sitk.JoinSeries([image, image]), str(tmp_path / "4d.nii.gz"))
+    for name, dimension in (("flat", "2D"), ("4d", "4D")):
+        with pytest.raises(DataError, match=f"{name}.nii.gz: a volume to segment must be 3D .* is {dimension}"):
+            segment_cases(make_segmenter(), [{"id": name, "image": str(tmp_path / f"{name}.nii.gz")}], tmp_path / "o",
+                          {1: "a"}, predict_only=True)
+    sitk.WriteImage(image, str(tmp_path / "img.nii.gz"))
+    sitk.WriteImage(truth[:, :, 1:], str(tmp_path / "short.nii.gz"))
+    with pytest.raises(DataError, match="short.nii.gz: not on the grid of its image"):
+        segment_cases(make_segmenter(), [{"id": "x", "image": str(tmp_path / "img.nii.gz"),
+                                          "label": str(tmp_path / "short.nii.gz")}], tmp_path / "o", {1: "a"})
+
+
 def test_exported_serving_default_agrees_with_the_segmenter(phantom, tmp_path):
     image, _ = phantom
     segmenter = make_segmenter()

@@ -23,7 +23,7 @@ import keras
 from absl import flags
 
 from reader import NUM_CLASSES
-from dltk2.apps.segmentation import segment_cases, summary_table
+from dltk2.apps.segmentation import check_cases, segment_cases, summary_table
 from dltk2.cli import run
 from dltk2.datasets import synapse
 from dltk2.inference import SlidingWindowSegmenter
@@ -44,16 +44,17 @@ flags.mark_flags_as_required(["model_path", "csv", "export_path"])
 
 def main(argv):
     del argv
+    columns = ["id", "orig_imgs"] + ([] if FLAGS.predict_only else ["orig_lbls"])
+    table = read_csv_columns(FLAGS.csv, columns)
+    cases = [{"id": row["id"], "image": row["orig_imgs"], "label": row.get("orig_lbls", "")}
+             for row in table.to_dict("records")]
+    check_cases(cases, FLAGS.predict_only)  # every case's headers, before the model is loaded
     keras.mixed_precision.set_global_policy("float32")
     config = load_run_config(FLAGS.model_path)
     segmenter = SlidingWindowSegmenter(
         as_float32(load_trained_model(FLAGS.model_path)), config["patch_size"], config["spacing_mm"],
         config["hu_window"], overlap=FLAGS.overlap, batch_size=FLAGS.batch_size, blend=FLAGS.blend,
         num_classes=NUM_CLASSES)
-    columns = ["id", "orig_imgs"] + ([] if FLAGS.predict_only else ["orig_lbls"])
-    table = read_csv_columns(FLAGS.csv, columns)
-    cases = [{"id": row["id"], "image": row["orig_imgs"], "label": row.get("orig_lbls", "")}
-             for row in table.to_dict("records")]
     output_dir = Path(FLAGS.export_path)
     output_dir.mkdir(parents=True, exist_ok=True)
     results = segment_cases(segmenter, cases, output_dir, synapse.ORGANS, FLAGS.predict_only)

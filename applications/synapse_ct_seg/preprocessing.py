@@ -50,8 +50,11 @@ def main(argv):
     work = partial(synapse.preprocess_case, output_dir=output_dir, spacing=[FLAGS.spacing_mm] * 3,
                    interpolator=FLAGS.interpolator)
     rows = cases.to_dict("records")
-    with ProcessPoolExecutor(FLAGS.workers) as pool:
+    pool = ProcessPoolExecutor(FLAGS.workers)
+    try:
         processed = pd.DataFrame(list(tqdm(pool.map(work, rows), total=len(rows), desc="resampling")))
+    finally:  # a bad case stops the run now, not after every other case (each file is written atomically)
+        pool.shutdown(wait=True, cancel_futures=True)
     if FLAGS.no_split:
         _write_csv(processed, output_dir / "no_split.csv")
         return

@@ -18,8 +18,32 @@ import pandas as pd
 import SimpleITK as sitk
 
 from dltk2.inference import SlidingWindowSegmenter
-from dltk2.io.image import read_array, read_image, write_image
+from dltk2.errors import DataError
+from dltk2.io.image import ImageGeometry, read_array, read_image, read_image_information, write_image
 from dltk2.metrics import dice_per_class, hausdorff_95_per_class, mean_of_present
+
+
+def check_cases(cases: Iterable[Mapping[str, str]], predict_only: bool = False) -> None:
+    """Checks every case's headers before anything is segmented: 3D images, references on their grids.
+
+    Headers only (:func:`dltk2.io.image.read_image_information`), so a bad case stops a deploy at
+    once, before the model is loaded, instead of after the cases before it.
+
+    Raises:
+        DataError: A missing file, an image that is not a 3D volume of one value per voxel, or a
+            reference label map not on its image's grid; named.
+    """
+    for case in cases:
+        image = read_image_information(case["image"])
+        if image.dimension != 3 or image.components != 1:
+            raise DataError(f"{case['image']}: a volume to segment must be 3D with one value per voxel; this image "
+                            f"is {image.dimension}D of size {image.geometry.size}")
+        if not predict_only:
+            label = read_image_information(case["label"])
+            if label.dimension != 3 or not label.geometry.isclose(image.geometry, atol=1e-3):
+                raise DataError(f"{case['label']}: not on the grid of its image {case['image']} (size "
+                                f"{label.geometry.size} vs {image.geometry.size}, spacing {label.geometry.spacing} vs "
+                                f"{image.geometry.spacing} mm)")
 
 
 def segment_case(segmenter: SlidingWindowSegmenter, image_path: str | Path, output_path: str | Path
@@ -28,8 +52,14 @@ def segment_case(segmenter: SlidingWindowSegmenter, image_path: str | Path, outp
 
     Returns:
         ``(labels, image)``: int32 (z, y, x) labels and the SimpleITK image read (for its geometry).
+
+    Raises:
+        DataError: An image that is not a 3D volume of one value per voxel.
     """
     image = read_image(image_path)
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise DataError(f"{image_path}: a volume to segment must be 3D with one value per voxel; this image is "
+                        f"{image.GetDimension()}D of size {image.GetSize()}")
     labels = segmenter.segment(sitk.GetArrayFromImage(image).astype(np.float32), image.GetSpacing())
     output = sitk.GetImageFromArray(labels.astype(np.uint8))
     output.CopyInformation(image)
@@ -60,6 +90,8 @@ def segment_cases(
     """
     output_dir = Path(output_dir)
     classes = sorted(class_names)
+    cases = list(cases)
+    check_cases(cases, predict_only)
     rows = []
     for case in cases:
         output_path = output_dir / f"{case['id']}_seg.nii.gz"
@@ -71,9 +103,10 @@ def segment_cases(
             print(f"Id={case['id']}; time={seconds:.2f} secs; output_path={output_path};", flush=True)
         else:
             reference, geometry = read_array(case["label"], dtype=np.int32)
-            if reference.shape != labels.shape:
-                raise ValueError(f"{case['label']}: size {geometry.size} differs from its image's "
-                                 f"{image.GetSize()}")
+            if geometry.size != tuple(image.GetSize()) or not geometry.isclose(ImageGeometry.from_image(image),
+                                                                                  atol=1e-3):
+                raise DataError(f"{case['label']}: not on the grid of its image {case['image']} (size {geometry.size} vs "
+                                f"{image.GetSize()}, spacing {geometry.spacing} vs {image.GetSpacing()} mm)")
             dice = dice_per_class(labels, reference, classes)
             hd95 = hausdorff_95_per_class(labels, reference, classes, image.GetSpacing())
             row["mean_dice"] = mean_of_present(dice)

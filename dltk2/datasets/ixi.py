@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from dltk2.augmentation import flip
 from dltk2.io.image import read_voxels
-from dltk2.io.reader import Mode, Reader, read_csv_columns
+from dltk2.io.paths import check_name
+from dltk2.io.reader import CsvError, Mode, Reader, read_csv_columns
 from dltk2.preprocessing import whitening
 from dltk2.sampling import extract_random_example_array
 from dltk2.volume_sampling import cached_volume_dataset, random_crop_training_dataset
@@ -49,7 +50,9 @@ def load_subjects(
         whose target is empty are dropped (IXI has a few without age).
 
     Raises:
-        CsvError: The CSV lacks ``IXI_ID`` or the target's column.
+        CsvError: The CSV lacks ``IXI_ID`` or the target's column, or a target value is not a sex code
+            (1, 2) or an age in years.
+        DataError: A subject id that is not a plain name (it would name a file outside the data folder).
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {sorted(TARGETS)}, got {target!r}")
@@ -57,13 +60,18 @@ def load_subjects(
     table = read_csv_columns(csv_path, [ID_COLUMN, column])
     table = table[table[column].notna() & (table[column].str.strip() != "")]
     data_dir = Path(data_dir) if data_dir is not None else Path(csv_path).parent
-    if target == "sex":
-        labels = (table[column].astype(float).astype(int) - 1).astype(str)
-    else:
-        labels = table[column].astype(float).map(lambda v: f"{v:.6f}")
+    values = pd.to_numeric(table[column], errors="coerce")
+    allowed = values.isin([1, 2]) if target == "sex" else values.between(0, 130)
+    if not allowed.all():
+        row = int(np.flatnonzero(~allowed.to_numpy())[0])
+        expected = "1 (male) or 2 (female)" if target == "sex" else "an age in years (0-130)"
+        raise CsvError(f"{csv_path}: column {column!r} must hold {expected}; subject "
+                       f"{table[ID_COLUMN].iloc[row]!r} has {table[column].iloc[row]!r}")
+    labels = (values.astype(int) - 1).astype(str) if target == "sex" else values.map(lambda v: f"{v:.6f}")
+    subjects = [check_name(subject, str(csv_path), "subject id") for subject in table[ID_COLUMN].fillna("")]
     return pd.DataFrame({
-        "id": table[ID_COLUMN].values,
-        "image": [str(t1_path(data_dir, subject, spacing_mm)) for subject in table[ID_COLUMN]],
+        "id": subjects,
+        "image": [str(t1_path(data_dir, subject, spacing_mm)) for subject in subjects],
         "label": labels.values,
     })
 

@@ -18,7 +18,8 @@ import pandas as pd
 import SimpleITK as sitk
 
 from dltk2.augmentation import add_gaussian_noise, add_gaussian_offset
-from dltk2.io.image import read_image, read_voxels, write_image
+from dltk2.errors import DataError
+from dltk2.io.image import ImageGeometry, read_image, read_voxels, write_image
 from dltk2.io.reader import Mode
 from dltk2.preprocessing import clip_and_scale, resample_to_spacing
 from dltk2.sampling import extract_class_balanced_example_array
@@ -71,17 +72,59 @@ def preprocess_label(label: sitk.Image, spacing: Sequence[float] = (2.0, 2.0, 2.
     return resample_to_spacing(sitk.Cast(label, sitk.sitkUInt8), spacing, is_label=True, fill_value=0)
 
 
+def check_ct(image: sitk.Image, path: str | Path) -> sitk.Image:
+    """``image`` if it is a 3D volume of one value per voxel (HU); otherwise a DataError naming ``path``."""
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise DataError(f"{path}: a CT must be a 3D volume of one value per voxel; this image is "
+                        f"{image.GetDimension()}D of size {image.GetSize()} with {image.GetNumberOfComponentsPerPixel()} "
+                        "value(s) per voxel")
+    return image
+
+
+def check_label_map(label: sitk.Image, image: sitk.Image, label_path: str | Path, image_path: str | Path,
+                    num_classes: int = NUM_CLASSES) -> sitk.Image:
+    """``label`` if it lies on ``image``'s grid and holds only the labels 0 to ``num_classes - 1``.
+
+    Raises:
+        DataError: Another size or grid (spacing, origin, direction to 1e-3 mm), fractional values,
+            or labels outside the label set, named with the values found.
+    """
+    if label.GetDimension() != 3 or label.GetNumberOfComponentsPerPixel() != 1:
+        raise DataError(f"{label_path}: a label map must be a 3D volume of one label per voxel; this one is "
+                        f"{label.GetDimension()}D of size {label.GetSize()}")
+    label_grid, image_grid = ImageGeometry.from_image(label), ImageGeometry.from_image(image)
+    if not label_grid.isclose(image_grid, atol=1e-3):
+        raise DataError(f"{label_path}: not on the grid of its image {Path(image_path).name} (size {label_grid.size} "
+                        f"vs {image_grid.size}, spacing {label_grid.spacing} vs {image_grid.spacing} mm, origin "
+                        f"{label_grid.origin} vs {image_grid.origin} mm)")
+    values = np.unique(sitk.GetArrayViewFromImage(label))
+    if np.issubdtype(values.dtype, np.floating) and not np.all(values == np.round(values)):
+        raise DataError(f"{label_path}: label values must be whole numbers; found {values[values != np.round(values)][:5]}")
+    outside = values[(values < 0) | (values >= num_classes)]
+    if outside.size:
+        raise DataError(f"{label_path}: label value(s) {[int(v) for v in outside[:8]]} outside the label set "
+                        f"0-{num_classes - 1}")
+    return label
+
+
 def preprocess_case(row: Mapping[str, str], output_dir: str | Path, spacing: Sequence[float],
                     interpolator: str = "linear") -> dict[str, str]:
-    """Preprocesses one case into ``<output_dir>/img`` and ``/label``; returns its CSV row."""
+    """Preprocesses one case into ``<output_dir>/img`` and ``/label``; returns its CSV row.
+
+    Both files are checked before anything is written (:func:`check_ct`, :func:`check_label_map`).
+    """
     output_dir = Path(output_dir)
+    image = check_ct(read_image(row["image"]), row["image"])
+    label = None
+    if row.get("label"):
+        label = check_label_map(read_image(row["label"]), image, row["label"], row["image"])
     image_out = output_dir / "img" / f"{row['id']}.nii.gz"
-    write_image(preprocess_image(read_image(row["image"]), spacing, interpolator), image_out)
+    write_image(preprocess_image(image, spacing, interpolator), image_out)
     result = {"id": row["id"], "imgs": str(image_out), "lbls": "", "orig_imgs": row["image"],
               "orig_lbls": row.get("label", "")}
-    if row.get("label"):
+    if label is not None:
         label_out = output_dir / "label" / f"{row['id'].replace('img', 'label', 1)}.nii.gz"
-        write_image(preprocess_label(read_image(row["label"]), spacing), label_out)
+        write_image(preprocess_label(label, spacing), label_out)
         result["lbls"] = str(label_out)
     return result
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import io
 import os
 import struct
 import zlib
@@ -123,54 +124,112 @@ def _nifti_layout(header: bytes) -> tuple[str, int, int, int] | None:
     return fields.endian, fields.offset, voxels * fields.bitpix // 8, fields.datatype
 
 
-_NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}
+def _nifti_content(path: Path) -> bytes:
+    """A NIfTI file's bytes, inflated (ISA-L where installed)."""
+    try:
+        content = path.read_bytes()
+        return _gunzip(content) if path.name.endswith(".gz") else content
+    except Exception as error:  # zlib.error, EOFError, isal's IsalError, OSError
+        raise ImageReadError(f"{path}: truncated or corrupt gzip stream ({_error_description(error)})") from error
 
 
-def check_nifti_file(path: Path, require_finite: bool = True) -> None:
-    """Checks a NIfTI file for what ITK's reader lets through silently.
-
-    ITK's NIfTI reader returns a truncated ``.nii`` / ``.nii.gz`` without complaint, and turns NaN
-    voxels into 0. This raises instead: for ``.nii.gz`` it compares the gzip trailer's size field
-    (uncompressed size mod 2**32) with what the header promises (a truncated stream ends in compressed
-    data, so the two disagree but for a 2**-32 chance); for ``.nii`` the file size. For float data and
-    ``require_finite``, the voxels are read and checked for NaN and infinity (integer data cannot hold
-    them, so the common int16 MRI costs nothing more).
+def _nifti_voxels(path: Path, content: bytes) -> np.ndarray | None:
+    """The voxels of a plain NIfTI-1/2 image (see :func:`_nifti_voxel_layout`) in (z, y, x) order, else None.
 
     Raises:
-        ImageReadError: naming the file and the problem.
+        ImageReadError: Fewer bytes than the header promises.
     """
-    name = path.name
-    compressed = name.endswith(".nii.gz")
-    if not (compressed or name.endswith(".nii")):
-        return
+    layout = _nifti_voxel_layout(content[:540])
+    if layout is None:
+        return None
+    voxel_type, offset, shape = layout
+    count = int(np.prod(shape))
+    if len(content) < offset + count * voxel_type.itemsize:
+        raise ImageReadError(f"{path}: truncated NIfTI file ({len(content)} of "
+                             f"{offset + count * voxel_type.itemsize} bytes uncompressed)")
+    return np.frombuffer(content, voxel_type, count, offset).reshape(shape)
+
+
+def read_nifti(path: PathLike) -> sitk.Image:
+    """Reads a NIfTI-1 or NIfTI-2 file with its geometry, its voxels exactly as stored (NaN kept).
+
+    ITK's NIfTI reader returns a truncated file without complaint, turns NaN voxels into 0 and does
+    not read NIfTI-2 at all ("Unable to determine ImageIO reader"), which dltk2's training reader
+    (:func:`read_voxels`) did: a NIfTI-2 volume trained, then was refused at deploy as truncated.
+    Here the file is inflated once, the voxels of a plain image (one scalar component, no intensity
+    scaling) are taken from its bytes, and the geometry comes from ITK's reading of the header
+    (NIfTI-1) or from nibabel's affine (NIfTI-2, RAS turned into ITK's LPS). Scaled or vector NIfTI-1
+    images go through ITK as before.
+
+    Raises:
+        ImageReadError: Truncated, corrupt, or a NIfTI-2 file without nibabel to read it.
+    """
+    path = Path(path)
+    content = _nifti_content(path)
+    fields = _nifti_header(content[:540])
+    if fields is None:
+        raise ImageReadError(f"{path}: not a NIfTI file (no NIfTI-1 or NIfTI-2 header)")
+    voxels = _nifti_voxels(path, content)
+    if len(content) >= 540 and struct.unpack(fields.endian + "i", content[:4])[0] == 540:
+        return _read_nifti2(path, content, voxels)
+    if voxels is None:
+        expected = _nifti_layout(content[:540])
+        if expected is not None and len(content) < expected[1] + expected[2]:
+            raise ImageReadError(f"{path}: truncated NIfTI file ({len(content)} of {expected[1] + expected[2]} "
+                                 "bytes uncompressed)")
+        try:
+            return sitk.ReadImage(str(path))
+        except RuntimeError as error:
+            raise ImageReadError(f"{path}: cannot read image ({path.stat().st_size} bytes; truncated or corrupt?): "
+                                 f"{_error_description(error)}") from error
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        opener = gzip.open if compressed else open
-        with opener(path, "rb") as stream:
-            layout = _nifti_layout(stream.read(540))
-        if layout is None:
-            return
-        endian, offset, data_bytes, datatype = layout
-        expected = offset + data_bytes
-        if compressed:
-            with open(path, "rb") as raw:
-                raw.seek(-4, os.SEEK_END)
-                actual = struct.unpack("<I", raw.read(4))[0]
-            if expected % 2**32 != actual:
-                raise ImageReadError(
-                    f"{path}: truncated or corrupt gzip stream (header promises {expected} bytes "
-                    f"uncompressed, the gzip trailer says {actual})"
-                )
-        elif path.stat().st_size < expected:
-            raise ImageReadError(f"{path}: truncated NIfTI file ({path.stat().st_size} of {expected} bytes)")
-        if require_finite and datatype in _NIFTI_FLOAT_TYPES:
-            with opener(path, "rb") as stream:
-                stream.seek(offset)
-                data = np.frombuffer(stream.read(data_bytes), dtype=endian + _NIFTI_FLOAT_TYPES[datatype])
-            check_finite(data, str(path))
-    except (OSError, EOFError, zlib.error) as error:
-        if isinstance(error, ImageReadError):
-            raise
-        raise ImageReadError(f"{path}: cannot read image (truncated or corrupt?): {error}") from error
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise ImageReadError(f"{path}: cannot read the NIfTI header: {_error_description(error)}") from error
+    if tuple(reversed(voxels.shape)) != tuple(reader.GetSize()):  # a layout ITK reads otherwise: let it read
+        return sitk.ReadImage(str(path))
+    image = sitk.GetImageFromArray(voxels.astype(voxels.dtype.newbyteorder("=")), isVector=False)
+    image.SetSpacing(reader.GetSpacing())
+    image.SetOrigin(reader.GetOrigin())
+    image.SetDirection(reader.GetDirection())
+    return image
+
+
+def _read_nifti2(path: Path, content: bytes, voxels: np.ndarray | None) -> sitk.Image:
+    """A NIfTI-2 image: voxels as stored (or scaled by nibabel), geometry from nibabel's affine in LPS."""
+    try:
+        import nibabel
+    except ImportError:  # pragma: no cover - nibabel is in requirements.txt
+        raise ImageReadError(f"{path}: a NIfTI-2 file; install nibabel to read it") from None
+    try:
+        header = nibabel.Nifti2Header.from_fileobj(io.BytesIO(content), check=False)
+        image = nibabel.Nifti2Image.from_bytes(content) if voxels is None else None
+    except Exception as error:  # nibabel's HeaderDataError, ValueError...
+        raise ImageReadError(f"{path}: unreadable NIfTI-2 file ({_error_description(error)})") from error
+    if voxels is None:
+        data = np.asanyarray(image.dataobj)
+        voxels = np.ascontiguousarray(data.transpose(tuple(reversed(range(data.ndim)))))
+    affine = header.get_best_affine()
+    lps = np.diag([-1.0, -1.0, 1.0]) @ affine[:3, :3]
+    spacing = np.linalg.norm(lps, axis=0)
+    if np.any(spacing == 0):
+        raise ImageReadError(f"{path}: NIfTI-2 affine with a zero-length axis")
+    result = sitk.GetImageFromArray(voxels.astype(voxels.dtype.newbyteorder("=")), isVector=False)
+    dimension = result.GetDimension()
+    direction, origin = np.eye(dimension), np.zeros(dimension)
+    spacings = np.ones(dimension)
+    spatial = min(dimension, 3)
+    direction[:spatial, :spatial] = (lps / spacing)[:spatial, :spatial]
+    origin[:spatial] = (np.array([-1.0, -1.0, 1.0]) * affine[:3, 3])[:spatial]
+    spacings[:spatial] = spacing[:spatial]
+    if dimension > 3:
+        spacings[3:] = [float(z) or 1.0 for z in header.get_zooms()[3:dimension]]
+    result.SetSpacing([float(value) for value in spacings])
+    result.SetOrigin([float(value) for value in origin])
+    result.SetDirection([float(value) for value in direction.flatten()])
+    return result
 
 
 def read_dicom_series(folder: PathLike, series_id: str | None = None) -> sitk.Image:
@@ -229,10 +288,11 @@ def read_image(
         raise ImageReadError(f"{path}: no such file")
     if path.is_dir():
         image = read_dicom_series(path)
+    elif path.name.endswith((".nii", ".nii.gz")):
+        image = read_nifti(path)
     else:
-        check_nifti_file(path, require_finite)
         try:
-            image = sitk.ReadImage(str(path)) if pixel_type is None else sitk.ReadImage(str(path), pixel_type)
+            image = sitk.ReadImage(str(path))
         except RuntimeError as error:
             size = path.stat().st_size
             raise ImageReadError(
@@ -243,6 +303,49 @@ def read_image(
     if require_finite:
         check_finite(sitk.GetArrayViewFromImage(image), str(path))
     return image
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInformation:
+    """What an image file's header says: dimension, values per voxel and the grid (no voxels read)."""
+
+    dimension: int
+    components: int
+    geometry: ImageGeometry
+
+
+def read_image_information(path: PathLike) -> ImageInformation:
+    """An image's header only: for checking many files before any is read in full.
+
+    Raises:
+        ImageReadError: Missing, or a header that cannot be read.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file")
+    if path.is_dir() or path.name.endswith((".nii", ".nii.gz")) and _is_nifti2(path):
+        image = read_image(path, require_finite=False)  # DICOM series and NIfTI-2: ITK has no header-only read
+        return ImageInformation(image.GetDimension(), image.GetNumberOfComponentsPerPixel(),
+                                ImageGeometry.from_image(image))
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise ImageReadError(f"{path}: cannot read the image header: {_error_description(error)}") from error
+    geometry = ImageGeometry(tuple(int(s) for s in reader.GetSize()), tuple(reader.GetSpacing()),
+                             tuple(reader.GetOrigin()), tuple(reader.GetDirection()))
+    return ImageInformation(reader.GetDimension(), reader.GetNumberOfComponents(), geometry)
+
+
+def _is_nifti2(path: Path) -> bool:
+    try:
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rb") as stream:
+            head = stream.read(4)
+    except (OSError, EOFError, zlib.error):
+        return False
+    return len(head) == 4 and 540 in (struct.unpack("<i", head)[0], struct.unpack(">i", head)[0])
 
 
 def check_finite(array: np.ndarray, name: str) -> None:
@@ -332,25 +435,13 @@ def read_voxels(
     name = path.name
     if not (name.endswith(".nii") or name.endswith(".nii.gz")) or not path.is_file():
         return read_array(path, dtype, require_finite)[0]
-    try:
-        content = path.read_bytes()
-        if name.endswith(".gz"):
-            content = _gunzip(content)
-    except Exception as error:  # zlib.error, EOFError, isal's IsalError, OSError
-        raise ImageReadError(f"{path}: truncated or corrupt gzip stream ({_error_description(error)})") from error
-    layout = _nifti_voxel_layout(content[:540])
-    if layout is None:
+    voxels = _nifti_voxels(path, _nifti_content(path))
+    if voxels is None:
         return read_array(path, dtype, require_finite)[0]
-    voxel_type, offset, shape = layout
-    count = int(np.prod(shape))
-    if len(content) < offset + count * voxel_type.itemsize:
-        raise ImageReadError(f"{path}: truncated NIfTI file ({len(content)} of "
-                             f"{offset + count * voxel_type.itemsize} bytes uncompressed)")
-    voxels = np.frombuffer(content, voxel_type, count, offset).reshape(shape)
     if require_finite:
         check_finite(voxels, str(path))
     if dtype is None:
-        return voxels.astype(voxel_type.newbyteorder("="))
+        return voxels.astype(voxels.dtype.newbyteorder("="))
     return voxels.astype(dtype)
 
 

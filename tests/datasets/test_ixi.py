@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from dltk2.datasets import ixi
+from dltk2.errors import DataError
 from dltk2.io.reader import CsvError, Mode
 from dltk2.preprocessing import whitening
 from dltk2.io.image import read_array
@@ -65,3 +66,18 @@ def test_cached_training_dataset_cuts_crops_of_the_whitened_volumes(tiny_ixi):
             sources = [index for index, volume in enumerate(whitened) for candidate in (volume, volume[:, :, ::-1])
                        if (sliding_window_view(candidate, crop.shape) == crop).all(axis=(-3, -2, -1)).any()]
             assert sources and all(labels[index] == label for index in sources)
+
+
+@pytest.mark.parametrize("value, expected", [("m", "must hold 1 \\(male\\) or 2 \\(female\\)"), ("3", "has '3'")])
+def test_a_sex_that_is_not_a_code_is_one_line_naming_the_subject(tmp_path, value, expected):
+    csv = tmp_path / "demographic_HH.csv"
+    csv.write_text(f"IXI_ID,\"SEX_ID (1=m, 2=f)\",AGE\nIXI002,1,35\nIXI012,{value},40\n")
+    with pytest.raises(CsvError, match=rf"demographic_HH.csv: column 'SEX_ID \(1=m, 2=f\)' .*{expected}"):
+        ixi.load_subjects(csv, "sex")
+
+
+def test_a_subject_id_that_leaves_the_data_folder_is_refused(tmp_path):
+    csv = tmp_path / "demographic_HH.csv"
+    csv.write_text("IXI_ID,\"SEX_ID (1=m, 2=f)\",AGE\n../../etc,1,35\n")
+    with pytest.raises(DataError, match="subject id '../../etc' is not a plain name"):
+        ixi.load_subjects(csv, "age")

@@ -7,6 +7,7 @@ import SimpleITK as sitk
 
 import make_synthetic_synapse
 from dltk2.datasets import synapse
+from dltk2.errors import DataError
 from dltk2.io.reader import Mode
 
 
@@ -65,3 +66,57 @@ def test_read_fn_gives_class_balanced_patches(raw, tmp_path):
     fixed = [e["features"]["x"] for e in synapse.read_fn([row["id"], row["imgs"], row["lbls"]], Mode.EVAL, params)]
     again = [e["features"]["x"] for e in synapse.read_fn([row["id"], row["imgs"], row["lbls"]], Mode.EVAL, params)]
     np.testing.assert_array_equal(fixed, again)
+
+
+def bad_case(raw, tmp_path, change_label=None, change_image=None):
+    """One case of ``raw`` with its label (or image) changed, as the attack made them."""
+    image = sitk.ReadImage(str(raw / "img" / "img0001.nii.gz"))
+    label = sitk.ReadImage(str(raw / "label" / "label0001.nii.gz"))
+    if change_label:
+        label = change_label(label, image)
+    if change_image:
+        image = change_image(image)
+    (tmp_path / "img").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "label").mkdir(exist_ok=True)
+    sitk.WriteImage(image, str(tmp_path / "img" / "img0001.nii.gz"))
+    sitk.WriteImage(label, str(tmp_path / "label" / "label0001.nii.gz"))
+    return synapse.find_cases(tmp_path).iloc[0].to_dict()
+
+
+def with_value(value):
+    def change(label, image):
+        array = sitk.GetArrayFromImage(label)
+        array[0, 0, :3] = value
+        changed = sitk.GetImageFromArray(array)
+        changed.CopyInformation(label)
+        return changed
+    return change
+
+
+def shifted(label, image):
+    label = sitk.Image(label)
+    label.SetOrigin([o + 4.0 for o in label.GetOrigin()])
+    return label
+
+
+@pytest.mark.parametrize("change, message", [
+    (with_value(14), r"label value\(s\) \[14\] outside the label set 0-13"),
+    (with_value(255), r"label value\(s\) \[255\] outside the label set 0-13"),
+    (lambda label, image: label[:, :, 1:], "not on the grid of its image img0001.nii.gz"),
+    (shifted, "not on the grid of its image"),
+])
+def test_label_maps_outside_the_label_set_or_off_the_grid_are_refused(raw, tmp_path, change, message):
+    case = bad_case(raw, tmp_path / "data", change_label=change)
+    with pytest.raises(DataError, match=message):
+        synapse.preprocess_case(case, tmp_path / "out", [8.0] * 3)
+    assert not (tmp_path / "out").exists()  # checked before anything is written
+
+
+@pytest.mark.parametrize("change, dimension", [
+    (lambda image: image[:, :, 0], "2D"),
+    (lambda image: sitk.JoinSeries([image, image]), "4D"),
+])
+def test_a_ct_that_is_not_3d_is_refused(raw, tmp_path, change, dimension):
+    case = bad_case(raw, tmp_path / "data", change_image=change)
+    with pytest.raises(DataError, match=f"img0001.nii.gz: a CT must be a 3D volume .* this image is {dimension}"):
+        synapse.preprocess_case(case, tmp_path / "out", [8.0] * 3)

@@ -87,9 +87,32 @@ def test_nan_voxels_are_reported_with_count(tmp_path):
     path = write_image(array, tmp_path / "nan.nii.gz")
     with pytest.raises(ImageReadError, match=r"nan\.nii\.gz: 2 of 120 voxels are NaN or infinite"):
         read_array(path)
-    # Without the check the read goes through; ITK's NIfTI reader turns NaN into 0.
+    # Without the check the read goes through with the voxels as stored (ITK's reader made NaN 0),
+    # as read_voxels gives them.
     values, _ = read_array(path, require_finite=False)
-    assert values[1, 2, 3] == 0.0 and values[1, 1, 1] == 1.0
+    assert np.isnan(values[1, 2, 3]) and np.isinf(values[0, 0, 0]) and values[1, 1, 1] == 1.0
+    np.testing.assert_array_equal(values, read_voxels(path, require_finite=False))
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_nifti_2_reads_as_nibabel_and_its_nifti_1_twin_say(tmp_path, suffix, rng):
+    import nibabel
+    import SimpleITK as sitk
+
+    array = rng.normal(size=(7, 5, 6)).astype(np.float32)  # nibabel's (i, j, k)
+    affine = np.array([[0, -1.5, 0, 10], [2.0, 0, 0, -20], [0, 0, 3.0, 5], [0, 0, 0, 1]])  # permuted, flipped
+    nibabel.save(nibabel.Nifti2Image(array, affine), tmp_path / f"v2{suffix}")
+    nibabel.save(nibabel.Nifti1Image(array, affine), tmp_path / f"v1{suffix}")
+    image = read_image(tmp_path / f"v2{suffix}")
+    itk = sitk.ReadImage(str(tmp_path / f"v1{suffix}"))  # ITK reads NIfTI-1 only
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image), array.transpose(2, 1, 0))
+    for get in ("GetSize", "GetSpacing", "GetOrigin", "GetDirection"):
+        np.testing.assert_allclose(getattr(image, get)(), getattr(itk, get)(), atol=1e-6, err_msg=get)
+    np.testing.assert_array_equal(read_voxels(tmp_path / f"v2{suffix}"), array.transpose(2, 1, 0))
+    raw = (tmp_path / f"v2{suffix}").read_bytes()
+    (tmp_path / f"cut{suffix}").write_bytes(raw[: len(raw) - 40])
+    with pytest.raises(ImageReadError, match=f"cut{suffix}: truncated"):
+        read_image(tmp_path / f"cut{suffix}")
 
 
 def test_nan_voxels_in_other_formats_are_reported(tmp_path):
