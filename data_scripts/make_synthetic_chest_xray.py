@@ -28,6 +28,8 @@ import numpy as np
 from absl import app, flags
 from scipy import ndimage
 
+from dltk2.io.atomic import write_bytes_atomically, write_text_atomically
+
 FLAGS = flags.FLAGS
 
 
@@ -124,12 +126,13 @@ def make_dataset(output_dir: str | Path, num_images: int, seed: int = 0, size: i
         for view in range(min(1 if rng.uniform() < 2 / 3 else 2, num_images - len(records))):
             name = f"{patient}_{view + 1}"
             path = output_dir / label / f"{name}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(path), draw_chest(size, anatomy, nodules, rng)):
-                raise OSError(f"{path}: could not write")
+            ok, encoded = cv2.imencode(".png", draw_chest(size, anatomy, nodules, rng))
+            if not ok:
+                raise OSError(f"{path}: could not encode")
+            write_bytes_atomically(path, encoded.tobytes())
             records.append({"name": name, "class": label, "patient": patient,
                             "nodules": [{**n, "radius_px": n["radius"] * size} for n in nodules]})
-    (output_dir / "metadata.json").write_text(json.dumps({"images": records}, indent=1))
+    write_text_atomically(output_dir / "metadata.json", json.dumps({"images": records}, indent=1))
     return output_dir
 
 

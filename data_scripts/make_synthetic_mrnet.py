@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
+from dltk2.io.atomic import atomic_destination, write_text_atomically
+
 FLAGS = flags.FLAGS
 
 # Grey levels (of 255 before gain) of the tissues in a fat-suppressed fluid-sensitive sequence.
@@ -156,14 +158,15 @@ def make_dataset(output_dir: str | Path, num_exams: int, seed: int = 0, num_vali
             knee = random_knee(bool(label), rng)
             for plane in planes:
                 path = output_dir / split / plane / f"{exam}.npy"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(path, draw_series(knee, plane, int(rng.integers(min_slices, max_slices + 1)), rng, size))
+                series = draw_series(knee, plane, int(rng.integers(min_slices, max_slices + 1)), rng, size)
+                with atomic_destination(path, suffix=".npy") as temporary:
+                    np.save(temporary, series)
             rows.append(f"{exam},{label}\n")
             if label:
                 findings[exam] = {"oedema": knee["oedema"], "effusion": knee["fluid"][-1:] if len(knee["fluid"]) and
                                   knee["fluid"][-1]["centre"][1] < 0 else []}
-        (output_dir / f"{split}-abnormal.csv").write_text("".join(rows))
-    (output_dir / "findings.json").write_text(json.dumps(findings, indent=1))
+        write_text_atomically(output_dir / f"{split}-abnormal.csv", "".join(rows))
+    write_text_atomically(output_dir / "findings.json", json.dumps(findings, indent=1))
     return output_dir
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 from reader import TARGET
 from dltk2.apps import ixi_hh
 from dltk2.cli import run
+from dltk2.io.atomic import write_csv_atomically
 
 ixi_hh.define_deploy_flags(TARGET)
 
@@ -40,7 +41,7 @@ def main(argv):
                      "run_time_s": prediction.seconds})
     table = pd.DataFrame(rows)
     print(f"accuracy={float(np.mean(table['pred'] == table['true'])):.3f}")
-    table.to_csv(ixi_hh.predictions_csv_path(TARGET), index=False, float_format="%.6f")
+    write_csv_atomically(table, ixi_hh.predictions_csv_path(TARGET), float_format="%.6f")
 
 
 if __name__ == "__main__":

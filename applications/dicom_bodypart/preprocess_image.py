@@ -12,7 +12,6 @@ Example:
 
 import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
-import shutil
 from pathlib import Path
 
 from absl import flags
@@ -20,6 +19,8 @@ from tqdm import tqdm
 
 from dltk2.cli import run
 from dltk2.datasets import bodypart
+from dltk2.io.atomic import write_bytes_atomically
+from dltk2.io.locks import locked_folder
 from dltk2.preprocessing2d import METHODS, clamp_value
 
 FLAGS = flags.FLAGS
@@ -40,11 +41,13 @@ def main(argv):
     if not images:
         raise FileNotFoundError(f"{source / 'images'}: no .png images")
     method = METHODS[FLAGS.preprocess]
-    for image_path in tqdm(images, desc=FLAGS.preprocess, unit="image"):
-        bodypart.write_png(target / "images" / image_path.name, method(bodypart.read_png(image_path), value))
-    shutil.copytree(source / "labels", target / "labels", dirs_exist_ok=True)
-    if (source / "index.csv").exists():
-        shutil.copy2(source / "index.csv", target / "index.csv")
+    with locked_folder(target, "preprocessing folder"):  # one writer at a time; every file atomic
+        for image_path in tqdm(images, desc=FLAGS.preprocess, unit="image"):
+            bodypart.write_png(target / "images" / image_path.name, method(bodypart.read_png(image_path), value))
+        for label in sorted((source / "labels").glob("*.txt")):
+            write_bytes_atomically(target / "labels" / label.name, label.read_bytes())
+        if (source / "index.csv").exists():
+            write_bytes_atomically(target / "index.csv", (source / "index.csv").read_bytes())
     print(f"wrote {len(images)} images to {target / 'images'} ({FLAGS.preprocess}, value {value})")
 
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from dltk2.cli import run
 from dltk2.datasets import synapse
 from dltk2.io.atomic import write_csv_atomically
+from dltk2.io.locks import lock_folder
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Folder with img/ and label/.", short_name="d")
@@ -50,6 +51,7 @@ def main(argv):
     work = partial(synapse.preprocess_case, output_dir=output_dir, spacing=[FLAGS.spacing_mm] * 3,
                    interpolator=FLAGS.interpolator)
     rows = cases.to_dict("records")
+    lock_folder(output_dir, "preprocessing folder")  # one preprocessing at a time writes here
     pool = ProcessPoolExecutor(FLAGS.workers)
     try:
         processed = pd.DataFrame(list(tqdm(pool.map(work, rows), total=len(rows), desc="resampling")))
