@@ -8,6 +8,7 @@ from pydicom.data import get_testdata_file
 from sklearn.utils.class_weight import compute_class_weight
 
 from dltk2.datasets import bodypart
+from dltk2.io.deidentification import deidentify
 
 
 def test_representative_image():
@@ -22,7 +23,8 @@ def test_representative_image():
 
 def test_export_image_writes_png_label_and_deidentified_metadata(tmp_path):
     dataset = pydicom.dcmread(get_testdata_file("MR-SIEMENS-DICOM-WithOverlays.dcm"))
-    row = bodypart.export_image(dataset, "abc", "Abdomen", "p1", tmp_path, bits=16, metadata_salt="salt")
+    row = bodypart.export_image(dataset, "abc", "Abdomen", "p1", tmp_path, bits=16,
+                                metadata=deidentify(dataset, "salt"))
     assert row == {"name": "abc", "body_part": "Abdomen", "patient": "p1"}
     image = bodypart.read_png(tmp_path / "images" / "abc.png")
     assert image.dtype == np.uint16 and image.shape == (484, 484) and image.max() == 65535
