@@ -123,3 +123,29 @@ def odd_dicom_files(folder) -> dict:
     not_dicom.write_bytes(bytes(range(256)) * 4096)
     files["not_dicom_1mb"] = not_dicom
     return files
+
+
+def promise_huge_series(path) -> None:
+    """Rewrites an ``.npy`` series' header to promise 10^11 slices (its data stays as it was)."""
+    import io
+
+    import numpy as np
+
+    series = np.load(path)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": series.dtype.str, "fortran_order": False,
+                                                  "shape": (10 ** 11, *series.shape[1:])})
+    Path(path).write_bytes(header.getvalue() + series.tobytes())
+
+
+def with_label_value(value):
+    """A change of a SimpleITK label map: three voxels of its first row set to ``value``."""
+    import SimpleITK as sitk
+
+    def change(label, image=None):
+        array = sitk.GetArrayFromImage(label)
+        array[0, 0, :3] = value
+        changed = sitk.GetImageFromArray(array)
+        changed.CopyInformation(label)
+        return changed
+    return change

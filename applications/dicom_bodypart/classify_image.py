@@ -73,17 +73,19 @@ def images_from_tfrecords(pattern: str):
 
 def main(argv):
     del argv
-    keras.mixed_precision.set_global_policy("float32")
-    config = load_run_config(FLAGS.model_path)
-    classes = config["classes"]
-    classifier = ImageClassifier2D(as_float32(load_trained_model(FLAGS.model_path)), config["image_size"], classes)
     skipped: list[str] = []
-    if FLAGS.tfrecord:
-        for shard_set in record_sets_of(glob_shards(FLAGS.infile)):
-            check_held_out(FLAGS.model_path, shard_set)
+    if FLAGS.tfrecord:  # the inputs first, then the model
+        shard_sets = record_sets_of(glob_shards(FLAGS.infile))
         source = images_from_tfrecords(FLAGS.infile)
     else:
+        shard_sets = []
         source = images_from_list(FLAGS.infile, skipped)
+    keras.mixed_precision.set_global_policy("float32")
+    config = load_run_config(FLAGS.model_path)
+    for shard_set in shard_sets:
+        check_held_out(FLAGS.model_path, shard_set)
+    classes = config["classes"]
+    classifier = ImageClassifier2D(as_float32(load_trained_model(FLAGS.model_path)), config["image_size"], classes)
     rows = []
     for name, image in source:
         outputs = classifier.classify(image.astype(np.float32))

@@ -78,13 +78,13 @@ def run_training(target: str, head: Head, name: str,
                  initialise: Callable[[keras.Model, pd.DataFrame], None] | None = None) -> Path:
     """train.py's body: reads the flags, trains (resuming), exports. Returns the model folder."""
     absl_logging.set_verbosity(absl_logging.INFO if FLAGS.verbose else absl_logging.WARNING)
+    # The inputs first: a bad CSV or a missing volume is one line before any folder is written.
+    subjects = ixi.load_subjects(FLAGS.data_csv, target, FLAGS.spacing_mm, FLAGS.data_dir)
+    train_subjects, val_subjects = ixi.split_subjects(subjects, FLAGS.num_train)
     model_path = prepare_model_dir(FLAGS.model_path, restart=FLAGS.restart)
     strategy = select_strategy(FLAGS.devices or None)
     policy = select_precision_policy(FLAGS.precision)
     example_size = [int(s) for s in FLAGS.example_size]
-
-    subjects = ixi.load_subjects(FLAGS.data_csv, target, FLAGS.spacing_mm, FLAGS.data_dir)
-    train_subjects, val_subjects = ixi.split_subjects(subjects, FLAGS.num_train)
     params = {"example_size": example_size, "n_examples": FLAGS.n_examples, "target": target}
     reader = ixi.build_reader(example_size, target)
     if FLAGS.cache_volumes:

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from dltk2.augmentation import flip
 from dltk2.io.image import read_voxels
+from dltk2.errors import DataError
 from dltk2.io.paths import check_name
 from dltk2.io.reader import CsvError, Mode, Reader, read_csv_columns
 from dltk2.preprocessing import whitening
@@ -69,17 +70,19 @@ def load_subjects(
                        f"{table[ID_COLUMN].iloc[row]!r} has {table[column].iloc[row]!r}")
     labels = (values.astype(int) - 1).astype(str) if target == "sex" else values.map(lambda v: f"{v:.6f}")
     subjects = [check_name(subject, str(csv_path), "subject id") for subject in table[ID_COLUMN].fillna("")]
-    return pd.DataFrame({
-        "id": subjects,
-        "image": [str(t1_path(data_dir, subject, spacing_mm)) for subject in subjects],
-        "label": labels.values,
-    })
+    images = [t1_path(data_dir, subject, spacing_mm) for subject in subjects]
+    missing = [path for path in images if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]}: no such file ({len(missing)} of {len(images)} subjects of "
+                                f"{csv_path} lack their {spacing_mm:g} mm T1)")
+    return pd.DataFrame({"id": subjects, "image": [str(path) for path in images], "label": labels.values})
 
 
 def split_subjects(subjects: pd.DataFrame, num_train: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """DLTK's split: the first ``num_train`` rows train, the rest validate."""
     if not 0 < num_train < len(subjects):
-        raise ValueError(f"num_train={num_train} leaves no training or no validation subject of {len(subjects)}")
+        raise DataError(f"num_train={num_train} leaves no training or no validation subject of the {len(subjects)} "
+                        "in the CSV")
     return subjects.iloc[:num_train].reset_index(drop=True), subjects.iloc[num_train:].reset_index(drop=True)
 
 

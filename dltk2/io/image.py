@@ -182,12 +182,7 @@ def read_nifti(path: PathLike) -> sitk.Image:
         except RuntimeError as error:
             raise ImageReadError(f"{path}: cannot read image ({path.stat().st_size} bytes; truncated or corrupt?): "
                                  f"{_error_description(error)}") from error
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as error:
-        raise ImageReadError(f"{path}: cannot read the NIfTI header: {_error_description(error)}") from error
+    reader = _header(path)
     if tuple(reversed(voxels.shape)) != tuple(reader.GetSize()):  # a layout ITK reads otherwise: let it read
         return sitk.ReadImage(str(path))
     image = sitk.GetImageFromArray(voxels.astype(voxels.dtype.newbyteorder("=")), isVector=False)
@@ -195,6 +190,17 @@ def read_nifti(path: PathLike) -> sitk.Image:
     image.SetOrigin(reader.GetOrigin())
     image.SetDirection(reader.GetDirection())
     return image
+
+
+def _header(path: Path) -> sitk.ImageFileReader:
+    """ITK's reader of ``path`` with its header read (no voxels)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise ImageReadError(f"{path}: cannot read the image header: {_error_description(error)}") from error
+    return reader
 
 
 def _read_nifti2(path: Path, content: bytes, voxels: np.ndarray | None) -> sitk.Image:
@@ -327,12 +333,7 @@ def read_image_information(path: PathLike) -> ImageInformation:
         image = read_image(path, require_finite=False)  # DICOM series and NIfTI-2: ITK has no header-only read
         return ImageInformation(image.GetDimension(), image.GetNumberOfComponentsPerPixel(),
                                 ImageGeometry.from_image(image))
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as error:
-        raise ImageReadError(f"{path}: cannot read the image header: {_error_description(error)}") from error
+    reader = _header(path)
     geometry = ImageGeometry(tuple(int(s) for s in reader.GetSize()), tuple(reader.GetSpacing()),
                              tuple(reader.GetOrigin()), tuple(reader.GetDirection()))
     return ImageInformation(reader.GetDimension(), reader.GetNumberOfComponents(), geometry)

@@ -11,9 +11,11 @@ twice the images, and patients on both sides of the split. A conversion is now a
   and what made the split (seed, fractions, source folder...). Until it is renamed into place the
   old set is the one that is read; once it is, the old set's shards are deleted;
 * readers take the shards the manifest lists, and check their sizes (and on request their SHA-256)
-  against it; a shard of the set's naming that the manifest does not list is refused by name, as
-  is a missing or changed one. Only one conversion writes into a folder at a time
-  (:mod:`dltk2.io.locks`).
+  against it; a missing or changed one is refused by name. A shard of the set's naming that the
+  manifest does not list (the finished shards of a conversion killed before its commit, or an
+  older converter's) is passed over with a warning by readers of the manifest, and refused by name
+  where a glob would read it. The next conversion deletes it. Only one conversion writes into a
+  folder at a time (:mod:`dltk2.io.locks`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import re
 import secrets
 import time
@@ -33,6 +36,8 @@ from dltk2.errors import DataError
 from dltk2.io.atomic import write_text_atomically
 from dltk2.io.locks import locked_folder
 from dltk2.io.tfrecord import write_shards
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "dltk2 record set"
 MANIFEST_VERSION = 1
@@ -110,21 +115,18 @@ class RecordSet:
         return {int(label): int(count) for label, count in entry.get("label_counts", {}).items()}
 
     def check(self, checksums: bool = False) -> "RecordSet":
-        """Checks every listed shard against the manifest, and that no shard of the set's naming is unlisted.
+        """Checks every listed shard against the manifest.
 
         Args:
             checksums: Also compare every shard's SHA-256 (reads every byte; sizes alone catch a
                 truncated or replaced shard of another size).
 
         Raises:
-            DataError: A missing shard, one of another size or checksum, or a stray shard (left by an
-                interrupted or an older conversion), named.
+            DataError: A missing shard, or one of another size or checksum, named.
         """
-        listed = set()
-        for split, entry in self.manifest["splits"].items():
+        for entry in self.manifest["splits"].values():
             for shard in entry["shards"]:
                 path = self.folder / shard["file"]
-                listed.add(shard["file"])
                 if not path.is_file():
                     raise DataError(f"{path}: missing from the record set of {manifest_path(self.folder, self.name)}")
                 if path.stat().st_size != shard["bytes"]:
@@ -132,13 +134,18 @@ class RecordSet:
                                     f"{shard['bytes']} (changed or truncated since the conversion)")
                 if checksums and _sha256(path) != shard["sha256"]:
                     raise DataError(f"{path}: content differs from its SHA-256 in {self.name}.manifest.json")
-        pattern = shard_pattern(self.name, self.splits)
-        for path in sorted(self.folder.iterdir()):
-            if pattern.match(path.name) and path.name not in listed:
-                raise DataError(f"{path}: a shard that {self.name}.manifest.json does not list (left by an "
-                                "interrupted or an earlier conversion); convert again, which removes it, or "
-                                "delete it")
         return self
+
+    def strays(self) -> list[Path]:
+        """Shards of this set's naming in its folder that its manifest does not list."""
+        listed = {shard["file"] for entry in self.manifest["splits"].values() for shard in entry["shards"]}
+        pattern = shard_pattern(self.name, self.splits)
+        return [path for path in sorted(self.folder.iterdir()) if pattern.match(path.name) and path.name not in listed]
+
+
+def _stray_message(path: Path, name: str) -> str:
+    return (f"{path}: a shard that {name}.manifest.json does not list (left by an interrupted or an earlier "
+            "conversion); convert again, which removes it, or delete it")
 
 
 def check_same_record_set(model_path: str | Path, record_set: RecordSet) -> None:
@@ -190,7 +197,7 @@ def record_sets_of(paths: Iterable[str | Path]) -> list[RecordSet]:
     belong to none.
 
     Raises:
-        DataError: A set whose shards do not match its manifest, or a stray shard, named.
+        DataError: A set whose shards do not match its manifest, or a stray shard among ``paths``, named.
     """
     by_folder: dict[Path, list[Path]] = {}
     for path in paths:
@@ -206,7 +213,12 @@ def record_sets_of(paths: Iterable[str | Path]) -> list[RecordSet]:
                 splits = []
             pattern = shard_pattern(name, splits)
             if any(pattern.match(path.name) for path in files):
-                sets.append(read_record_set(folder, name))
+                record_set = read_record_set(folder, name, warn_strays=False)
+                matched = {path.name for path in files}
+                strays = [path for path in record_set.strays() if path.name in matched]  # a glob would read them
+                if strays:
+                    raise DataError(_stray_message(strays[0], name))
+                sets.append(record_set)
     return sets
 
 
@@ -219,8 +231,10 @@ def check_globbed_shards(paths: Iterable[str | Path]) -> None:
     record_sets_of(paths)
 
 
-def read_record_set(folder: str | Path, name: str, checksums: bool = False) -> RecordSet:
+def read_record_set(folder: str | Path, name: str, checksums: bool = False, warn_strays: bool = True) -> RecordSet:
     """The record set ``name`` in ``folder``, checked (see :meth:`RecordSet.check`).
+
+    Shards its manifest does not list are not read; ``warn_strays`` says so in one line.
 
     Raises:
         DataError: No manifest (shards written by an older converter, or none), a manifest that is
@@ -242,7 +256,13 @@ def read_record_set(folder: str | Path, name: str, checksums: bool = False) -> R
                              f"({MANIFEST_VERSION})")
     except (OSError, ValueError) as error:
         raise DataError(f"{path}: unreadable record set manifest ({error})") from None
-    return RecordSet(folder, name, manifest).check(checksums)
+    record_set = RecordSet(folder, name, manifest).check(checksums)
+    strays = record_set.strays() if warn_strays else []
+    if strays:
+        logger.warning("%s", _stray_message(strays[0], name))
+        print(f"warning: {len(strays)} shard(s) in {folder} that {name}.manifest.json does not list (left by an "
+              f"interrupted or an earlier conversion, e.g. {strays[0].name}): not read")
+    return record_set
 
 
 def write_record_set(folder: str | Path, name: str,

@@ -10,7 +10,7 @@ import pytest
 
 import make_synthetic_mrnet as synthetic
 from dltk2.export import call_signature, existing_versions
-from helpers import run_script
+from helpers import promise_huge_series, run_script
 
 APP = "applications/mrnet_knee"
 
@@ -64,20 +64,9 @@ def test_exams_to_progressive_training_to_deploy_and_serving(tmp_path):
     assert (tmp_path / "planes" / "coronal" / "metrics.json").exists()
 
 
-def huge_header(path):
-    """Rewrites a series' header to promise 10^11 slices (its data stays 2304 bytes)."""
-    import io
-
-    series = np.load(path)
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
-                                                  "shape": (10 ** 11, *series.shape[1:])})
-    path.write_bytes(header.getvalue() + series.tobytes())
-
-
 @pytest.mark.parametrize("damage, expected", [
     (lambda path: path.write_bytes(path.read_bytes()[:200]), "header promises (4, 24, 24) uint8"),
-    (huge_header, "header promises (100000000000, 24, 24) uint8"),
+    (promise_huge_series, "header promises (100000000000, 24, 24) uint8"),
     (lambda path: path.write_bytes(b"\x93NUMPY\x01\x00\x20\x00{'descr': garbled" + b" " * 32), "not a readable .npy"),
 ])
 def test_a_corrupt_series_is_one_line_naming_it_before_anything_is_built(tmp_path, damage, expected):

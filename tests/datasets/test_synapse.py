@@ -6,6 +6,7 @@ import pytest
 import SimpleITK as sitk
 
 import make_synthetic_synapse
+from helpers import with_label_value
 from dltk2.datasets import synapse
 from dltk2.errors import DataError
 from dltk2.io.reader import Mode
@@ -83,16 +84,6 @@ def bad_case(raw, tmp_path, change_label=None, change_image=None):
     return synapse.find_cases(tmp_path).iloc[0].to_dict()
 
 
-def with_value(value):
-    def change(label, image):
-        array = sitk.GetArrayFromImage(label)
-        array[0, 0, :3] = value
-        changed = sitk.GetImageFromArray(array)
-        changed.CopyInformation(label)
-        return changed
-    return change
-
-
 def shifted(label, image):
     label = sitk.Image(label)
     label.SetOrigin([o + 4.0 for o in label.GetOrigin()])
@@ -100,8 +91,8 @@ def shifted(label, image):
 
 
 @pytest.mark.parametrize("change, message", [
-    (with_value(14), r"label value\(s\) \[14\] outside the label set 0-13"),
-    (with_value(255), r"label value\(s\) \[255\] outside the label set 0-13"),
+    (with_label_value(14), r"label value\(s\) \[14\] outside the label set 0-13"),
+    (with_label_value(255), r"label value\(s\) \[255\] outside the label set 0-13"),
     (lambda label, image: label[:, :, 1:], "not on the grid of its image img0001.nii.gz"),
     (shifted, "not on the grid of its image"),
 ])
