@@ -86,7 +86,8 @@ def steps_done(model_path: str | Path) -> int:
     return int(state["steps_done"]) if state else 0
 
 
-def _better(value: float, than: float | None, mode: str) -> bool:
+def is_better(value: float, than: float | None, mode: str) -> bool:
+    """Whether ``value`` beats ``than`` (``"max"``: higher is better); anything beats None or NaN."""
     if than is None or (isinstance(than, float) and math.isnan(than)):
         return True
     return value > than if mode == "max" else value < than
@@ -124,7 +125,7 @@ class EpochCommit(keras.callbacks.Callback):
         best = state.get("best") or {}
         self.best = best.get("value")
         self.best_epoch = best.get("epoch")
-        if initial_best is not None and _better(initial_best, self.best, mode):
+        if initial_best is not None and is_better(initial_best, self.best, mode):
             self.best, self.best_epoch = initial_best, None
         self.state = state
 
@@ -218,7 +219,7 @@ class EpochCommit(keras.callbacks.Callback):
         checkpoints = self.model_path / "checkpoints"
         replace_atomically(self.model.save, checkpoints / "last.keras")
         value = logs.get(self.monitor) if self.monitor else None
-        if value is not None and not math.isnan(float(value)) and _better(float(value), self.best, self.mode):
+        if value is not None and not math.isnan(float(value)) and is_better(float(value), self.best, self.mode):
             replace_atomically(self.model.save, checkpoints / "best.keras")
             self.best, self.best_epoch = float(value), epochs_done - 1
         self._history(epochs_done - 1, logs)
@@ -253,7 +254,7 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is not None and not math.isnan(float(value)) and _better(float(value), self.best, self.mode):
+        if value is not None and not math.isnan(float(value)) and is_better(float(value), self.best, self.mode):
             self.best = float(value)
             replace_atomically(self.model.save, self.path)
 

@@ -31,8 +31,8 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-from dltk2.checkpoints import (EpochCommit, clear_model_folder, final_weights_into, load_checkpoint, read_state,
-                               replace_atomically, steps_done)
+from dltk2.checkpoints import (EpochCommit, clear_model_folder, final_weights_into, is_better, load_checkpoint,
+                               read_state, replace_atomically, steps_done)
 from dltk2.io.atomic import write_text_atomically
 from dltk2.io.locks import lock_folder
 from dltk2.networks import layers as _layers  # noqa: F401  (registers dltk2's layers for loading)
@@ -236,7 +236,7 @@ def train(
     if state and not (state.get("best") or {}).get("value") and monitor:
         # A folder from before EpochCommit kept no best score: take the best logged.
         logged = best_logged(model_path, monitor, mode)
-        if logged is not None and (initial_best is None or _better(logged, initial_best, mode)):
+        if logged is not None and is_better(logged, initial_best, mode):
             initial_best = logged
     callbacks = training_callbacks(
         model_path,
@@ -273,10 +273,6 @@ def train(
             if isinstance(callback, _ValidationEndIsNotAnInterruption):
                 callback.on_test_end()
     return history.history
-
-
-def _better(value: float, than: float, mode: str) -> bool:
-    return value > than if mode == "max" else value < than
 
 
 def best_logged(model_path: str | Path, monitor: str, mode: str = "min") -> float | None:
@@ -534,7 +530,7 @@ def fine_tune(
             train(model, train_dataset, folder, steps, steps_per_epoch, validation_dataset=validation_dataset,
                   monitor=monitor, mode=mode, verbose=verbose, initial_best=best)
         logged = best_logged(folder, monitor, mode) if validation_dataset is not None else None
-        if logged is not None and (best is None or _better(logged, best, mode)):
+        if logged is not None and is_better(logged, best, mode):
             best = logged
     for layer in model.layers:
         layer.trainable = True

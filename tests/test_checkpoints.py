@@ -132,7 +132,7 @@ def test_a_damaged_backup_falls_back_to_the_previous_one(tmp_path, capsys):
 
 def test_a_folder_of_keras_backup_and_restore_still_resumes(tmp_path):
     model_path = prepare_model_dir(tmp_path / "model")
-    model = run(model_path, 4)
+    run(model_path, 4)
     state = json.loads((model_path / "training_state.json").read_text())
     backup = model_path / "backup"
     (backup / state["backup"]).rename(backup / "latest.weights.h5")  # as BackupAndRestore named it
@@ -142,8 +142,7 @@ def test_a_folder_of_keras_backup_and_restore_still_resumes(tmp_path):
     (model_path / "training_state.json").write_text(json.dumps(legacy))
     resumed = tiny_model()
     train(resumed, toy_dataset(), model_path, 8, 2, verbose=0)
-    assert int(resumed.optimizer.iterations.numpy()) == 8 and steps_done(model_path) == 8
-    assert model.count_params() == resumed.count_params()
+    assert int(resumed.optimizer.iterations.numpy()) == 8 and steps_done(model_path) == 8  # 4 restored + 4
 
 
 HOLDER = """

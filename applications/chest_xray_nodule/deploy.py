@@ -53,9 +53,9 @@ def main(argv):
                                    config["image_size"], classes)
     rows = []
     started = time.perf_counter()
-    check_held_out(model_path, read_record_set(FLAGS.data_dir, FLAGS.data_name))
-    for features in image_dataset(chest_xray.tfrecord_files(FLAGS.data_dir, FLAGS.split, FLAGS.data_name),
-                                  channels=1, dtype=tf.uint16):
+    record_set = read_record_set(FLAGS.data_dir, FLAGS.data_name)
+    check_held_out(model_path, record_set)
+    for features in image_dataset(chest_xray.split_files(record_set, FLAGS.split), channels=1, dtype=tf.uint16):
         result = classifier.classify(features["image"].numpy()[..., 0].astype(np.float32))
         rows.append({"filename": features["image/filename"].numpy().decode(),
                      "label": int(features["image/class/label"]),

@@ -114,7 +114,7 @@ def main(argv):
     del argv
     absl_logging.set_verbosity(absl_logging.INFO if FLAGS.verbose else absl_logging.WARNING)
     record_set = read_record_set(FLAGS.data_dir, FLAGS.data_name)
-    train_files = chest_xray.tfrecord_files(FLAGS.data_dir, "train", FLAGS.data_name)
+    train_files = chest_xray.split_files(record_set, "train")
     val_files = record_set.files("validation")
     counts = record_set.label_counts("train")
     weights = images2d.class_weights([label for label, n in counts.items() for _ in range(n)], len(CLASSES))

@@ -31,7 +31,7 @@ from dltk2.errors import DataError
 from dltk2.io.atomic import write_csv_atomically
 from dltk2.io.locks import locked_folder
 from dltk2.io.reader import CsvError
-from dltk2.io.record_set import read_record_set
+from dltk2.io.record_set import RecordSet, manifest_path, read_record_set
 
 CLASSES = ("normal", "nodule")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -148,15 +148,19 @@ def augment_radiograph(image, seed: int | None = None):
     return tf.clip_by_value(image, 0.0, 1.0)
 
 
+def split_files(record_set: RecordSet, split: str) -> list[Path]:
+    """The shards of one split of a record set; DataError if it has none."""
+    files = record_set.files(split)
+    if not files:
+        raise DataError(f"{manifest_path(record_set.folder, record_set.name)}: the record set has no {split} images "
+                        "(run prepare.py with a larger fraction)")
+    return files
+
+
 def tfrecord_files(data_dir: str | Path, split: str, name: str = "chest") -> list[Path]:
-    """The shards of one split of the record set ``name``, checked against its manifest.
+    """The shards of one split of the record set ``name`` in ``data_dir``, checked against its manifest.
 
     Raises:
         DataError: No manifest (run prepare.py), shards that do not match it, or no such split.
     """
-    record_set = read_record_set(data_dir, name)
-    files = record_set.files(split)
-    if not files:
-        raise DataError(f"{Path(data_dir) / f'{name}.manifest.json'}: the record set has no {split} images "
-                        "(run prepare.py with a larger fraction)")
-    return files
+    return split_files(read_record_set(data_dir, name), split)

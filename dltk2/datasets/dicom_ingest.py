@@ -61,7 +61,8 @@ def _prepare(database: DicomDatabase, path: Path, present: dict[str, tuple[str, 
     """The row to store for ``path``, or ``"present"`` when the database holds the same content.
 
     Raises:
-        DicomError: The file cannot be used; a conflict is a DicomError with ``conflict`` in its args.
+        Conflict: The database holds this SOPInstanceUID with other pixels.
+        DicomError: The file cannot be used.
     """
     raw = path.read_bytes()
     source = hashlib.sha256(raw).hexdigest()
@@ -82,7 +83,7 @@ def _prepare(database: DicomDatabase, path: Path, present: dict[str, tuple[str, 
     if stored is not None:
         if stored[1] == pixels:
             return "present"  # the same instance in another transfer syntax
-        raise _conflict(path, summary["sop_instance_uid"])
+        raise Conflict(_conflict_reason(summary["sop_instance_uid"]))
     patient = summary["patient_id"] or f"unknown:{summary['study_instance_uid']}"
     row = {key_: summary[key_] for key_ in ("modality", "body_part_examined", "body_part", "transfer_syntax")}
     row["patient_pseudonym"] = pseudonym(patient, database.salt)
@@ -104,9 +105,12 @@ def _prepare(database: DicomDatabase, path: Path, present: dict[str, tuple[str, 
     return _Instance(key, row, source, pixels, data)
 
 
-def _conflict(path: Path, uid: str) -> DicomError:
-    return DicomError(f"{path}: SOPInstanceUID {uid} is already stored with other pixels; the stored instance is "
-                      "kept", "conflict")
+class Conflict(Exception):
+    """An instance whose SOPInstanceUID is stored with other pixels (the message is the reason)."""
+
+
+def _conflict_reason(uid: str) -> str:
+    return f"SOPInstanceUID {uid} is already stored with other pixels; the stored instance is kept"
 
 
 def stored_hashes(database: DicomDatabase) -> dict[str, tuple[str, str]]:
@@ -132,9 +136,11 @@ def ingest_directory(database: DicomDatabase, directory: str | Path, progress: b
     for path in tqdm(files, desc="ingesting", unit="file", disable=not progress):
         try:
             instance = _prepare(database, path, present)
+        except Conflict as conflict:
+            report.conflicts.append((str(path), str(conflict)))
+            continue
         except DicomError as error:
-            target = report.conflicts if "conflict" in error.args[1:] else report.failed
-            target.append((str(path), str(error.args[0]).removeprefix(f"{path}: ")))
+            report.failed.append((str(path), str(error).removeprefix(f"{path}: ")))
             continue
         except OSError as error:  # unreadable: permissions, a file removed meanwhile
             report.failed.append((str(path), f"unreadable ({first_line(error)})"))
@@ -160,8 +166,7 @@ def ingest_directory(database: DicomDatabase, directory: str | Path, progress: b
             if instance.pixel_sha256 == stored[1]:
                 report.already_present += 1
             else:
-                report.conflicts.append((str(path), str(_conflict(path, instance.row["sop_instance_uid"]).args[0])
-                                         .removeprefix(f"{path}: ")))
+                report.conflicts.append((str(path), _conflict_reason(instance.row["sop_instance_uid"])))
             continue
         present[instance.key] = (instance.source_sha256, instance.pixel_sha256)
         report.added += 1

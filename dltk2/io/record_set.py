@@ -222,15 +222,6 @@ def record_sets_of(paths: Iterable[str | Path]) -> list[RecordSet]:
     return sets
 
 
-def check_globbed_shards(paths: Iterable[str | Path]) -> None:
-    """Refuses shards (matched by a glob) that a record set's manifest in their folder does not list.
-
-    Raises:
-        DataError: A stray or changed shard, named (see :func:`record_sets_of`).
-    """
-    record_sets_of(paths)
-
-
 def read_record_set(folder: str | Path, name: str, checksums: bool = False, warn_strays: bool = True) -> RecordSet:
     """The record set ``name`` in ``folder``, checked (see :meth:`RecordSet.check`).
 

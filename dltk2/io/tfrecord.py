@@ -97,12 +97,12 @@ def glob_shards(pattern: str | Path) -> list[str]:
         DataError: A matched shard left by an interrupted or earlier conversion, named
             (:meth:`dltk2.io.record_set.RecordSet.check`).
     """
-    from dltk2.io.record_set import check_globbed_shards
+    from dltk2.io.record_set import record_sets_of
 
     paths = sorted(tf.io.gfile.glob(str(pattern)))
     if not paths:
         raise FileNotFoundError(f"{pattern}: no TFRecord files")
-    check_globbed_shards(paths)
+    record_sets_of(paths)
     return paths
 
 
