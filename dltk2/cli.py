@@ -19,19 +19,44 @@ import re  # noqa: E402  (after the log level: TensorFlow reads it at its first 
 import sys  # noqa: E402
 from typing import Callable  # noqa: E402
 
-import tensorflow as tf  # noqa: E402
+
 from absl import app, flags  # noqa: E402
 
 from dltk2.errors import USER_ERRORS, first_line  # noqa: E402
-from dltk2.io.pipeline import user_error_in  # noqa: E402
 
-def define_run_flags() -> None:
-    """The flags every training script shares: --restart, --verbose, --precision, --devices."""
+FLAGS = flags.FLAGS
+
+def define_run_flags(export: bool = False) -> None:
+    """The flags every training script shares: --restart, --verbose, --precision, --devices (and --export)."""
     flags.DEFINE_boolean("restart", False, "Delete an existing model folder and start over.")
     flags.DEFINE_boolean("verbose", False, "Log more, and a progress bar per epoch.")
     flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
                       "Precision policy; auto: mixed_float16 on GPU, float32 on CPU.")
     flags.DEFINE_list("devices", [], "Devices for MirroredStrategy, e.g. /gpu:0,/gpu:1; default: all GPUs.")
+    if export:
+        flags.DEFINE_boolean("export", True, "Export model.keras and a SavedModel when training ends.")
+
+
+def run_settings():
+    """The :class:`dltk2.training.RunSettings` of the parsed flags of :func:`define_run_flags`."""
+    from dltk2.training.run import RunSettings
+
+    return RunSettings(model_path=FLAGS.model_path, restart=FLAGS.restart, verbose=FLAGS.verbose,
+                       precision=FLAGS.precision, devices=list(FLAGS.devices),
+                       export=FLAGS.export if "export" in FLAGS else True)
+
+
+def from_flags(config_class, **values):
+    """An instance of a dataclass whose fields are named as flags, from the parsed flags.
+
+    Fields without a flag keep their defaults; ``values`` override both.
+    """
+    import dataclasses
+
+    for field in dataclasses.fields(config_class):
+        if field.name not in values and field.name in FLAGS:
+            values[field.name] = FLAGS[field.name].value
+    return config_class(**values)
 
 
 def data_error_message(error: BaseException) -> str | None:
@@ -44,6 +69,12 @@ def data_error_message(error: BaseException) -> str | None:
     """
     if isinstance(error, USER_ERRORS + (app.UsageError,)):
         return first_line(error)
+    if "tensorflow" not in sys.modules:  # no TensorFlow loaded: the error cannot come from a pipeline
+        return None
+    import tensorflow as tf
+
+    from dltk2.io.pipeline import user_error_in
+
     if isinstance(error, tf.errors.OpError):
         original = user_error_in(error)
         if original is not None:
@@ -54,8 +85,36 @@ def data_error_message(error: BaseException) -> str | None:
     return None
 
 
+HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort")
+
+
+def application_help() -> str:
+    """The running script's docstring and every flag it defines, its own and those dltk2 defines for it.
+
+    absl's ``--help`` lists only the flags of the main module; an application's flags are partly
+    defined by dltk2's modules (:func:`define_run_flags`, :mod:`dltk2.apps.ixi_hh_cli`).
+    """
+    main_module = sys.modules.get("__main__")
+    lines = [(getattr(main_module, "__doc__", None) or "").strip(), ""]
+    by_module = FLAGS.flags_by_module_dict()
+    main_name = sys.argv[0]
+    for module in sorted(by_module, key=lambda name: (name != main_name, name)):
+        if module == main_name or module.startswith("dltk2"):
+            lines.append(FLAGS.module_help(module))
+    lines.append("\nabsl's own flags: --helpfull")
+    return "\n".join(line for line in lines if line is not None)
+
+
 def run(main: Callable[[list[str]], None]) -> None:
-    """``absl.app.run(main)``, printing data errors as one line (exit status 2)."""
+    """``absl.app.run(main)``, printing data errors as one line (exit status 2).
+
+    ``--help`` (before any ``--``) prints :func:`application_help` and exits 0, before anything
+    imports TensorFlow.
+    """
+    arguments = sys.argv[1:sys.argv.index("--")] if "--" in sys.argv else sys.argv[1:]
+    if any(argument in HELP_FLAGS for argument in arguments):
+        print(application_help())
+        sys.exit(0)
 
     def guarded(argv: list[str]) -> None:
         try:

@@ -155,28 +155,35 @@ def call_signature(saved_model_dir: str | Path, inputs: Mapping[str, np.ndarray]
 
 
 def export_predictor(
-    model_path: str | Path, predictor, warmup_inputs: Mapping[str, np.ndarray], version: int | None = None
+    model_path, predictor, warmup_inputs: Mapping[str, np.ndarray] | None = None, version: int | None = None
 ) -> tuple[Path, Path]:
-    """Writes ``<model_path>/model.keras`` and ``<model_path>/export/<version>/`` for a predictor.
+    """Writes a predictor to its model folder: ``model.keras``, ``predictor.json``, ``export/<version>/``.
+
+    After it, :func:`dltk2.inference.load_predictor` rebuilds the same predictor from the folder alone,
+    and the SavedModel's signatures are its ``serving_functions()``.
 
     Args:
-        model_path: The model folder.
-        predictor: An object with ``model`` (the Keras model) and ``serving_functions()`` (name ->
-            ``tf.function`` with a named input signature), such as
-            :class:`dltk2.inference.CropAveragingPredictor` or
-            :class:`dltk2.inference.SlidingWindowSegmenter`.
-        warmup_inputs: The named inputs of one ``serving_default`` request (e.g. ``{"image": volume}``).
+        model_path: The model folder (a path or :class:`dltk2.model_folder.ModelFolder`).
+        predictor: A :class:`dltk2.inference.Predictor` (crop averaging, sliding-window segmenter, 2D
+            image or series classifier).
+        warmup_inputs: The named inputs of one ``serving_default`` request (e.g. ``{"image": volume}``);
+            default: the predictor's own (:meth:`~dltk2.inference.Predictor.warmup_inputs`).
         version: See :func:`export_saved_model`.
 
     Returns:
         ``(keras_file, saved_model_dir)``.
     """
-    keras_file = save_keras_model(predictor.model, Path(model_path) / "model.keras")
+    from dltk2.inference.predictor import save_predictor_config
+    from dltk2.model_folder import as_model_folder
+
+    folder = as_model_folder(model_path)
+    keras_file = save_keras_model(predictor.model, folder.model_file)
+    save_predictor_config(folder, predictor)
     saved_model_dir = export_saved_model(
-        Path(model_path) / "export",
+        folder.export,
         predictor.model,
         predictor.serving_functions(),
         version=version,
-        warmup_inputs=warmup_inputs,
+        warmup_inputs=predictor.warmup_inputs() if warmup_inputs is None else warmup_inputs,
     )
     return keras_file, saved_model_dir

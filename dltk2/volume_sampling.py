@@ -41,8 +41,23 @@ def _crop_at(volume: tf.Tensor, corner: tf.Tensor, example_size: Sequence[int]) 
     return tf.slice(volume, tf.concat([corner, [0]], 0), size)
 
 
-def _random_corners(padded: tf.Tensor, example_size: Sequence[int], count: int, seed: tf.Tensor | None) -> tf.Tensor:
-    high = tf.shape(padded)[:3] - tf.constant(example_size, tf.int32) + 1  # exclusive bound
+def random_corners(volume_shape: tf.Tensor, example_size: Sequence[int], count: int,
+                   seed: tf.Tensor | None = None) -> tf.Tensor:
+    """Corners of ``count`` crops, every valid corner ``0 <= c <= shape - example_size`` equally likely.
+
+    One draw for training crops (:func:`random_crops`) and the serving graph's crops
+    (:func:`dltk2.inference.random_crop_corners`).
+
+    Args:
+        volume_shape: int32 (3,) or longer, (z, y, x, ...) of a volume at least ``example_size`` large.
+        example_size: (z, y, x) of a crop.
+        count: Corners to draw.
+        seed: Optional stateless seed (2,); without it the op-level random state.
+
+    Returns:
+        int32 (count, 3).
+    """
+    high = volume_shape[:3] - tf.constant(list(example_size), tf.int32) + 1  # exclusive bound
     return tf.minimum(tf.cast(_uniform([count, 3], seed) * tf.cast(high, tf.float32), tf.int32), high - 1)
 
 
@@ -64,7 +79,7 @@ def random_crops(volume: tf.Tensor, example_size: Sequence[int], n_examples: int
         (n_examples, *example_size, c).
     """
     volume = pad_to_at_least(volume, example_size)
-    corners = _random_corners(volume, example_size, n_examples, seed)
+    corners = random_corners(tf.shape(volume), example_size, n_examples, seed)
     return tf.stack([_crop_at(volume, corners[i], example_size) for i in range(n_examples)])
 
 
@@ -156,7 +171,7 @@ def random_crop_training_dataset(
         return tf.data.Dataset.from_tensors((pad_to_at_least(volume, example_size), label)).repeat(n_examples)
 
     def crop(volume, label):
-        example = _crop_at(volume, _random_corners(volume, example_size, 1, None)[0], example_size)
+        example = _crop_at(volume, random_corners(tf.shape(volume), example_size, 1, None)[0], example_size)
         if flip_axis is not None:
             example = random_flip(example, flip_axis)
         return example, label

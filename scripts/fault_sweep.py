@@ -286,9 +286,9 @@ def synapse_cases() -> list[Case]:
     return [
         Case("Synapse", "label value 14", preprocess_case(with_label_value(14), "outside the label set 0-13")),
         Case("Synapse", "label value 255", preprocess_case(with_label_value(255), "outside the label set 0-13")),
-        Case("Synapse", "label map of another size", preprocess_case(lambda l: l[:, :, 1:], "not on the grid")),
+        Case("Synapse", "label map of another size", preprocess_case(lambda label: label[:, :, 1:], "not on the grid")),
         Case("Synapse", "label map shifted 4 mm", preprocess_case(
-            lambda l: (lambda c: (c.SetOrigin([o + 4 for o in c.GetOrigin()]), c)[1])(sitk.Image(l)), "not on the grid")),
+            lambda label: (lambda c: (c.SetOrigin([o + 4 for o in c.GetOrigin()]), c)[1])(sitk.Image(label)), "not on the grid")),
         Case("Synapse", "2D CT", preprocess_case(lambda i: i[:, :, 0], "a CT must be a 3D volume", which="img")),
         Case("Synapse", "4D CT", preprocess_case(lambda i: sitk.JoinSeries([i, i]), "a CT must be a 3D volume",
                                                  which="img")),

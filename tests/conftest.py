@@ -46,3 +46,11 @@ def tiny_ixi(tmp_path_factory):
     output = tmp_path_factory.mktemp("ixi")
     csv_path = make_synthetic_ixi.make_dataset(output, num_subjects=12, seed=3, spacings=[8.0], workers=1)
     return csv_path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every end-to-end application test is slow: ``pytest -m "not slow"`` is the quick loop."""
+    applications = REPO / "tests" / "applications"
+    for item in items:
+        if applications in Path(item.path).parents:
+            item.add_marker(pytest.mark.slow)

@@ -35,7 +35,7 @@ def test_features_are_computed_once_then_loaded(rng, tmp_path):
     def explode(*_):
         raise AssertionError("the backbone ran again")
 
-    again = cached_features(model, dataset.map(lambda i, l, n: (tf.py_function(explode, [i], tf.float32), l, n)), cache, {"size": 8})
+    again = cached_features(model, dataset.map(lambda i, label, n: (tf.py_function(explode, [i], tf.float32), label, n)), cache, {"size": 8})
     assert not again.computed and cache.stat().st_mtime_ns == stamp
     np.testing.assert_array_equal(again.features, first.features)
     np.testing.assert_array_equal(again.names, first.names)

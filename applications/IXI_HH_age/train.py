@@ -16,21 +16,11 @@ Example:
 
 import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
-import keras
+from dltk2.apps import ixi_hh_cli
+from dltk2.cli import run, run_settings
 
-from reader import TARGET
-from dltk2.apps import ixi_hh
-from dltk2.cli import run
-
-ixi_hh.define_training_flags(l2=1e-4)
-
-# One output in years, mean squared error, as DLTK.
-HEAD = ixi_hh.Head(
-    task="regression",
-    num_classes=1,
-    loss=keras.losses.MeanSquaredError(),
-    metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
-)
+TARGET = "age"
+ixi_hh_cli.define_training_flags(l2=1e-4)
 
 
 def start_at_mean_age(model, train_subjects):
@@ -40,7 +30,15 @@ def start_at_mean_age(model, train_subjects):
 
 def main(argv):
     del argv
-    ixi_hh.run_training(TARGET, HEAD, name="ixi_age_resnet_3d", initialise=start_at_mean_age)
+    import keras
+
+    from dltk2.apps import ixi_hh
+
+    # One output in years, mean squared error, as DLTK.
+    head = ixi_hh.Head(task="regression", num_classes=1, loss=keras.losses.MeanSquaredError(),
+                       metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
+    ixi_hh.run_training(run_settings(), ixi_hh_cli.training_config(), TARGET, head, name="ixi_age_resnet_3d",
+                        initialise=start_at_mean_age)
 
 
 if __name__ == "__main__":

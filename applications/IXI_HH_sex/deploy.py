@@ -16,21 +16,24 @@ Example:
 
 import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
-import numpy as np
-import pandas as pd
-
-from reader import TARGET
-from dltk2.apps import ixi_hh
+from dltk2.apps import ixi_hh_cli
 from dltk2.cli import run
-from dltk2.io.atomic import write_csv_atomically
 
-ixi_hh.define_deploy_flags(TARGET)
+TARGET = "sex"
+ixi_hh_cli.define_deploy_flags(TARGET)
 
 
 def main(argv):
     del argv
+    import numpy as np
+    import pandas as pd
+
+    from dltk2.apps import ixi_hh
+    from dltk2.io.atomic import write_csv_atomically
+
+    config = ixi_hh_cli.deploy_config()
     rows = []
-    for prediction in ixi_hh.predict_subjects(TARGET):
+    for prediction in ixi_hh.predict_subjects(config, TARGET):
         predicted, true = int(prediction.outputs["class_id"]), int(prediction.label)
         print(f"id={prediction.subject_id}; pred={predicted}; true={true}; run time={prediction.seconds:.2f} s;",
               flush=True)
@@ -41,7 +44,7 @@ def main(argv):
                      "run_time_s": prediction.seconds})
     table = pd.DataFrame(rows)
     print(f"accuracy={float(np.mean(table['pred'] == table['true'])):.3f}")
-    write_csv_atomically(table, ixi_hh.predictions_csv_path(TARGET), float_format="%.6f")
+    write_csv_atomically(table, ixi_hh.predictions_csv_path(config, TARGET), float_format="%.6f")
 
 
 if __name__ == "__main__":

@@ -15,26 +15,24 @@ Example:
 
 import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
-import keras
+from dltk2.apps import ixi_hh_cli
+from dltk2.cli import run, run_settings
 
-from reader import TARGET
-from dltk2.apps import ixi_hh
-from dltk2.cli import run
-
-ixi_hh.define_training_flags(l2=1e-3)
-
-# Two logits (0 male, 1 female), softmax cross-entropy, as DLTK.
-HEAD = ixi_hh.Head(
-    task="classification",
-    num_classes=2,
-    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-)
+TARGET = "sex"
+ixi_hh_cli.define_training_flags(l2=1e-3)
 
 
 def main(argv):
     del argv
-    ixi_hh.run_training(TARGET, HEAD, name="ixi_sex_resnet_3d")
+    import keras
+
+    from dltk2.apps import ixi_hh
+
+    # Two logits (0 male, 1 female), softmax cross-entropy, as DLTK.
+    head = ixi_hh.Head(task="classification", num_classes=2,
+                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    ixi_hh.run_training(run_settings(), ixi_hh_cli.training_config(), TARGET, head, name="ixi_sex_resnet_3d")
 
 
 if __name__ == "__main__":

@@ -17,22 +17,19 @@ Example:
 import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 import time
-from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 from absl import flags
 
 from dltk2.apps.classification import report_classification
-from dltk2.checkpoints import load_checkpoint
 from dltk2.cli import run
 from dltk2.datasets import chest_xray
-from dltk2.inference import ImageClassifier2D
+from dltk2.inference import load_predictor
 from dltk2.io.record_set import check_held_out, read_record_set
 from dltk2.io.tfrecord import image_dataset
-from dltk2.training import load_run_config
+from dltk2.model_folder import ModelFolder
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "Model folder written by train.py (model.keras, run_config.json).")
@@ -45,12 +42,11 @@ flags.mark_flags_as_required(["model_path", "data_dir"])
 
 def main(argv):
     del argv
-    model_path = Path(FLAGS.model_path)
-    config = load_run_config(model_path)
-    classes = config["classes"]
-    output_dir = Path(FLAGS.output_dir or model_path / "evaluation")
-    classifier = ImageClassifier2D(load_checkpoint(model_path / "model.keras"),
-                                   config["image_size"], classes)
+    folder = ModelFolder(FLAGS.model_path)
+    model_path = folder.path
+    output_dir = folder.output_dir(FLAGS.output_dir)
+    classifier = load_predictor(folder)
+    classes = classifier.class_names
     rows = []
     started = time.perf_counter()
     record_set = read_record_set(FLAGS.data_dir, FLAGS.data_name)
@@ -63,8 +59,8 @@ def main(argv):
                      "predicted": classes[int(result["class_id"])]})
     seconds = time.perf_counter() - started
     table = pd.DataFrame(rows)
-    histories = {stage: pd.read_csv(path) for stage, path in (("stage 1 (head)", model_path / "head" / "history.csv"),
-                                                              ("stage 2 (fine-tune)", model_path / "history.csv"))
+    histories = {stage: pd.read_csv(path) for stage, path in (("stage 1 (head)", folder.file("head", "history.csv")),
+                                                              ("stage 2 (fine-tune)", folder.history))
                  if path.exists() and path.stat().st_size}
     report_classification(table, classes, output_dir, f"{FLAGS.split} set", histories,
                           extra={"seconds_per_image": seconds / len(table)})

@@ -28,13 +28,11 @@ from pathlib import Path
 import keras
 import numpy as np
 from absl import flags
-from absl import logging as absl_logging
 
 import reader
 from dltk2.checkpoints import BestCheckpoint, load_checkpoint
-from dltk2.cli import define_run_flags, run
+from dltk2.cli import define_run_flags, run, run_settings
 from dltk2.datasets import chest_xray, images2d
-from dltk2.export import export_predictor
 from dltk2.feature_cache import cached_features, files_fingerprint
 from dltk2.inference import ImageClassifier2D
 from dltk2.io.atomic import write_bytes_atomically
@@ -42,8 +40,8 @@ from dltk2.io.record_set import check_same_record_set, read_record_set
 from dltk2.metrics import PositiveClassAUC
 from dltk2.networks.transfer import (BACKBONES, adapt_batch_norm, dense_head, feature_extractor, set_trainable_layers,
                                      transfer_classifier)
-from dltk2.training import (as_float32, prepare_model_dir, replace_atomically, save_run_config,
-                            select_precision_policy, select_strategy, train)
+from dltk2.run_config import RunConfig
+from dltk2.training import TrainingRun, replace_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "Model folder: features, head, checkpoints, logs, exports.")
@@ -69,14 +67,13 @@ flags.DEFINE_integer("adapt_batch_norm", 0, "Before stage 1, re-estimate the bac
                      "to this many training batches (AdaBN; 0: keep the weights' own). Needed with random weights.")
 flags.DEFINE_integer("steps_per_epoch", 50, "Stage-2 steps between checkpoints and validation.")
 flags.DEFINE_integer("seed", 0, "Shuffle and augmentation seed.")
-flags.DEFINE_boolean("export", True, "Export model.keras and a SavedModel when training ends.")
-define_run_flags()
+define_run_flags(export=True)
 flags.mark_flags_as_required(["model_path", "data_dir"])
 
 CLASSES = chest_xray.CLASSES
 
 
-def train_head(features_model, train_files, val_files, model_path: Path, weights: np.ndarray) -> keras.Model:
+def train_head(features_model, train_files, val_files, folder, weights: np.ndarray) -> keras.Model:
     """Stage 1: cache the CNN codes, train the dense head on them, return its best epoch."""
     size = FLAGS.image_size
     fingerprint = {"backbone": FLAGS.backbone, "size": size}
@@ -84,7 +81,7 @@ def train_head(features_model, train_files, val_files, model_path: Path, weights
     for split, files in (("train", train_files), ("validation", val_files)):
         if files:
             dataset = reader.evaluation_dataset(files, size, FLAGS.batch_size, with_names=True)
-            codes[split] = cached_features(features_model, dataset, model_path / "features" / f"{split}.npz",
+            codes[split] = cached_features(features_model, dataset, folder.file("features", f"{split}.npz"),
                                            {**fingerprint, "files": files_fingerprint(files)})
             print(f"stage 1: {split} features {codes[split].features.shape} "
                   f"({'computed' if codes[split].computed else 'from the cache'})")
@@ -98,42 +95,40 @@ def train_head(features_model, train_files, val_files, model_path: Path, weights
     if "validation" in codes:
         validation = (codes["validation"].features, codes["validation"].labels)
     monitor, mode = ("val_auc", "max") if validation is not None else ("loss", "min")
-    best = model_path / "head" / "best.keras"
+    best = folder.file("head", "best.keras")
     best.parent.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(FLAGS.seed)
     head.fit(codes["train"].features, codes["train"].labels, sample_weight=weights[codes["train"].labels],
              batch_size=FLAGS.batch_size, epochs=FLAGS.head_epochs, validation_data=validation, shuffle=True,
              verbose=2 if FLAGS.verbose else 0,
              callbacks=[BestCheckpoint(best, monitor, mode),
-                        keras.callbacks.CSVLogger(str(model_path / "head" / "history.csv")),
-                        keras.callbacks.TensorBoard(str(model_path / "logs" / "head"))])
+                        keras.callbacks.CSVLogger(str(folder.file("head", "history.csv"))),
+                        keras.callbacks.TensorBoard(str(folder.logs / "head"))])
     return load_checkpoint(best)
 
 
 def main(argv):
     del argv
-    absl_logging.set_verbosity(absl_logging.INFO if FLAGS.verbose else absl_logging.WARNING)
     record_set = read_record_set(FLAGS.data_dir, FLAGS.data_name)
     train_files = chest_xray.split_files(record_set, "train")
     val_files = record_set.files("validation")
     counts = record_set.label_counts("train")
     weights = images2d.class_weights([label for label, n in counts.items() for _ in range(n)], len(CLASSES))
-    model_path = prepare_model_dir(FLAGS.model_path, restart=FLAGS.restart)
-    check_same_record_set(model_path, record_set)
-    strategy = select_strategy(FLAGS.devices or None)
-    policy = select_precision_policy(FLAGS.precision)
+    run = TrainingRun(run_settings())
+    folder = run.folder
+    check_same_record_set(folder.path, record_set)
     size = FLAGS.image_size
-    save_run_config(model_path, {"backbone": FLAGS.backbone, "weights": FLAGS.weights, "image_size": size,
-                                 "classes": list(CLASSES), "class_weights": weights.tolist(), "precision": policy,
-                                 "head_widths": [int(w) for w in FLAGS.head_widths],
-                                 "fine_tune_steps": FLAGS.fine_tune_steps, "data_dir": str(Path(FLAGS.data_dir).resolve()),
-                                 "record_set": record_set.manifest["set_id"]})
-    print(f"training images per class: { {CLASSES[c]: n for c, n in sorted(counts.items())} }; precision {policy}; "
-          f"TensorBoard: tensorboard --logdir {model_path / 'logs'}")
+    run.write_config(RunConfig(
+        application="chest_xray_nodule", task="classification", example_size=[size, size],
+        intensity={"method": "min_max"}, class_names=list(CLASSES),
+        data={"data_dir": str(Path(FLAGS.data_dir).resolve()), "record_set": record_set.manifest["set_id"]},
+        training={"backbone": FLAGS.backbone, "weights": FLAGS.weights, "class_weights": weights.tolist(),
+                  "head_widths": [int(w) for w in FLAGS.head_widths], "fine_tune_steps": FLAGS.fine_tune_steps}))
+    run.announce(f"training images per class: { {CLASSES[c]: n for c, n in sorted(counts.items())} }")
 
-    with strategy.scope():
+    with run.strategy.scope():
         features_model = feature_extractor(FLAGS.backbone, (size, size, 1), FLAGS.weights)
-        backbone_file = model_path / "backbone.weights.h5"
+        backbone_file = folder.file("backbone.weights.h5")
         if backbone_file.exists():  # a resumed run: the backbone the cached features and the head came from
             features_model.load_weights(backbone_file)
         else:
@@ -142,12 +137,12 @@ def main(argv):
                                         FLAGS.adapt_batch_norm)
                 print(f"batch-norm statistics re-estimated on {used} training batches")
             replace_atomically(features_model.save_weights, backbone_file)
-        stage1_file = model_path / "checkpoints" / "stage1.keras"
+        stage1_file = folder.checkpoints / "stage1.keras"
         if stage1_file.exists():
             print(f"stage 1: done before ({stage1_file})")
-            head = load_checkpoint(model_path / "head" / "best.keras")
+            head = load_checkpoint(folder.file("head", "best.keras"))
         else:
-            head = train_head(features_model, train_files, val_files, model_path, weights)
+            head = train_head(features_model, train_files, val_files, folder, weights)
         classifier = transfer_classifier(FLAGS.backbone, (size, size, 1), len(CLASSES), features=features_model,
                                          head=head)
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"), PositiveClassAUC()]
@@ -156,10 +151,10 @@ def main(argv):
         validation = reader.evaluation_dataset(val_files, size, FLAGS.batch_size) if val_files else None
         if not stage1_file.exists():  # its score first: stage1.keras is what marks stage 1 as done
             score = classifier.evaluate(validation, return_dict=True, verbose=0) if validation else {}
-            write_bytes_atomically(model_path / "head" / "stage1_validation.json", json.dumps(score).encode())
+            write_bytes_atomically(folder.file("head", "stage1_validation.json"), json.dumps(score).encode())
             stage1_file.parent.mkdir(parents=True, exist_ok=True)
             replace_atomically(classifier.save, stage1_file)
-        stage1_score = json.loads((model_path / "head" / "stage1_validation.json").read_text())
+        stage1_score = json.loads(folder.file("head", "stage1_validation.json").read_text())
         print("stage 1 (head on cached features): validation " +
               ", ".join(f"{k}={v:.4f}" for k, v in stage1_score.items()))
 
@@ -177,21 +172,18 @@ def main(argv):
             dataset = reader.training_dataset(train_files, size, FLAGS.batch_size, weights, FLAGS.seed)
             print(f"stage 2: fine-tuning {len(classifier.trainable_weights)} weight tensors for "
                   f"{FLAGS.fine_tune_steps} steps")
-            train(classifier, dataset, model_path, FLAGS.fine_tune_steps, FLAGS.steps_per_epoch,
-                  validation_dataset=validation, monitor="val_auc" if validation else "loss",
-                  mode="max" if validation else "min", verbose=1 if FLAGS.verbose else 2,
-                  initial_best=stage1_score.get("auc") if validation else None)
-            best = model_path / "checkpoints" / "best.keras"
+            run.train(classifier, dataset, FLAGS.fine_tune_steps, FLAGS.steps_per_epoch,
+                      validation_dataset=validation, monitor="val_auc" if validation else "loss",
+                      mode="max" if validation else "min",
+                      initial_best=stage1_score.get("auc") if validation else None)
+            best = folder.best_checkpoint
             if best.exists():
                 final = best
         how = "fine-tuned" if final != stage1_file else "stage 1; fine-tuning did not beat it" if FLAGS.fine_tune_steps else "stage 1"
         print(f"final model: {final} ({how})")
 
     if FLAGS.export:
-        keras.mixed_precision.set_global_policy("float32")
-        classifier = ImageClassifier2D(as_float32(load_checkpoint(final)), size, CLASSES)
-        keras_file, saved_model = export_predictor(model_path, classifier, {"image": np.zeros((size, size), np.float32)})
-        print(f"exported {keras_file} and SavedModel {saved_model}")
+        run.export(ImageClassifier2D(run.trained_model(path=final), size, CLASSES))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDN
 
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
@@ -26,13 +25,12 @@ from absl import flags
 
 from dltk2.cli import run
 from dltk2.datasets import bodypart
-from dltk2.inference import ImageClassifier2D
+from dltk2.inference import load_predictor
 from dltk2.io.atomic import write_csv_atomically
 from dltk2.io.dicom import read_dataset
 from dltk2.errors import DataError, first_line
 from dltk2.io.record_set import check_held_out, record_sets_of
 from dltk2.io.tfrecord import glob_shards, image_dataset
-from dltk2.training import as_float32, load_run_config, load_trained_model
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("infile", None, "A list of image paths, or TFRecord shards (file or glob).")
@@ -80,12 +78,10 @@ def main(argv):
     else:
         shard_sets = []
         source = images_from_list(FLAGS.infile, skipped)
-    keras.mixed_precision.set_global_policy("float32")
-    config = load_run_config(FLAGS.model_path)
     for shard_set in shard_sets:
         check_held_out(FLAGS.model_path, shard_set)
-    classes = config["classes"]
-    classifier = ImageClassifier2D(as_float32(load_trained_model(FLAGS.model_path)), config["image_size"], classes)
+    classifier = load_predictor(FLAGS.model_path)
+    classes = classifier.class_names
     rows = []
     for name, image in source:
         outputs = classifier.classify(image.astype(np.float32))

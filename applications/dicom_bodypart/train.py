@@ -17,19 +17,16 @@ import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDN
 from pathlib import Path
 
 import keras
-import numpy as np
 from absl import flags
-from absl import logging as absl_logging
 
-from dltk2.cli import define_run_flags, run
+from dltk2.cli import define_run_flags, run, run_settings
 from dltk2.datasets import bodypart
-from dltk2.export import export_predictor
 from dltk2.inference import ImageClassifier2D
 from dltk2.errors import DataError
 from dltk2.io.record_set import check_same_record_set, manifest_path, read_record_set
 from dltk2.networks.transfer import BACKBONES, transfer_classifier
-from dltk2.training import (as_float32, load_trained_model, prepare_model_dir, save_run_config,
-                            select_precision_policy, select_strategy, steps_done, train)
+from dltk2.run_config import RunConfig
+from dltk2.training import TrainingRun
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "Model folder: checkpoints, TensorBoard logs, exports.")
@@ -45,14 +42,12 @@ flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_integer("max_steps", 2000, "Total optimizer steps.")
 flags.DEFINE_integer("steps_per_epoch", 100, "Steps between checkpoints and validation.")
 flags.DEFINE_integer("seed", 0, "Shuffle seed.")
-flags.DEFINE_boolean("export", True, "Export model.keras and a SavedModel when training ends.")
-define_run_flags()
+define_run_flags(export=True)
 flags.mark_flags_as_required(["model_path", "data_dir"])
 
 
 def main(argv):
     del argv
-    absl_logging.set_verbosity(absl_logging.INFO if FLAGS.verbose else absl_logging.WARNING)
     data_dir = Path(FLAGS.data_dir)
     record_set = read_record_set(data_dir, FLAGS.data_name)
     train_files, val_files = record_set.files("train"), record_set.files("validation")
@@ -61,40 +56,30 @@ def main(argv):
                         "(convert with --need_split tt_split or tvt_split)")
     counts = record_set.label_counts("train")
     weights = bodypart.class_weights([label for label, n in counts.items() for _ in range(n)])
-    model_path = prepare_model_dir(FLAGS.model_path, restart=FLAGS.restart)
-    check_same_record_set(model_path, record_set)
-    strategy = select_strategy(FLAGS.devices or None)
-    policy = select_precision_policy(FLAGS.precision)
+    run = TrainingRun(run_settings())
+    check_same_record_set(run.path, record_set)
     size = FLAGS.image_size
     dataset = bodypart.classification_dataset(train_files, size, FLAGS.batch_size, weights, training=True,
                                               seed=FLAGS.seed)
     validation = bodypart.classification_dataset(val_files, size, FLAGS.batch_size) if val_files else None
-    with strategy.scope():
+    with run.strategy.scope():
         model = transfer_classifier(FLAGS.backbone, (size, size, 1), len(bodypart.CLASSES), weights=FLAGS.weights,
                                     head_widths=[int(w) for w in FLAGS.head_widths], dropout=FLAGS.dropout)
         model.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-    save_run_config(model_path, {"backbone": FLAGS.backbone, "image_size": size, "classes": list(bodypart.CLASSES),
-                                 "class_weights": weights.tolist(), "precision": policy,
-                                 "max_steps": FLAGS.max_steps, "data_dir": str(data_dir.resolve()),
-                                 "record_set": record_set.manifest["set_id"]})
-    print(f"model: {model.count_params():,} parameters ({FLAGS.backbone}, {size}x{size}); training images per "
-          f"class: { {bodypart.CLASSES[c]: n for c, n in sorted(counts.items())} }; precision {policy}; "
-          f"TensorBoard: tensorboard --logdir {model_path / 'logs'}")
-    done = steps_done(model_path)
-    if done:
-        print(f"resuming {model_path} at step {done} of {FLAGS.max_steps}")
-    train(model, dataset, model_path, FLAGS.max_steps, FLAGS.steps_per_epoch, validation_dataset=validation,
-          monitor="val_accuracy" if validation is not None else "loss",
-          mode="max" if validation is not None else "min", verbose=1 if FLAGS.verbose else 2)
-
+    run.write_config(RunConfig(
+        application="dicom_bodypart", task="classification", example_size=[size, size],
+        intensity={"method": "min_max"}, class_names=list(bodypart.CLASSES),
+        data={"data_dir": str(data_dir.resolve()), "record_set": record_set.manifest["set_id"]},
+        training={"backbone": FLAGS.backbone, "class_weights": weights.tolist(), "max_steps": FLAGS.max_steps}))
+    run.announce(f"model: {model.count_params():,} parameters ({FLAGS.backbone}, {size}x{size}); training images per "
+                 f"class: { {bodypart.CLASSES[c]: n for c, n in sorted(counts.items())} }")
+    run.train(model, dataset, FLAGS.max_steps, FLAGS.steps_per_epoch, validation_dataset=validation,
+              monitor="val_accuracy" if validation is not None else "loss",
+              mode="max" if validation is not None else "min")
     if FLAGS.export:
-        keras.mixed_precision.set_global_policy("float32")
-        classifier = ImageClassifier2D(as_float32(load_trained_model(model_path)), size, bodypart.CLASSES)
-        keras_file, saved_model = export_predictor(model_path, classifier,
-                                                   {"image": np.zeros((size, size), np.float32)})
-        print(f"exported {keras_file} and SavedModel {saved_model}")
+        run.export(ImageClassifier2D(run.trained_model(), size, bodypart.CLASSES))
 
 
 if __name__ == "__main__":

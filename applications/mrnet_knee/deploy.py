@@ -24,19 +24,17 @@ import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDN
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 from absl import flags
 
 import reader
-from dltk2.checkpoints import load_checkpoint
+from dltk2.apps.classification import report_classification
 from dltk2.cli import run
 from dltk2.datasets import mrnet
-from dltk2.apps.classification import report_classification
 from dltk2.evaluation import combine_probabilities
-from dltk2.inference import SeriesClassifier
-from dltk2.training import load_run_config
+from dltk2.inference import load_predictor
+from dltk2.model_folder import ModelFolder
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "Model folder written by train.py (model.keras, run_config.json).")
@@ -48,18 +46,16 @@ flags.DEFINE_string("output_dir", None, "Where results go; default <model_path>/
 
 
 def predict(model_path: Path, exams: pd.DataFrame) -> pd.DataFrame:
-    """Each exam's class probabilities from one exported model, through its serving function."""
-    config = load_run_config(model_path)
-    depth, size = config["input_shape"][0], config["input_shape"][1]
-    classifier = SeriesClassifier(load_checkpoint(model_path / "model.keras"), depth, size,
-                                  config["classes"])
+    """Each exam's class probabilities from the model folder's predictor (its exported serving function)."""
+    classifier = load_predictor(model_path)
+    classes = classifier.class_names
     rows = []
     for exam in exams.itertuples():
         started = time.perf_counter()
         result = classifier.classify(mrnet.read_series(exam.path))
         rows.append({"id": exam.id, "label": int(exam.label),
-                     **{f"probability_{name}": float(p) for name, p in zip(config["classes"], result["probabilities"])},
-                     "predicted": config["classes"][int(result["class_id"])],
+                     **{f"probability_{name}": float(p) for name, p in zip(classes, result["probabilities"])},
+                     "predicted": classes[int(result["class_id"])],
                      "seconds": time.perf_counter() - started})
     return pd.DataFrame(rows)
 
@@ -76,16 +72,17 @@ def main(argv):
     paths = [Path(p) for p in FLAGS.model_paths] or ([Path(FLAGS.model_path)] if FLAGS.model_path else [])
     if not paths:
         raise ValueError("give --model_path, or --model_paths with one model per plane")
-    configs = [load_run_config(path) for path in paths]
-    classes = configs[0]["classes"]
-    output_root = Path(FLAGS.output_dir or paths[0] / "evaluation")
+    configs = [ModelFolder(path).read_config() for path in paths]
+    classes = configs[0].class_names
+    output_root = ModelFolder(paths[0]).output_dir(FLAGS.output_dir)
     tables = {}
     for path, config in zip(paths, configs):
-        exams = reader.load_exams(FLAGS.data_dir, FLAGS.exam_list, FLAGS.split, config["task"], config["plane"])
-        output_dir = output_root / config["plane"] if len(paths) > 1 else output_root
-        tables[config["plane"]] = predict(path, exams)
-        table = tables[config["plane"]]
-        report_classification(table, classes, output_dir, f"{config['plane']}, {FLAGS.split} set",
+        plane = config.data["plane"]
+        exams = reader.load_exams(FLAGS.data_dir, FLAGS.exam_list, FLAGS.split, config.target, plane)
+        output_dir = output_root / plane if len(paths) > 1 else output_root
+        tables[plane] = predict(path, exams)
+        table = tables[plane]
+        report_classification(table, classes, output_dir, f"{plane}, {FLAGS.split} set",
                               training_histories(path), extra={"seconds_per_exam": float(table["seconds"].mean())})
     if len(paths) > 1:
         planes = list(tables)

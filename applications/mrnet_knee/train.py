@@ -26,29 +26,19 @@ import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDN
 
 from pathlib import Path
 
-import keras
-import numpy as np
 from absl import flags
-from absl import logging as absl_logging
 
-import reader
-from dltk2.checkpoints import load_checkpoint
-from dltk2.cli import define_run_flags, run
-from dltk2.datasets import mrnet
-from dltk2.export import export_predictor
-from dltk2.inference import SeriesClassifier
-from dltk2.io.atomic import write_csv_atomically
-from dltk2.metrics import PositiveClassAUC
-from dltk2.networks.resnet import r3d_18
-from dltk2.training import (as_float32, best_checkpoint, load_run_config, prepare_model_dir, save_run_config,
-                            select_precision_policy, select_strategy, train_progressively)
+from dltk2.cli import define_run_flags, run, run_settings
+
+TASKS = ("abnormal", "acl", "meniscus")  # dltk2.datasets.mrnet's, without importing it (and TensorFlow) for --help
+PLANES = ("sagittal", "coronal", "axial")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "MRNet folder (train/<plane>/NNNN.npy, train-<task>.csv).")
 flags.DEFINE_string("exam_list", None, "Instead of --data_dir: a CSV with path,label (and optional id) columns.")
 flags.DEFINE_string("model_path", None, "Model folder: stages, checkpoints, logs, splits.csv, exports.")
-flags.DEFINE_enum("task", "abnormal", list(mrnet.TASKS), "Which MRNet label.")
-flags.DEFINE_enum("plane", "sagittal", list(mrnet.PLANES), "Which series of each exam.")
+flags.DEFINE_enum("task", "abnormal", list(TASKS), "Which MRNet label.")
+flags.DEFINE_enum("plane", "sagittal", list(PLANES), "Which series of each exam.")
 flags.DEFINE_list("stage_sizes", ["112", "224"], "In-plane input size of each progressive-resizing stage.")
 flags.DEFINE_list("stage_epochs", ["10", "5"], "Epochs of each stage (one entry, or one per stage).")
 flags.DEFINE_integer("depth", 20, "Slices of the network input (series are resampled to it).")
@@ -63,12 +53,15 @@ flags.DEFINE_string("weights", None, "A Keras weights file of an r3d_18 with one
 flags.DEFINE_boolean("augment", True, "Augment training batches.")
 flags.DEFINE_boolean("cache", False, "Keep resampled series in memory (depth x size^2 x 4 bytes each, per stage).")
 flags.DEFINE_integer("seed", 0, "Split, oversampling, shuffle and augmentation seed.")
-flags.DEFINE_boolean("export", True, "Export model.keras and a SavedModel when training ends.")
-define_run_flags()
+define_run_flags(export=True)
 flags.mark_flags_as_required(["model_path"])
 
 
-def compile_model(model: keras.Model, learning_rate: float, steps: int) -> None:
+def compile_model(model, learning_rate: float, steps: int) -> None:
+    import keras
+
+    from dltk2.metrics import PositiveClassAUC
+
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps))
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=FLAGS.weight_decay),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -77,7 +70,14 @@ def compile_model(model: keras.Model, learning_rate: float, steps: int) -> None:
 
 def main(argv):
     del argv
-    absl_logging.set_verbosity(absl_logging.INFO if FLAGS.verbose else absl_logging.WARNING)
+    import reader
+    from dltk2.datasets import mrnet
+    from dltk2.inference import SeriesClassifier
+    from dltk2.io.atomic import write_csv_atomically
+    from dltk2.networks.resnet import r3d_18
+    from dltk2.run_config import RunConfig
+    from dltk2.training import TrainingRun, best_checkpoint, train_progressively
+
     sizes = [int(size) for size in FLAGS.stage_sizes]
     epochs = [int(e) for e in FLAGS.stage_epochs]
     if len(epochs) == 1:
@@ -87,18 +87,18 @@ def main(argv):
     exams = reader.load_exams(FLAGS.data_dir, FLAGS.exam_list, "train", FLAGS.task, FLAGS.plane)
     train_exams, validation_exams = mrnet.split_exams(exams, FLAGS.validation_fraction, FLAGS.seed)
     oversampled = mrnet.oversample_minority(train_exams, FLAGS.seed)
-    model_path = prepare_model_dir(FLAGS.model_path, restart=FLAGS.restart)
+    run = TrainingRun(run_settings())
     write_csv_atomically(mrnet.splits_table([("train", oversampled), ("validation", validation_exams)]),
-                         model_path / "splits.csv")
-    strategy = select_strategy(FLAGS.devices or None)
-    policy = select_precision_policy(FLAGS.precision)
+                         run.folder.splits)
     counts = train_exams["label"].value_counts().sort_index().to_dict()
     print(f"{len(train_exams)} training exams {counts}, oversampled to {len(oversampled)}; "
-          f"{len(validation_exams)} validation exams; precision {policy}; {strategy.num_replicas_in_sync} replica(s)")
-    save_run_config(model_path, {"task": FLAGS.task, "plane": FLAGS.plane, "depth": FLAGS.depth,
-                                 "stage_sizes": sizes, "stage_epochs": epochs, "classes": list(mrnet.CLASSES),
-                                 "precision": policy, "seed": FLAGS.seed,
-                                 "data": str(Path(FLAGS.exam_list or FLAGS.data_dir).resolve())})
+          f"{len(validation_exams)} validation exams; precision {run.policy}; {run.replicas} replica(s)")
+    config = run.write_config(RunConfig(
+        application="mrnet_knee", task="classification", target=FLAGS.task,
+        example_size=[FLAGS.depth, sizes[-1], sizes[-1]], intensity={"method": "whitening"},
+        class_names=list(mrnet.CLASSES),
+        data={"data": str(Path(FLAGS.exam_list or FLAGS.data_dir).resolve()), "plane": FLAGS.plane},
+        training={"stage_sizes": sizes, "stage_epochs": epochs, "seed": FLAGS.seed}))
 
     def datasets(input_shape):
         depth, size = input_shape[0], input_shape[1]
@@ -106,7 +106,7 @@ def main(argv):
                                         FLAGS.cache),
                 reader.evaluation_dataset(validation_exams, depth, size, FLAGS.batch_size, cache=FLAGS.cache))
 
-    with strategy.scope():
+    with run.strategy.scope():
         model = r3d_18((FLAGS.depth, sizes[0], sizes[0], 1), len(mrnet.CLASSES), dropout=FLAGS.dropout)
         if FLAGS.weights:
             model.load_weights(FLAGS.weights, skip_mismatch=True)
@@ -114,21 +114,16 @@ def main(argv):
         stages = [{"input_shape": (FLAGS.depth, size, size, 1), "epochs": stage_epochs,
                    "freeze_epochs": FLAGS.freeze_epochs, "learning_rate": FLAGS.learning_rate}
                   for size, stage_epochs in zip(sizes, epochs)]
-        _, best = train_progressively(model, stages, compile_model, datasets, model_path, FLAGS.steps_per_epoch,
+        _, best = train_progressively(model, stages, compile_model, datasets, run.path, FLAGS.steps_per_epoch,
                                       head_layers=("fc",), monitor="val_auc", mode="max",
-                                      verbose=1 if FLAGS.verbose else 2)
-    final = best_checkpoint(model_path)
+                                      verbose=run.keras_verbosity)
+    final = best_checkpoint(run.path)
     print(f"best validation AUC {best:.4f}: {final}")
-    keras.mixed_precision.set_global_policy("float32")
-    model = as_float32(load_checkpoint(final))
+    model = run.trained_model(path=final)
     depth, size = model.input_shape[1], model.input_shape[2]
-    save_run_config(model_path, {**load_run_config(model_path), "input_shape": [depth, size, size, 1],
-                                 "best_checkpoint": str(final.relative_to(model_path)), "best_validation_auc": best})
-    if FLAGS.export:
-        classifier = SeriesClassifier(model, depth, size, mrnet.CLASSES)
-        keras_file, saved_model = export_predictor(model_path, classifier,
-                                                   {"series": np.zeros((depth, size, size), np.float32)})
-        print(f"exported {keras_file} and SavedModel {saved_model} (input {depth}x{size}x{size})")
+    run.folder.write_config(config.updated(example_size=[depth, size, size], training={
+        "best_checkpoint": str(final.relative_to(run.path)), "best_validation_auc": best}))
+    run.export(SeriesClassifier(model, depth, size, mrnet.CLASSES), note=f" (input {depth}x{size}x{size})")
 
 
 if __name__ == "__main__":

@@ -19,17 +19,9 @@ import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDN
 
 from pathlib import Path
 
-import keras
 from absl import flags
 
-from reader import NUM_CLASSES
-from dltk2.apps.segmentation import check_cases, segment_cases, summary_table
 from dltk2.cli import run
-from dltk2.datasets import synapse
-from dltk2.inference import SlidingWindowSegmenter
-from dltk2.io.atomic import write_csv_atomically
-from dltk2.io.reader import read_csv_columns
-from dltk2.training import as_float32, load_run_config, load_trained_model
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "Trained model folder.", short_name="p")
@@ -44,17 +36,19 @@ flags.mark_flags_as_required(["model_path", "csv", "export_path"])
 
 def main(argv):
     del argv
+    from dltk2.apps.segmentation import check_cases, segment_cases, summary_table
+    from dltk2.datasets import synapse
+    from dltk2.inference import load_predictor
+    from dltk2.io.atomic import write_csv_atomically
+    from dltk2.io.reader import read_csv_columns
+
     columns = ["id", "orig_imgs"] + ([] if FLAGS.predict_only else ["orig_lbls"])
     table = read_csv_columns(FLAGS.csv, columns)
     cases = [{"id": row["id"], "image": row["orig_imgs"], "label": row.get("orig_lbls", "")}
              for row in table.to_dict("records")]
     check_cases(cases, FLAGS.predict_only)  # every case's headers, before the model is loaded
-    keras.mixed_precision.set_global_policy("float32")
-    config = load_run_config(FLAGS.model_path)
-    segmenter = SlidingWindowSegmenter(
-        as_float32(load_trained_model(FLAGS.model_path)), config["patch_size"], config["spacing_mm"],
-        config["hu_window"], overlap=FLAGS.overlap, batch_size=FLAGS.batch_size, blend=FLAGS.blend,
-        num_classes=NUM_CLASSES)
+    segmenter = load_predictor(FLAGS.model_path, overlap=FLAGS.overlap, batch_size=FLAGS.batch_size,
+                               blend=FLAGS.blend)
     output_dir = Path(FLAGS.export_path)
     output_dir.mkdir(parents=True, exist_ok=True)
     results = segment_cases(segmenter, cases, output_dir, synapse.ORGANS, FLAGS.predict_only)

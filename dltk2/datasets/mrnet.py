@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from dltk2.model_folder import ModelFolder
 from dltk2.errors import first_line
 from dltk2.inference import series_input
 from dltk2.io.paths import check_name, path_inside
@@ -311,7 +312,7 @@ def splits_table(splits: Sequence[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
 
 def held_out_exams(model_path: str | Path) -> pd.DataFrame:
     """The validation rows (``id, path, label``) a training run held out, from its ``splits.csv``."""
-    path = Path(model_path) / "splits.csv"
+    path = ModelFolder(model_path).splits
     table = read_csv_columns(path, ["split", "id", "path", "label"])
     table = table[table["split"] == "validation"]
     if table.empty:

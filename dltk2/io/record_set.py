@@ -148,6 +148,20 @@ def _stray_message(path: Path, name: str) -> str:
             "conversion); convert again, which removes it, or delete it")
 
 
+def _trained_on(model_path: str | Path) -> dict:
+    """The ``data`` a model folder's run configuration records (``record_set``, ``data_dir``); {} if none.
+
+    Schema 2 keeps them under ``data``; folders from before it at the top level.
+    """
+    try:
+        config = json.loads((Path(model_path) / "run_config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(config, dict):
+        return {}
+    return config.get("data", {}) if "schema" in config else config
+
+
 def check_same_record_set(model_path: str | Path, record_set: RecordSet) -> None:
     """Refuses to resume a model folder on another record set than the one it was trained on.
 
@@ -158,11 +172,7 @@ def check_same_record_set(model_path: str | Path, record_set: RecordSet) -> None
     Raises:
         DataError: The folder was trained on another set.
     """
-    config_path = Path(model_path) / "run_config.json"
-    try:
-        trained_on = json.loads(config_path.read_text()).get("record_set")
-    except (OSError, ValueError):
-        return
+    trained_on = _trained_on(model_path).get("record_set")
     if trained_on and trained_on != record_set.manifest["set_id"]:
         raise DataError(f"{model_path}: trained on record set {trained_on}, but {manifest_path(record_set.folder, record_set.name)} "
                         f"is set {record_set.manifest['set_id']} (converted again?); another split could put held-out "
@@ -178,11 +188,8 @@ def check_held_out(model_path: str | Path, record_set: RecordSet) -> None:
     Raises:
         DataError: Same folder and name, another set.
     """
-    try:
-        config = json.loads((Path(model_path) / "run_config.json").read_text())
-    except (OSError, ValueError):
-        return
-    trained_on, data_dir = config.get("record_set"), config.get("data_dir")
+    data = _trained_on(model_path)
+    trained_on, data_dir = data.get("record_set"), data.get("data_dir")
     if trained_on and data_dir and Path(data_dir).resolve() == record_set.folder.resolve() \
             and trained_on != record_set.manifest["set_id"]:
         raise DataError(f"{manifest_path(record_set.folder, record_set.name)}: set {record_set.manifest['set_id']}, "

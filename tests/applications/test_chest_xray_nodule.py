@@ -9,6 +9,7 @@ import pytest
 
 import make_synthetic_chest_xray as synthetic
 from dltk2.export import call_signature, existing_versions
+from dltk2.inference import load_predictor
 from helpers import run_script
 
 APP = "applications/chest_xray_nodule"
@@ -55,6 +56,8 @@ def test_images_to_prepare_to_both_stages_to_deploy_and_serving(tmp_path):
     np.testing.assert_allclose(served["probabilities"], [row["probability_normal"], row["probability_nodule"]],
                                rtol=1e-4, atol=1e-5)
     assert served["class_name"].decode() == row["predicted"]
+    rebuilt = load_predictor(model).predict(image=image)  # from the model folder alone
+    np.testing.assert_allclose(rebuilt["probabilities"], served["probabilities"], rtol=1e-5, atol=1e-6)
 
 
 def test_a_corrupt_image_is_one_line_naming_it(tmp_path):

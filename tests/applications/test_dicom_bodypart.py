@@ -12,6 +12,7 @@ from pydicom.uid import UID
 import make_synthetic_dicom_bodypart as synthetic
 from dltk2.datasets.bodypart import read_png
 from dltk2.export import call_signature, existing_versions
+from dltk2.inference import load_predictor
 from helpers import ODD_FILE_REASONS, odd_dicom_files, run_script
 
 APP = "applications/dicom_bodypart"
@@ -100,6 +101,9 @@ def test_folder_to_database_to_classification(dicom_folder, tmp_path):
     np.testing.assert_allclose(served["probabilities"], first[[f"class{i}" for i in range(7)]].astype(float),
                                atol=2e-6)
     assert served["class_name"].decode() == first["predicted_class"]
+    rebuilt = load_predictor(model).predict(image=image)  # from the model folder alone
+    np.testing.assert_allclose(rebuilt["probabilities"], first[[f"class{i}" for i in range(7)]].astype(float),
+                               atol=2e-6)
 
     listed = tmp_path / "list.txt"
     odd = dicom_folder / "odd"

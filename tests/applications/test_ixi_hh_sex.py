@@ -18,6 +18,7 @@ from helpers import REPO, run_script
 from dltk2.datasets import ixi
 from dltk2.io.image import read_array
 from dltk2.export import read_warmup_requests
+from dltk2.inference import load_predictor
 
 TINY = ["--spacing_mm=8", "--example_size=16,16,16", "--n_examples=2", "--filters=4,8", "--strides=1,2",
         "--num_res_units=1", "--batch_size=4", "--num_train=8", "--steps_per_epoch=2", "--num_crops=3"]
@@ -69,6 +70,9 @@ def test_train_kill_resume_deploy_export(tiny_ixi, tmp_path):
         outputs = serving(image=tf.constant(volume))
         assert int(outputs["class_id"]) == row.pred
         np.testing.assert_allclose(outputs["probabilities"].numpy(), [row.prob_male, row.prob_female], atol=2e-5)
+        rebuilt = load_predictor(model_path).predict(image=volume)  # from the model folder alone
+        assert int(rebuilt["class_id"]) == row.pred
+        np.testing.assert_allclose(rebuilt["probabilities"], [row.prob_male, row.prob_female], atol=2e-5)
     requests = read_warmup_requests(saved_model)
     assert len(requests) == 1 and requests[0].model_spec.signature_name == "serving_default"
 

@@ -10,6 +10,7 @@ import pytest
 
 import make_synthetic_mrnet as synthetic
 from dltk2.export import call_signature, existing_versions
+from dltk2.inference import load_predictor
 from helpers import promise_huge_series, run_script
 
 APP = "applications/mrnet_knee"
@@ -30,7 +31,7 @@ def test_exams_to_progressive_training_to_deploy_and_serving(tmp_path):
     for stage in ("stage1_6x16x16", "stage2_6x24x24"):  # fine_tune's frozen part: tests/test_progressive_training.py
         assert json.loads((model / stage / "unfrozen" / "training_state.json").read_text())["steps_done"] == 2
     config = json.loads((model / "run_config.json").read_text())
-    assert config["input_shape"][0] == 6 and config["input_shape"][1] in (16, 24)
+    assert config["example_size"][0] == 6 and config["example_size"][1] in (16, 24)
     assert existing_versions(model / "export") == [1]
 
     deployed = run_script(f"{APP}/deploy.py", f"--model_path={model}", f"--data_dir={data}")
@@ -49,11 +50,14 @@ def test_exams_to_progressive_training_to_deploy_and_serving(tmp_path):
     served = call_signature(model / "export" / "1", {"series": series.astype(np.float32)})
     np.testing.assert_allclose(served["probabilities"], [row["probability_normal"], row["probability_abnormal"]],
                                rtol=1e-4, atol=1e-5)
+    rebuilt = load_predictor(model).predict(series=series)  # from the model folder alone
+    np.testing.assert_allclose(rebuilt["probabilities"], [row["probability_normal"], row["probability_abnormal"]],
+                               rtol=1e-4, atol=1e-5)
 
     # Planes combined: a second model folder standing for the coronal plane.
     coronal = tmp_path / "coronal"
     shutil.copytree(model, coronal, ignore=shutil.ignore_patterns("evaluation"))
-    config["plane"] = "coronal"
+    config["data"]["plane"] = "coronal"
     (coronal / "run_config.json").write_text(json.dumps(config))
     splits.assign(path=splits["path"].str.replace("sagittal", "coronal")).to_csv(coronal / "splits.csv", index=False)
     combined = run_script(f"{APP}/deploy.py", f"--model_paths={model},{coronal}", f"--data_dir={data}",

@@ -9,6 +9,8 @@ import pytest
 import SimpleITK as sitk
 
 from dltk2.export import call_signature, existing_versions
+from dltk2.inference import load_predictor
+from dltk2.model_folder import ModelFolder
 
 import make_synthetic_synapse
 from helpers import REPO, run_script
@@ -60,7 +62,7 @@ def test_every_config_in_the_repository_trains(preprocessed, tmp_path, config):
                         f"--val_csv={preprocessed / 'val.csv'}", "--max_steps=1", "--noexport",
                         "--patch_size=32,32,32")  # the configs' nets, losses and optimizers; 1/8 of the voxels
     assert "parameters" in result.stdout
-    assert json.loads((model_path / "run_config.json").read_text())["patch_size"] == [32, 32, 32]
+    assert ModelFolder(model_path).read_config().example_size == [32, 32, 32]
     state = json.loads((model_path / "training_state.json").read_text())
     assert state["steps_done"] == 1 and "val_mean_dice" in state["last_logs"]
     assert (model_path / "checkpoints" / "best.keras").exists()
@@ -87,6 +89,7 @@ def test_end_to_end_train_deploy_export_and_serve(preprocessed, tmp_path):
     assert {"dice/liver", "hd95_mm/liver", "mean_dice"} <= set(metrics.columns)
 
     saved_model = model_path / "export" / "1"
+    rebuilt = None
     for (case_id, _, path), original_path in zip(lines, val["orig_imgs"]):
         written, original = sitk.ReadImage(path), sitk.ReadImage(original_path)
         assert written.GetSize() == original.GetSize()
@@ -97,6 +100,11 @@ def test_end_to_end_train_deploy_export_and_serve(preprocessed, tmp_path):
             "image": sitk.GetArrayFromImage(original).astype(np.float32),
             "spacing": np.asarray(original.GetSpacing(), np.float64)})
         np.testing.assert_array_equal(served["labels"], sitk.GetArrayFromImage(written))
+        # The predictor rebuilt from the model folder alone answers the same.
+        rebuilt = rebuilt or load_predictor(model_path)
+        np.testing.assert_array_equal(rebuilt.predict(image=sitk.GetArrayFromImage(original),
+                                                      spacing=original.GetSpacing())["labels"],
+                                      sitk.GetArrayFromImage(written))
 
     predicted = run_script("applications/synapse_ct_seg/deploy.py", "-p", str(model_path),
                            f"--csv={preprocessed / 'val.csv'}", "-e", str(tmp_path / "only"), "-n")

@@ -1,0 +1,31 @@
+"""Inference on whole inputs, written in TensorFlow ops so that it exports into a SavedModel.
+
+- :mod:`~dltk2.inference.predictor`: the contract every predictor keeps (configuration saved in the
+  model folder, rebuilt by :func:`load_predictor`, one compiled ``serving_default``);
+- :mod:`~dltk2.inference.crop_averaging`: :class:`CropAveragingPredictor`, DLTK's IXI deploy (average
+  the predictions of random crops of a whitened volume) as one graph;
+- :mod:`~dltk2.inference.sliding_window`: :func:`sliding_window_inference`, a volume of any size in
+  overlapping, blended windows;
+- :mod:`~dltk2.inference.segmenter`: :class:`SlidingWindowSegmenter`, a raw CT volume and its spacing
+  in, resampling, HU window, sliding window and labels back on the input grid;
+- :mod:`~dltk2.inference.classifiers`: :class:`ImageClassifier2D` (one grey 2D image of any size) and
+  :class:`SeriesClassifier` (one MRI series of any size);
+- :mod:`~dltk2.inference.resampling`: :func:`resample_volume` on SimpleITK's grid.
+"""
+
+from dltk2.inference.classifiers import ImageClassifier2D, SeriesClassifier, grey_image_input, series_input
+from dltk2.inference.crop_averaging import CropAveragingPredictor, random_crop_corners
+from dltk2.inference.predictor import (Predictor, default_predictor_config, load_model_of, load_predictor,
+                                       save_predictor_config)
+from dltk2.inference.resampling import resample_volume
+from dltk2.inference.segmenter import SlidingWindowSegmenter
+from dltk2.inference.sliding_window import sliding_window_inference, window_starts, window_weights
+from dltk2.transforms import tf_whitening
+from dltk2.volume_sampling import pad_to_at_least
+
+__all__ = [
+    "CropAveragingPredictor", "ImageClassifier2D", "Predictor", "SeriesClassifier", "SlidingWindowSegmenter",
+    "default_predictor_config", "grey_image_input", "load_model_of", "load_predictor", "random_crop_corners",
+    "resample_volume", "save_predictor_config", "series_input", "sliding_window_inference", "tf_whitening",
+    "window_starts", "window_weights", "pad_to_at_least",
+]

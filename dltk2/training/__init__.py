@@ -1,0 +1,54 @@
+"""Training: where it computes, the resumable loop, staged runs, and a run's shared start and end.
+
+- :mod:`~dltk2.training.distribution`: :func:`select_strategy`, :func:`select_precision_policy`;
+- :mod:`~dltk2.training.loop`: :func:`prepare_model_dir`, :func:`train` (resumable, one commit per
+  epoch: :mod:`dltk2.checkpoints`), :func:`training_callbacks`;
+- :mod:`~dltk2.training.multi_worker`: :func:`train_multi_worker` (``MultiWorkerMirroredStrategy``);
+- :mod:`~dltk2.training.stages`: :func:`fine_tune` (head first) and :func:`train_progressively`;
+- :mod:`~dltk2.training.models`: loading checkpoints, :func:`as_float32`, :func:`resize_input`,
+  learning-rate schedules;
+- :mod:`~dltk2.training.run`: :class:`TrainingRun`, the start and end every application shares.
+
+The model folder's layout is :class:`dltk2.model_folder.ModelFolder`; its run configuration
+:class:`dltk2.run_config.RunConfig`.
+"""
+
+from pathlib import Path
+
+from dltk2.checkpoints import replace_atomically, steps_done
+from dltk2.model_folder import ModelFolder
+from dltk2.training.distribution import (PRECISION_POLICIES, is_chief, is_chief_by_config, select_precision_policy,
+                                         select_strategy)
+from dltk2.training.loop import best_logged, prepare_model_dir, train, training_callbacks
+from dltk2.training.models import (as_float32, freeze_all_but, learning_rate_schedule, load_trained_model,
+                                   resize_input)
+from dltk2.training.multi_worker import train_multi_worker
+from dltk2.training.run import RunSettings, TrainingRun
+from dltk2.training.stages import best_checkpoint, fine_tune, train_progressively
+
+
+def save_run_config(model_path: str | Path, config: dict) -> Path:
+    """Writes a ``run_config.json`` of plain values (tests and tools; applications write a RunConfig)."""
+    import json
+
+    from dltk2.io.atomic import write_text_atomically
+
+    return write_text_atomically(ModelFolder(model_path).run_config_file, json.dumps(config, indent=2, sort_keys=True))
+
+
+def load_run_config(model_path: str | Path) -> dict:
+    """The ``run_config.json`` of a model folder as stored (:meth:`ModelFolder.read_config` converts it)."""
+    import json
+
+    path = ModelFolder(model_path).run_config_file
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; is {model_path} a model folder written by train.py?")
+    return json.loads(path.read_text())
+
+
+__all__ = [
+    "PRECISION_POLICIES", "RunSettings", "TrainingRun", "as_float32", "best_checkpoint", "best_logged", "fine_tune", "freeze_all_but",
+    "is_chief", "is_chief_by_config", "learning_rate_schedule", "load_run_config", "load_trained_model",
+    "prepare_model_dir", "replace_atomically", "resize_input", "save_run_config", "select_precision_policy",
+    "select_strategy", "steps_done", "train", "train_multi_worker", "train_progressively", "training_callbacks",
+]
