@@ -34,26 +34,14 @@ import keras
 import pandas as pd
 
 from dltk2.errors import DataError, first_line
-from dltk2.io.atomic import atomic_destination, write_text_atomically
+from dltk2.io.atomic import replace_atomically, write_text_atomically
+from dltk2.io.locks import LOCK_NAME
+from dltk2.model_folder import ModelFolder
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "training_state.json"
-BACKUP_DIR = "backup"
-
-
-def replace_atomically(write, path: str | Path) -> Path:
-    """Calls ``write(temporary_path)`` beside ``path``, then renames it over ``path``.
-
-    For writers that take a path (``model.save``, ``model.save_weights``): a kill half-way leaves the
-    old file or none, never half a file, and no temporary. The temporary name keeps Keras' required
-    suffixes (``.keras``, ``.weights.h5``).
-    """
-    path = Path(path)
-    suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
-    with atomic_destination(path, suffix=suffix) as temporary:
-        write(str(temporary))
-    return path
+STATE_FILE = ModelFolder.TRAINING_STATE
+BACKUP_DIR = ModelFolder.BACKUP
 
 
 def is_complete_archive(path: str | Path) -> bool:
@@ -71,7 +59,7 @@ def read_state(model_path: str | Path) -> dict | None:
     Raises:
         DataError: A state file that is not JSON (changed by hand, or a disk fault).
     """
-    path = Path(model_path) / STATE_FILE
+    path = ModelFolder(model_path).training_state
     if not path.exists():
         return None
     try:
@@ -97,7 +85,7 @@ def _remove_temporaries(folder: Path) -> None:
     """Temporaries of writes a kill interrupted (``.<name>.<random><suffix>``, see atomic_destination)."""
     if folder.is_dir():
         for path in folder.iterdir():
-            if path.name.startswith(".") and path.name != ".lock" and path.is_file():
+            if path.name.startswith(".") and path.name != LOCK_NAME and path.is_file():
                 path.unlink(missing_ok=True)
 
 
@@ -116,6 +104,7 @@ class EpochCommit(keras.callbacks.Callback):
                  mode: str = "min", initial_best: float | None = None, write: bool = True) -> None:
         super().__init__()
         self.model_path = Path(model_path)
+        self.folder = ModelFolder(self.model_path)
         self.max_steps = max_steps
         self.steps_per_epoch = steps_per_epoch
         self.monitor = monitor
@@ -133,7 +122,7 @@ class EpochCommit(keras.callbacks.Callback):
 
     def _candidates(self) -> list[tuple[int, int, Path]]:
         """(epoch, steps, backup file) to restore from, newest first."""
-        state, backup = self.state, self.model_path / BACKUP_DIR
+        state, backup = self.state, self.folder.backup
         if not state:
             return []
         if "backup" in state:
@@ -159,8 +148,8 @@ class EpochCommit(keras.callbacks.Callback):
         Raises:
             DataError: The state names backups none of which can be read.
         """
-        _remove_temporaries(self.model_path / "checkpoints")
-        _remove_temporaries(self.model_path / BACKUP_DIR)
+        _remove_temporaries(self.folder.checkpoints)
+        _remove_temporaries(self.folder.backup)
         candidates = self._candidates()
         if not candidates:
             return 0
@@ -180,13 +169,13 @@ class EpochCommit(keras.callbacks.Callback):
                 print(f"warning: {candidates[0][2]} unreadable; resuming from the previous backup at step {steps}")
                 self.state = {**self.state, "epoch": epoch, "steps_done": steps, "backup": path.name, "previous": None}
                 if self.write:
-                    write_text_atomically(self.model_path / STATE_FILE, json.dumps(self.state, indent=2))
+                    write_text_atomically(self.folder.training_state, json.dumps(self.state, indent=2))
             return int(epoch)
-        raise DataError(f"{self.model_path / BACKUP_DIR}: no readable backup ({'; '.join(problems)}); use --restart")
+        raise DataError(f"{self.folder.backup}: no readable backup ({'; '.join(problems)}); use --restart")
 
     def on_train_end(self, logs=None):
         """A complete ``last.keras`` in every finished folder, rewritten from the weights if it is not."""
-        last = self.model_path / "checkpoints" / "last.keras"
+        last = self.folder.last_checkpoint
         if self.write and self.state.get("backup") and not is_complete_archive(last):
             print(f"warning: {last} missing or incomplete; written again from the backup of step "
                   f"{self.state['steps_done']}")
@@ -195,7 +184,7 @@ class EpochCommit(keras.callbacks.Callback):
     # Committing ------------------------------------------------------------------------------------
 
     def _history(self, epoch: int, logs: dict) -> None:
-        path = self.model_path / "history.csv"
+        path = self.folder.history
         row = pd.DataFrame([{"epoch": epoch, **{key: float(value) for key, value in logs.items()}}])
         if path.exists() and path.stat().st_size:
             try:
@@ -215,12 +204,11 @@ class EpochCommit(keras.callbacks.Callback):
             return
         steps = int(self.model.optimizer.iterations.numpy())
         backup = f"epoch-{epochs_done:06d}.weights.h5"
-        replace_atomically(self.model.save_weights, self.model_path / BACKUP_DIR / backup)
-        checkpoints = self.model_path / "checkpoints"
-        replace_atomically(self.model.save, checkpoints / "last.keras")
+        replace_atomically(self.model.save_weights, self.folder.backup / backup)
+        replace_atomically(self.model.save, self.folder.last_checkpoint)
         value = logs.get(self.monitor) if self.monitor else None
         if value is not None and not math.isnan(float(value)) and is_better(float(value), self.best, self.mode):
-            replace_atomically(self.model.save, checkpoints / "best.keras")
+            replace_atomically(self.model.save, self.folder.best_checkpoint)
             self.best, self.best_epoch = float(value), epochs_done - 1
         self._history(epochs_done - 1, logs)
         previous = ({"epoch": self.state["epoch"], "steps_done": self.state["steps_done"],
@@ -231,9 +219,9 @@ class EpochCommit(keras.callbacks.Callback):
             "best": {"monitor": self.monitor, "mode": self.mode, "value": self.best, "epoch": self.best_epoch},
             "last_logs": {key: float(value) for key, value in logs.items()},
         }
-        write_text_atomically(self.model_path / STATE_FILE, json.dumps(self.state, indent=2))
+        write_text_atomically(self.folder.training_state, json.dumps(self.state, indent=2))
         keep = {backup, previous["backup"] if previous else None}
-        for path in (self.model_path / BACKUP_DIR).iterdir():
+        for path in (self.folder.backup).iterdir():
             if path.name not in keep and (path.name.startswith(("epoch-", "latest.weights.h5"))
                                           or path.name.startswith("training_metadata.json")):
                 path.unlink(missing_ok=True)
@@ -287,7 +275,7 @@ def final_weights_into(model: keras.Model, model_path: str | Path) -> None:
     From ``checkpoints/last.keras`` when it is complete, from the committed backup otherwise.
     """
     model_path = Path(model_path)
-    last = model_path / "checkpoints" / "last.keras"
+    last = ModelFolder(model_path).last_checkpoint
     if is_complete_archive(last):
         model.set_weights(keras.models.load_model(last, compile=False).get_weights())
         return
@@ -296,7 +284,7 @@ def final_weights_into(model: keras.Model, model_path: str | Path) -> None:
     commit.restore()
 
 
-def clear_model_folder(model_path: Path, keep: Sequence[str] = (".lock",)) -> None:
+def clear_model_folder(model_path: Path, keep: Sequence[str] = (LOCK_NAME,)) -> None:
     """Deletes everything in a model folder but ``keep`` (its lock, which the caller holds)."""
     for path in model_path.iterdir():
         if path.name in keep:

@@ -85,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
                          "(pip install -e .), or set DLTK2_APPLICATIONS to its applications folder\n")
         return 2
     sys.argv = [str(script), *argv[2:]]
-    sys.path.insert(0, str(script.parent))  # the application's own modules (reader.py)
     runpy.run_path(str(script), run_name="__main__")
     return 0
 

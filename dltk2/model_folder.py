@@ -28,6 +28,7 @@ import os
 from pathlib import Path
 
 from dltk2.io.atomic import write_text_atomically
+from dltk2.io.locks import LOCK_NAME
 from dltk2.run_config import RunConfig
 
 
@@ -41,6 +42,8 @@ class ModelFolder:
     RUN_CONFIG = "run_config.json"
     PREDICTOR = "predictor.json"
     MODEL = "model.keras"
+    TRAINING_STATE = "training_state.json"
+    BACKUP = "backup"
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -60,7 +63,7 @@ class ModelFolder:
     # Training.
     @property
     def lock(self) -> Path:
-        return self.path / ".lock"
+        return self.path / LOCK_NAME
 
     @property
     def checkpoints(self) -> Path:
@@ -76,7 +79,7 @@ class ModelFolder:
 
     @property
     def backup(self) -> Path:
-        return self.path / "backup"
+        return self.path / self.BACKUP
 
     @property
     def logs(self) -> Path:
@@ -88,7 +91,7 @@ class ModelFolder:
 
     @property
     def training_state(self) -> Path:
-        return self.path / "training_state.json"
+        return self.path / self.TRAINING_STATE
 
     @property
     def splits(self) -> Path:

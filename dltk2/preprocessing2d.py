@@ -20,8 +20,6 @@ from typing import Callable
 import cv2
 import numpy as np
 from scipy import ndimage
-from skimage import filters, measure
-from sklearn.cluster import KMeans
 
 RANGES = {
     "bitwise_downsampling": (1, 8),
@@ -71,6 +69,8 @@ def color_quantization(image: np.ndarray, clusters: int, seed: int = 0) -> np.nd
     if len(distinct) <= clusters:
         return image.copy()
     sample = values[np.random.default_rng(seed).choice(len(values), min(len(values), 20000), replace=False)]
+    from sklearn.cluster import KMeans  # here: scikit-learn and scikit-image take 3 s to import
+
     model = KMeans(n_clusters=clusters, n_init=3, random_state=seed).fit(sample)
     centres = np.round(model.cluster_centers_[:, 0])
     return centres[model.predict(values)].reshape(image.shape).astype(image.dtype)
@@ -82,6 +82,8 @@ def target_segmentation(image: np.ndarray, regions: int) -> np.ndarray:
     regions = clamp_value("target_segmentation", regions)
     if image.min() == image.max():
         return image.copy()
+    from skimage import filters, measure
+
     foreground = image > filters.threshold_otsu(image)
     labelled = measure.label(foreground, connectivity=2)
     if labelled.max() == 0:

@@ -18,30 +18,32 @@ import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDN
 
 import time
 
-import numpy as np
-import pandas as pd
-import tensorflow as tf
 from absl import flags
 
-from dltk2.apps.classification import report_classification
 from dltk2.cli import run
-from dltk2.datasets import chest_xray
-from dltk2.inference import load_predictor
-from dltk2.io.record_set import check_held_out, read_record_set
-from dltk2.io.tfrecord import image_dataset
-from dltk2.model_folder import ModelFolder
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "Model folder written by train.py (model.keras, run_config.json).")
 flags.DEFINE_string("data_dir", None, "Folder with the TFRecord shards from prepare.py.")
 flags.DEFINE_string("data_name", "chest", "Shard name prefix.")
-flags.DEFINE_enum("split", "test", list(chest_xray.SPLITS), "Which split to evaluate.")
+flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Which split to evaluate.")
 flags.DEFINE_string("output_dir", None, "Where results go; default <model_path>/evaluation.")
 flags.mark_flags_as_required(["model_path", "data_dir"])
 
 
 def main(argv):
     del argv
+    import numpy as np
+    import pandas as pd
+    import tensorflow as tf
+
+    from dltk2.apps.classification import report_classification
+    from dltk2.datasets import chest_xray
+    from dltk2.inference import load_predictor
+    from dltk2.io.record_set import check_held_out, read_record_set
+    from dltk2.io.tfrecord import image_dataset
+    from dltk2.model_folder import ModelFolder
+
     folder = ModelFolder(FLAGS.model_path)
     model_path = folder.path
     output_dir = folder.output_dir(FLAGS.output_dir)

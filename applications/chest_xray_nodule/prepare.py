@@ -13,7 +13,6 @@ Example:
 from absl import flags
 
 from dltk2.cli import run
-from dltk2.datasets import chest_xray
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Folder with normal/, nodule/ and optionally metadata.json.")
@@ -29,6 +28,8 @@ flags.mark_flags_as_required(["data_dir", "output_dir"])
 
 def main(argv):
     del argv
+    from dltk2.datasets import chest_xray
+
     fractions = (1.0 - FLAGS.val_fraction - FLAGS.test_fraction, FLAGS.val_fraction, FLAGS.test_fraction)
     splits = chest_xray.prepare(FLAGS.data_dir, FLAGS.output_dir, fractions, FLAGS.seed, FLAGS.balance,
                                 FLAGS.output_name, FLAGS.num_shards)

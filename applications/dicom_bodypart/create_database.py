@@ -1,6 +1,6 @@
 """Stores a folder of DICOM files in a database: UIDs, modality, body part, patient pseudonym, file bytes.
 
-Walks ``--directory`` recursively. Every file whose pixels decode is stored once (running again adds
+Walks ``--data_dir`` recursively. Every file whose pixels decode is stored once (running again adds
 only new files; the same instance in another transfer syntax is recognised); files that are not
 DICOM, truncated, without pixel data, with a codec that is not installed or with pixel
 transformations that cannot be applied are skipped and listed at the end with the reason, and an
@@ -14,7 +14,9 @@ MariaDB with ``--db_url mysql+pymysql://user@host/db`` and the password in ``DLT
 the URL, an ``@`` in it written ``%40``). Two ingests into one database at once are safe.
 
 Example:
-    python applications/dicom_bodypart/create_database.py --directory data/dicom_synthetic
+    python applications/dicom_bodypart/create_database.py --data_dir data/dicom_synthetic
+
+The original's flag names (``--directory``) are still accepted.
 """
 
 import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
@@ -26,8 +28,9 @@ from dltk2.datasets import dicom_database, dicom_ingest
 from dltk2.io.deidentification import DATE_MODES
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("directory", None, "Folder of DICOM files (searched recursively).")
-flags.DEFINE_string("db_url", None, "SQLAlchemy URL; default SQLite <directory>/dicom.db.")
+flags.DEFINE_string("data_dir", None, "Folder of DICOM files (searched recursively).")
+flags.DEFINE_alias("directory", "data_dir")
+flags.DEFINE_string("db_url", None, "SQLAlchemy URL; default SQLite <data_dir>/dicom.db.")
 flags.DEFINE_enum("storage", "deidentified", list(dicom_database.STORAGES),
                   "What a new database stores: de-identified files, or the original bytes.")
 flags.DEFINE_enum("dates", "shift", list(DATE_MODES), "Dates in de-identified files: shifted per patient, kept "
@@ -35,17 +38,17 @@ flags.DEFINE_enum("dates", "shift", list(DATE_MODES), "Dates in de-identified fi
 flags.DEFINE_string("salt_file", None, "Key file of the pseudonym salt; default <database>.salt (SQLite) or "
                     "~/.config/dltk2/salts/.")
 flags.DEFINE_boolean("progress", True, "Show a progress bar.")
-flags.mark_flag_as_required("directory")
+flags.mark_flag_as_required("data_dir")
 
 
 def main(argv):
     del argv
-    database = dicom_database.open_database(FLAGS.db_url, FLAGS.directory, storage=FLAGS.storage, dates=FLAGS.dates,
+    database = dicom_database.open_database(FLAGS.db_url, FLAGS.data_dir, storage=FLAGS.storage, dates=FLAGS.dates,
                                             salt_file=FLAGS.salt_file)
     if database.storage != FLAGS.storage and FLAGS["storage"].present:
         print(f"note: {dicom_database.describe(database.url)} stores {database.storage} files (chosen when it was "
               "created); --storage applies to new databases")
-    report = dicom_ingest.ingest_directory(database, FLAGS.directory, progress=FLAGS.progress)
+    report = dicom_ingest.ingest_directory(database, FLAGS.data_dir, progress=FLAGS.progress)
     print(f"added {report.added} files; {report.already_present} already in the database; "
           f"{len(report.conflicts)} conflicting; {len(report.failed)} unusable")
     for path, reason in report.conflicts:

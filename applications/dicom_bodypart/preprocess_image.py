@@ -7,7 +7,9 @@ Methods and ranges (values outside are clamped): ``bitwise_downsampling`` (1-8 b
 ``target_segmentation`` (Otsu, the 1-10 largest regions kept).
 
 Example:
-    python applications/dicom_bodypart/preprocess_image.py --directory data/fetched --preprocess contrast_enhancing --value 3
+    python applications/dicom_bodypart/preprocess_image.py --data_dir data/fetched --preprocess contrast_enhancing --value 3
+
+The original's flag names (``--directory``) are still accepted.
 """
 
 import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
@@ -15,24 +17,27 @@ import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDN
 from pathlib import Path
 
 from absl import flags
-from tqdm import tqdm
 
 from dltk2.cli import run
-from dltk2.datasets import bodypart
-from dltk2.io.atomic import write_bytes_atomically
-from dltk2.io.locks import locked_folder
 from dltk2.preprocessing2d import METHODS, clamp_value
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("directory", None, "Dataset folder with images/ and labels/.")
+flags.DEFINE_string("data_dir", None, "Dataset folder with images/ and labels/.")
+flags.DEFINE_alias("directory", "data_dir")
 flags.DEFINE_enum("preprocess", None, sorted(METHODS), "Method.")
 flags.DEFINE_float("value", None, "The method's strength (clamped to its range).")
-flags.mark_flags_as_required(["directory", "preprocess", "value"])
+flags.mark_flags_as_required(["data_dir", "preprocess", "value"])
 
 
 def main(argv):
     del argv
-    source = Path(FLAGS.directory)
+    from tqdm import tqdm
+
+    from dltk2.datasets import bodypart
+    from dltk2.io.atomic import write_bytes_atomically
+    from dltk2.io.locks import locked_folder
+
+    source = Path(FLAGS.data_dir)
     target = source / FLAGS.preprocess
     value = clamp_value(FLAGS.preprocess, FLAGS.value)
     if value != FLAGS.value:

@@ -12,25 +12,23 @@ one rename: training never reads shards of two conversions. Feature keys: ``imag
 ``image/class/text``, ``image/filename`` (and ``image/patient_id``, the pseudonym).
 
 Example:
-    python applications/dicom_bodypart/tf_convert_data.py --dataset_dir data/fetched --output_dir data/tfrecords \\
+    python applications/dicom_bodypart/tf_convert_data.py --data_dir data/fetched --output_dir data/tfrecords \\
         --need_split tvt_split
+
+The original's flag names (``--dataset_dir``) are still accepted.
 """
 
 import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
 from pathlib import Path
 
-import pandas as pd
 from absl import app, flags
 
 from dltk2.cli import run
-from dltk2.datasets import bodypart
-from dltk2.io.atomic import write_bytes_atomically, write_csv_atomically
-from dltk2.io.locks import locked_folder
-from dltk2.io.record_set import manifest_path
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset_dir", None, "Dataset folder: images/, labels/, index.csv.")
+flags.DEFINE_string("data_dir", None, "Dataset folder: images/, labels/, index.csv.")
+flags.DEFINE_alias("dataset_dir", "data_dir")
 flags.DEFINE_string("output_dir", None, "Folder for the shards.")
 flags.DEFINE_string("output_name", "bodypart", "Shard name prefix.")
 flags.DEFINE_enum("need_split", "tvt_split", ["None", "tt_split", "tvt_split"], "Which splits to make.")
@@ -38,12 +36,19 @@ flags.DEFINE_float("val_fraction", 0.15, "Share of the validation split (tvt_spl
 flags.DEFINE_float("test_fraction", 0.15, "Share of the test split (tt_split, tvt_split).")
 flags.DEFINE_integer("seed", 0, "Seed of the split.")
 flags.DEFINE_integer("num_shards", 1, "Shards per split.")
-flags.mark_flags_as_required(["dataset_dir", "output_dir"])
+flags.mark_flags_as_required(["data_dir", "output_dir"])
 
 
 def main(argv):
     del argv
-    table = bodypart.list_dataset(FLAGS.dataset_dir)
+    import pandas as pd
+
+    from dltk2.datasets import bodypart
+    from dltk2.io.atomic import write_bytes_atomically, write_csv_atomically
+    from dltk2.io.locks import locked_folder
+    from dltk2.io.record_set import manifest_path
+
+    table = bodypart.list_dataset(FLAGS.data_dir)
     if FLAGS.need_split == "None":
         parts = {"": table}
     else:
@@ -59,7 +64,7 @@ def main(argv):
              for split, part in parts.items()}
     records = pd.concat([part.assign(split=split or "all")[["name", "body_part", "patient", "split"]]
                          for split, part in parts.items()])
-    description = {"source": str(Path(FLAGS.dataset_dir).resolve()), "need_split": FLAGS.need_split,
+    description = {"source": str(Path(FLAGS.data_dir).resolve()), "need_split": FLAGS.need_split,
                    "val_fraction": FLAGS.val_fraction, "test_fraction": FLAGS.test_fraction, "seed": FLAGS.seed,
                    "num_shards": FLAGS.num_shards, "stratified_by": "class", "grouped_by": "patient",
                    "classes": list(bodypart.CLASSES)}

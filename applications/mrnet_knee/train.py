@@ -24,11 +24,9 @@ Example:
 
 import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
-from pathlib import Path
-
 from absl import flags
 
-from dltk2.cli import define_run_flags, run, run_settings
+from dltk2.cli import define_run_flags, from_flags, run, run_settings
 
 TASKS = ("abnormal", "acl", "meniscus")  # dltk2.datasets.mrnet's, without importing it (and TensorFlow) for --help
 PLANES = ("sagittal", "coronal", "axial")
@@ -57,73 +55,11 @@ define_run_flags(export=True)
 flags.mark_flags_as_required(["model_path"])
 
 
-def compile_model(model, learning_rate: float, steps: int) -> None:
-    import keras
-
-    from dltk2.metrics import PositiveClassAUC
-
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps))
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=FLAGS.weight_decay),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), PositiveClassAUC()])
-
-
 def main(argv):
     del argv
-    import reader
-    from dltk2.datasets import mrnet
-    from dltk2.inference import SeriesClassifier
-    from dltk2.io.atomic import write_csv_atomically
-    from dltk2.networks.resnet import r3d_18
-    from dltk2.run_config import RunConfig
-    from dltk2.training import TrainingRun, best_checkpoint, train_progressively
+    from dltk2.apps import mrnet
 
-    sizes = [int(size) for size in FLAGS.stage_sizes]
-    epochs = [int(e) for e in FLAGS.stage_epochs]
-    if len(epochs) == 1:
-        epochs *= len(sizes)
-    if len(epochs) != len(sizes):
-        raise ValueError(f"--stage_epochs has {len(epochs)} entries for {len(sizes)} --stage_sizes")
-    exams = reader.load_exams(FLAGS.data_dir, FLAGS.exam_list, "train", FLAGS.task, FLAGS.plane)
-    train_exams, validation_exams = mrnet.split_exams(exams, FLAGS.validation_fraction, FLAGS.seed)
-    oversampled = mrnet.oversample_minority(train_exams, FLAGS.seed)
-    run = TrainingRun(run_settings())
-    write_csv_atomically(mrnet.splits_table([("train", oversampled), ("validation", validation_exams)]),
-                         run.folder.splits)
-    counts = train_exams["label"].value_counts().sort_index().to_dict()
-    print(f"{len(train_exams)} training exams {counts}, oversampled to {len(oversampled)}; "
-          f"{len(validation_exams)} validation exams; precision {run.policy}; {run.replicas} replica(s)")
-    config = run.write_config(RunConfig(
-        application="mrnet_knee", task="classification", target=FLAGS.task,
-        example_size=[FLAGS.depth, sizes[-1], sizes[-1]], intensity={"method": "whitening"},
-        class_names=list(mrnet.CLASSES),
-        data={"data": str(Path(FLAGS.exam_list or FLAGS.data_dir).resolve()), "plane": FLAGS.plane},
-        training={"stage_sizes": sizes, "stage_epochs": epochs, "seed": FLAGS.seed}))
-
-    def datasets(input_shape):
-        depth, size = input_shape[0], input_shape[1]
-        return (reader.training_dataset(oversampled, depth, size, FLAGS.batch_size, FLAGS.seed, FLAGS.augment,
-                                        FLAGS.cache),
-                reader.evaluation_dataset(validation_exams, depth, size, FLAGS.batch_size, cache=FLAGS.cache))
-
-    with run.strategy.scope():
-        model = r3d_18((FLAGS.depth, sizes[0], sizes[0], 1), len(mrnet.CLASSES), dropout=FLAGS.dropout)
-        if FLAGS.weights:
-            model.load_weights(FLAGS.weights, skip_mismatch=True)
-            print(f"weights from {FLAGS.weights} (layers of another shape, such as another head, skipped)")
-        stages = [{"input_shape": (FLAGS.depth, size, size, 1), "epochs": stage_epochs,
-                   "freeze_epochs": FLAGS.freeze_epochs, "learning_rate": FLAGS.learning_rate}
-                  for size, stage_epochs in zip(sizes, epochs)]
-        _, best = train_progressively(model, stages, compile_model, datasets, run.path, FLAGS.steps_per_epoch,
-                                      head_layers=("fc",), monitor="val_auc", mode="max",
-                                      verbose=run.keras_verbosity)
-    final = best_checkpoint(run.path)
-    print(f"best validation AUC {best:.4f}: {final}")
-    model = run.trained_model(path=final)
-    depth, size = model.input_shape[1], model.input_shape[2]
-    run.folder.write_config(config.updated(example_size=[depth, size, size], training={
-        "best_checkpoint": str(final.relative_to(run.path)), "best_validation_auc": best}))
-    run.export(SeriesClassifier(model, depth, size, mrnet.CLASSES), note=f" (input {depth}x{size}x{size})")
+    mrnet.run_training(run_settings(), from_flags(mrnet.TrainingConfig))
 
 
 if __name__ == "__main__":

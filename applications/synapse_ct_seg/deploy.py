@@ -1,6 +1,6 @@
 """Segments whole CT volumes with a trained model and writes label maps on each original grid.
 
-For every case of ``--csv`` (a CSV from ``preprocessing.py``: ``id`` and ``orig_imgs``, and
+For every case of ``--data_csv`` (a CSV from ``preprocessing.py``: ``id`` and ``orig_imgs``, and
 ``orig_lbls`` unless ``--predict_only``), the original image is resampled to the training spacing,
 clipped and scaled, segmented with a sliding window, and the labels go back onto the original grid:
 ``OUTPUT/<id>_seg.nii.gz`` has exactly the original image's size, spacing, origin and direction. The
@@ -12,7 +12,9 @@ same labels. With labels, each case prints::
 then a table of mean Dice and HD95 (mm) per organ; ``OUTPUT/metrics.csv`` holds every case's scores.
 
 Example:
-    python applications/synapse_ct_seg/deploy.py -p models/synapse --csv data/synapse_2mm/val.csv -e predictions
+    python applications/synapse_ct_seg/deploy.py -p models/synapse --data_csv data/synapse_2mm/val.csv -e predictions
+
+DLTK's flag names (``--csv``, ``--export_path``) are still accepted.
 """
 
 import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
@@ -25,13 +27,15 @@ from dltk2.cli import run
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "Trained model folder.", short_name="p")
-flags.DEFINE_string("csv", None, "Cases: a CSV from preprocessing.py (id, orig_imgs[, orig_lbls]).")
-flags.DEFINE_string("export_path", None, "Folder for <id>_seg.nii.gz and metrics.csv.", short_name="e")
+flags.DEFINE_string("data_csv", None, "Cases: a CSV from preprocessing.py (id, orig_imgs[, orig_lbls]).")
+flags.DEFINE_alias("csv", "data_csv")
+flags.DEFINE_string("output_dir", None, "Folder for <id>_seg.nii.gz and metrics.csv.", short_name="e")
+flags.DEFINE_alias("export_path", "output_dir")
 flags.DEFINE_boolean("predict_only", False, "Write label maps only; no labels needed, no scores.", short_name="n")
 flags.DEFINE_float("overlap", 0.5, "Overlap of neighbouring windows, [0, 1).")
 flags.DEFINE_integer("batch_size", 2, "Windows per network call.")
 flags.DEFINE_enum("blend", "gaussian", ["gaussian", "constant"], "Weights of each window's voxels.")
-flags.mark_flags_as_required(["model_path", "csv", "export_path"])
+flags.mark_flags_as_required(["model_path", "data_csv", "output_dir"])
 
 
 def main(argv):
@@ -43,13 +47,13 @@ def main(argv):
     from dltk2.io.reader import read_csv_columns
 
     columns = ["id", "orig_imgs"] + ([] if FLAGS.predict_only else ["orig_lbls"])
-    table = read_csv_columns(FLAGS.csv, columns)
+    table = read_csv_columns(FLAGS.data_csv, columns)
     cases = [{"id": row["id"], "image": row["orig_imgs"], "label": row.get("orig_lbls", "")}
              for row in table.to_dict("records")]
     check_cases(cases, FLAGS.predict_only)  # every case's headers, before the model is loaded
     segmenter = load_predictor(FLAGS.model_path, overlap=FLAGS.overlap, batch_size=FLAGS.batch_size,
                                blend=FLAGS.blend)
-    output_dir = Path(FLAGS.export_path)
+    output_dir = Path(FLAGS.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     results = segment_cases(segmenter, cases, output_dir, synapse.ORGANS, FLAGS.predict_only)
     write_csv_atomically(results, output_dir / "metrics.csv")

@@ -17,14 +17,9 @@ from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
-import pandas as pd
 from absl import flags
-from tqdm import tqdm
 
 from dltk2.cli import run
-from dltk2.datasets import synapse
-from dltk2.io.atomic import write_csv_atomically
-from dltk2.io.locks import lock_folder
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Folder with img/ and label/.", short_name="d")
@@ -39,13 +34,21 @@ flags.DEFINE_integer("workers", max(1, min(4, os.cpu_count() or 1)), "Processes 
 flags.mark_flags_as_required(["data_dir", "output_dir"])
 
 
-def _write_csv(table: pd.DataFrame, path: Path) -> None:
+def _write_csv(table, path: Path) -> None:
+    from dltk2.io.atomic import write_csv_atomically
+
     write_csv_atomically(table, path)
     print(f"wrote {path} ({len(table)} cases)")
 
 
 def main(argv):
     del argv
+    import pandas as pd
+    from tqdm import tqdm
+
+    from dltk2.datasets import synapse
+    from dltk2.io.locks import lock_folder
+
     output_dir = Path(FLAGS.output_dir)
     cases = synapse.find_cases(FLAGS.data_dir, with_labels=not FLAGS.no_label)
     work = partial(synapse.preprocess_case, output_dir=output_dir, spacing=[FLAGS.spacing_mm] * 3,

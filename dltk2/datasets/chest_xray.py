@@ -164,3 +164,18 @@ def tfrecord_files(data_dir: str | Path, split: str, name: str = "chest") -> lis
         DataError: No manifest (run prepare.py), shards that do not match it, or no such split.
     """
     return split_files(read_record_set(data_dir, name), split)
+
+
+def training_dataset(files, size: int, batch_size: int, weights: np.ndarray | None, seed: int):
+    """Endless shuffled batches of (image, label, weight) with flips, brightness and contrast.
+
+    Images are min-max scaled and padded to the model's square size by
+    :func:`dltk2.inference.grey_image_input`, the same function inside the exported serving signature.
+    """
+    return images2d.classification_dataset(files, size, batch_size, weights, training=True, seed=seed,
+                                  augment=lambda image: augment_radiograph(image, seed))
+
+
+def evaluation_dataset(files, size: int, batch_size: int, with_names: bool = False):
+    """One pass of (image, label[, file name]) batches in file order."""
+    return images2d.classification_dataset(files, size, batch_size, with_names=with_names)

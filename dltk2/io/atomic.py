@@ -78,3 +78,17 @@ def write_text_atomically(path: str | Path, text: str) -> Path:
 def write_csv_atomically(table: pd.DataFrame, path: str | Path, **to_csv_kwargs) -> Path:
     """``table.to_csv(path, index=False, **to_csv_kwargs)``, atomically."""
     return write_bytes_atomically(path, table.to_csv(index=False, **to_csv_kwargs).encode())
+
+
+def replace_atomically(write, path: str | Path) -> Path:
+    """Calls ``write(temporary_path)`` beside ``path``, then renames it over ``path``.
+
+    For writers that take a path (``model.save``, ``model.save_weights``): a kill half-way leaves the
+    old file or none, never half a file, and no temporary. The temporary name keeps Keras' required
+    suffixes (``.keras``, ``.weights.h5``).
+    """
+    path = Path(path)
+    suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
+    with atomic_destination(path, suffix=suffix) as temporary:
+        write(str(temporary))
+    return path

@@ -36,6 +36,7 @@ from dltk2.errors import DataError
 from dltk2.io.atomic import write_text_atomically
 from dltk2.io.locks import locked_folder
 from dltk2.io.tfrecord import write_shards
+from dltk2.model_folder import ModelFolder
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def _trained_on(model_path: str | Path) -> dict:
     Schema 2 keeps them under ``data``; folders from before it at the top level.
     """
     try:
-        config = json.loads((Path(model_path) / "run_config.json").read_text())
+        config = json.loads(ModelFolder(model_path).run_config_file.read_text())
     except (OSError, ValueError):
         return {}
     if not isinstance(config, dict):

@@ -15,7 +15,8 @@ The model folder's layout is :class:`dltk2.model_folder.ModelFolder`; its run co
 
 from pathlib import Path
 
-from dltk2.checkpoints import replace_atomically, steps_done
+from dltk2.checkpoints import steps_done
+from dltk2.io.atomic import replace_atomically
 from dltk2.model_folder import ModelFolder
 from dltk2.training.distribution import (PRECISION_POLICIES, is_chief, is_chief_by_config, select_precision_policy,
                                          select_strategy)

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from dltk2.checkpoints import EpochCommit, clear_model_folder, is_better, read_state, steps_done
 from dltk2.io.locks import lock_folder
+from dltk2.model_folder import ModelFolder
 from dltk2.training.distribution import is_chief_by_config
 from dltk2.training.multi_worker import train_multi_worker
 
@@ -42,13 +43,13 @@ def prepare_model_dir(model_path: str | Path, restart: bool = False) -> Path:
     """
     model_path = Path(model_path)
     if not is_chief_by_config():
-        (model_path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        ModelFolder(model_path).checkpoints.mkdir(parents=True, exist_ok=True)
         return model_path
     lock_folder(model_path, "model folder")
     if restart:
         logger.warning("--restart: deleting the contents of %s", model_path)
         clear_model_folder(model_path)
-    (model_path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    ModelFolder(model_path).checkpoints.mkdir(parents=True, exist_ok=True)
     return model_path
 
 
@@ -101,7 +102,7 @@ def training_callbacks(
     return list(extra) + [
         _ValidationEndIsNotAnInterruption(),
         EpochCommit(model_path, max_steps, steps_per_epoch, monitor, mode, initial_best),
-        keras.callbacks.TensorBoard(log_dir=str(model_path / "logs"), update_freq="epoch"),
+        keras.callbacks.TensorBoard(log_dir=str(ModelFolder(model_path).logs), update_freq="epoch"),
     ]
 
 
@@ -191,7 +192,7 @@ def train(
 
 def best_logged(model_path: str | Path, monitor: str, mode: str = "min") -> float | None:
     """The best ``monitor`` value in a model folder's ``history.csv`` (None without one)."""
-    path = Path(model_path) / "history.csv"
+    path = ModelFolder(model_path).history
     if not path.exists() or path.stat().st_size == 0:
         return None
     history = pd.read_csv(path)

@@ -8,6 +8,7 @@ from typing import Sequence
 import keras
 
 from dltk2.checkpoints import load_checkpoint
+from dltk2.model_folder import ModelFolder
 
 
 def load_trained_model(model_path: str | Path, which: str = "best") -> keras.Model:
@@ -19,9 +20,10 @@ def load_trained_model(model_path: str | Path, which: str = "best") -> keras.Mod
         FileNotFoundError: No checkpoint: nothing was trained in ``model_path``.
         DataError: Every checkpoint there is damaged.
     """
-    checkpoints = Path(model_path) / "checkpoints"
-    names = ["best.keras", "last.keras"] if which == "best" else ["last.keras"]
-    return load_checkpoint(checkpoints / names[0], [checkpoints / name for name in names[1:]])
+    folder = ModelFolder(model_path)
+    if which == "best":
+        return load_checkpoint(folder.best_checkpoint, [folder.last_checkpoint])
+    return load_checkpoint(folder.last_checkpoint)
 
 
 

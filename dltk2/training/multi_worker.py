@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from dltk2.checkpoints import EpochCommit
+from dltk2.model_folder import ModelFolder
 from dltk2.training.distribution import is_chief
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def train_multi_worker(
             logs = one_step(iterator)
         return logs
 
-    writer = tf.summary.create_file_writer(str(model_path / "logs" / "train")) if chief else None
+    writer = tf.summary.create_file_writer(str(ModelFolder(model_path).logs / "train")) if chief else None
     history: dict[str, list[float]] = {}
     done = int(model.optimizer.iterations.numpy())
     while done < max_steps:

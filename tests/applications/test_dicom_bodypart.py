@@ -46,14 +46,14 @@ def test_folder_to_database_to_classification(dicom_folder, tmp_path):
     database_bytes = (tmp_path / "dicom.db").read_bytes()  # de-identified files: no identifier in the database
     assert b"Synthetic^Patient" not in database_bytes and b"Roe^Richard" not in database_bytes
     assert (tmp_path / "dicom.db.salt").exists()
-    again = run_script(f"{APP}/create_database.py", f"--directory={dicom_folder}", f"--db_url={db_url}",
+    again = run_script(f"{APP}/create_database.py", f"--data_dir={dicom_folder}", f"--db_url={db_url}",
                        "--noprogress")
     assert "added 0 files; 57 already in the database" in again.stdout
 
     injected = run_script(f"{APP}/fetch_image.py", "--query=CHEST' OR '1'='1", f"--directory={tmp_path / 'x'}",
                           f"--db_url={db_url}")
     assert "fetched 0 of 0 images" in injected.stdout
-    chest = run_script(f"{APP}/fetch_image.py", "--query=CHEST", f"--directory={tmp_path / 'chest'}",
+    chest = run_script(f"{APP}/fetch_image.py", "--query=CHEST", f"--output_dir={tmp_path / 'chest'}",
                        f"--db_url={db_url}", "--limit=3")
     assert "fetched 3 of 3" in chest.stdout
     assert {p.read_text() for p in (tmp_path / "chest" / "labels").glob("*.txt")} == {"Chest\n"}
@@ -109,7 +109,7 @@ def test_folder_to_database_to_classification(dicom_folder, tmp_path):
     odd = dicom_folder / "odd"
     listed.write_text(f"{pngs[0]}\n{dicom_folder / 'real_chest_j2k.dcm'}\n{odd / 'truncated.dcm'}\n"
                       f"{odd / 'no_pixels.dcm'}\n{tmp_path / 'missing.png'}\n")
-    classified = run_script(f"{APP}/classify_image.py", f"--infile={listed}", f"--outfile={tmp_path / 'list.tsv'}",
+    classified = run_script(f"{APP}/classify_image.py", f"--data_path={listed}", f"--output_file={tmp_path / 'list.tsv'}",
                             f"--model_path={model}")
     assert len(pd.read_csv(tmp_path / "list.tsv", sep="\t")) == 2
     for reason in ("truncated.dcm: ", "no_pixels.dcm: has no pixel data", "missing.png: no such file"):

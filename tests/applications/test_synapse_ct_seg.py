@@ -58,8 +58,8 @@ def preprocessed(raw, tmp_path_factory):
 def test_every_config_in_the_repository_trains(preprocessed, tmp_path, config):
     model_path = tmp_path / "model"
     result = run_script("applications/synapse_ct_seg/train.py", "-p", str(model_path),
-                        f"--config=applications/synapse_ct_seg/{config}", f"--train_csv={preprocessed / 'train.csv'}",
-                        f"--val_csv={preprocessed / 'val.csv'}", "--max_steps=1", "--noexport",
+                        f"--config=applications/synapse_ct_seg/{config}", f"--data_csv={preprocessed / 'train.csv'}",
+                        f"--validation_csv={preprocessed / 'val.csv'}", "--max_steps=1", "--noexport",
                         "--patch_size=32,32,32")  # the configs' nets, losses and optimizers; 1/8 of the voxels
     assert "parameters" in result.stdout
     assert ModelFolder(model_path).read_config().example_size == [32, 32, 32]
@@ -107,5 +107,5 @@ def test_end_to_end_train_deploy_export_and_serve(preprocessed, tmp_path):
                                       sitk.GetArrayFromImage(written))
 
     predicted = run_script("applications/synapse_ct_seg/deploy.py", "-p", str(model_path),
-                           f"--csv={preprocessed / 'val.csv'}", "-e", str(tmp_path / "only"), "-n")
+                           f"--data_csv={preprocessed / 'val.csv'}", f"--output_dir={tmp_path / 'only'}", "-n")
     assert "Dice" not in predicted.stdout and len(list((tmp_path / "only").glob("*_seg.nii.gz"))) == len(val)

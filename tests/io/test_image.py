@@ -188,10 +188,10 @@ def test_read_voxels_equals_read_array(tmp_path, rng, dtype, extension):
 
 
 def _voxel_layout_of(path):
-    from dltk2.io import image
+    from dltk2.io import nifti
 
     content = path.read_bytes()
-    return image._nifti_voxel_layout(gzip.decompress(content) if path.suffix == ".gz" else content)
+    return nifti._nifti_voxel_layout(gzip.decompress(content) if path.suffix == ".gz" else content)
 
 
 def test_read_voxels_leaves_scaled_nifti_and_nifti2_to_the_right_reader(tmp_path, rng):
@@ -221,10 +221,10 @@ def test_read_voxels_reads_big_endian_files(tmp_path, rng):
 
 
 def test_read_voxels_with_zlib_when_isal_is_missing(tmp_path, oblique_image, monkeypatch):
-    from dltk2.io import image
+    from dltk2.io import nifti
 
     path = write_image(oblique_image, tmp_path / "image.nii.gz")
-    monkeypatch.setattr(image, "_gunzip", gzip.decompress)
+    monkeypatch.setattr(nifti, "_gunzip", gzip.decompress)
     np.testing.assert_array_equal(read_voxels(path), sitk.GetArrayFromImage(oblique_image))
 
 
