@@ -53,6 +53,7 @@ def test_stage_help_lists_its_own_and_the_shared_flags_without_tensorflow(app, s
     assert "TENSORFLOW False" in result.stdout
 
 
+@pytest.mark.slow  # fresh processes, each importing TensorFlow
 def test_the_scripts_take_the_same_flags_through_either_command(tmp_path):
     """A stage's one-line errors and exit status are the script's, whichever command ran it."""
     missing = tmp_path / "missing.csv"

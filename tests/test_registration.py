@@ -18,6 +18,7 @@ def model_files(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # fresh processes, each importing TensorFlow
 @pytest.mark.parametrize("imports", ["import dltk2; import keras", "import dltk2; import tensorflow; import keras",
                                      "import keras; import dltk2"])
 def test_keras_loads_dltk2_models_after_import_dltk2_alone(model_files, imports):

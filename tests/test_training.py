@@ -182,6 +182,7 @@ def _run_workers(model_path, max_steps):
     return results
 
 
+@pytest.mark.slow  # fresh processes, each importing TensorFlow
 def test_multi_worker_mirrored_strategy_with_two_processes_on_localhost(tmp_path):
     model_path = tmp_path / "model"
     results = _run_workers(model_path, 6)

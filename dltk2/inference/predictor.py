@@ -18,6 +18,7 @@ this contract, not beside it.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from pathlib import Path
@@ -97,7 +98,7 @@ def default_predictor_config(config: RunConfig) -> tuple[str, dict[str, Any]]:
     if config.task == "segmentation":
         return "sliding_window_segmenter", {
             "window": config.example_size, "spacing_mm": config.spacing_mm,
-            "intensity_window": list(config.intensity_window), "num_classes": len(names) or None}
+            "intensity_window": list(config.intensity_window), "num_classes": None}  # None: the model's output channels
     if len(config.example_size) == 2:
         return "image_classifier_2d", {"size": config.example_size[0], "class_names": names}
     if config.application == "mrnet_knee":
@@ -161,7 +162,8 @@ def load_predictor(model_path: str | os.PathLike | ModelFolder, model: keras.Mod
         kind, config = _read_predictor_file(folder.predictor_file)
     else:
         kind, config = default_predictor_config(folder.read_config())
-    unknown = sorted(set(overrides) - set(config))
+    takes = set(inspect.signature(Predictor.registry[kind].__init__).parameters) - {"self", "model"}
+    unknown = sorted(set(overrides) - takes)
     if unknown:
         raise DataError(f"{folder.path}: a {kind} predictor takes no {', '.join(unknown)}")
     keras.mixed_precision.set_global_policy("float32")

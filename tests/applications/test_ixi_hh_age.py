@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from helpers import batch_norm_momenta, run_script
 from dltk2.datasets import ixi
+from dltk2.inference import load_predictor
 from dltk2.io.image import read_array
 from dltk2.training import load_trained_model
 
@@ -37,3 +38,5 @@ def test_train_deploy_export_age(tiny_ixi, tmp_path):
     for row, subject in zip(predictions.itertuples(), subjects.itertuples()):
         volume, _ = read_array(subject.image)
         assert float(serving(image=tf.constant(volume))["prediction"]) == pytest.approx(row.pred_yrs, abs=1e-3)
+        rebuilt = load_predictor(model_path).predict(image=volume)  # from the model folder alone
+        assert float(rebuilt["prediction"]) == pytest.approx(row.pred_yrs, abs=1e-3)

@@ -55,17 +55,37 @@ def preprocessed(raw, tmp_path_factory):
 
 
 @pytest.mark.parametrize("config", CONFIGS)
-def test_every_config_in_the_repository_trains(preprocessed, tmp_path, config):
+def test_every_config_in_the_repository_trains(preprocessed, tmp_path, config, capsys):
+    """Each configuration's net, loss and optimizer, through the workflow train.py calls (in this process)."""
+    from dltk2.apps import synapse
+    from dltk2.training import RunSettings
+
     model_path = tmp_path / "model"
-    result = run_script("applications/synapse_ct_seg/train.py", "-p", str(model_path),
-                        f"--config=applications/synapse_ct_seg/{config}", f"--data_csv={preprocessed / 'train.csv'}",
-                        f"--validation_csv={preprocessed / 'val.csv'}", "--max_steps=1", "--noexport",
-                        "--patch_size=32,32,32")  # the configs' nets, losses and optimizers; 1/8 of the voxels
-    assert "parameters" in result.stdout
+    network = synapse.load_network_config(REPO / "applications" / "synapse_ct_seg" / config)
+    synapse.run_training(RunSettings(model_path, export=False), synapse.TrainingConfig(
+        data_csv=str(preprocessed / "train.csv"), network=network, validation_csv=str(preprocessed / "val.csv"),
+        max_steps=1, patch_size=[32, 32, 32]))  # 1/8 of the voxels
+    assert "parameters" in capsys.readouterr().out
     assert ModelFolder(model_path).read_config().example_size == [32, 32, 32]
     state = json.loads((model_path / "training_state.json").read_text())
     assert state["steps_done"] == 1 and "val_mean_dice" in state["last_logs"]
     assert (model_path / "checkpoints" / "best.keras").exists()
+
+
+def test_a_broken_configuration_is_one_line_naming_the_file(preprocessed, tmp_path):
+    from dltk2.apps import synapse
+    from dltk2.errors import DataError
+
+    config = tmp_path / "config.json"
+    for content, expected in [('{"net": "unet"}', "missing"), ("{nope", "not JSON")]:
+        config.write_text(content)
+        with pytest.raises(DataError, match=expected) as caught:
+            synapse.load_network_config(config)
+        assert str(config) in str(caught.value)
+    full = json.loads((REPO / "applications" / "synapse_ct_seg" / "config_cpu.json").read_text())
+    config.write_text(json.dumps({**full, "net": "vnet"}))
+    with pytest.raises(DataError, match="net must be one of"):
+        synapse.load_network_config(config)
 
 
 def test_end_to_end_train_deploy_export_and_serve(preprocessed, tmp_path):

@@ -93,3 +93,21 @@ def test_a_folder_from_before_predictor_json_is_rebuilt_from_its_run_configurati
     folder.run_config_file.write_text(json.dumps(RunConfig("x", "classification", [8, 8, 8, 8]).to_dict()))
     with pytest.raises(DataError, match="no predictor for a 4D input"):
         load_predictor(folder)
+
+
+def test_an_old_synapse_folder_deploys_as_its_run_configuration_says(tmp_path):
+    """model.keras and a pre-schema run_config.json (Synapse's keys), no predictor.json: a segmenter back."""
+    model = _segmentation_model()
+    folder = ModelFolder(tmp_path)
+    model.save(folder.model_file)
+    folder.run_config_file.write_text(json.dumps({
+        "net": "unet", "opt": "adam", "loss": "dice", "filters": [4], "strides": [[1, 1, 1]], "num_residual_units": 1,
+        "learning_rate": 0.001, "patch_size": [8, 8, 8], "examples_per_volume": 1, "batch_size": 1,
+        "num_classes": 14, "max_steps": 1, "steps_per_epoch": 1, "spacing_mm": [2.0, 2.0, 2.0],
+        "hu_window": [-1000.0, 800.0]}))
+    rebuilt = load_predictor(folder, batch_size=1)
+    assert isinstance(rebuilt, SlidingWindowSegmenter)
+    assert (rebuilt.window, rebuilt.spacing_mm, rebuilt.intensity_window) == ([8, 8, 8], [2.0] * 3, (-1000.0, 800.0))
+    image = RNG.normal(0, 400, (9, 10, 11)).astype(np.float32)
+    expected = SlidingWindowSegmenter(model, [8, 8, 8], [2.0] * 3, batch_size=1, num_classes=3).segment(image, [2, 2, 2])
+    np.testing.assert_array_equal(rebuilt.predict(image=image, spacing=[2.0, 2.0, 2.0])["labels"], expected)

@@ -150,6 +150,7 @@ model.fit(dataset, steps_per_epoch=20, epochs=1, verbose=0)
 """
 
 
+@pytest.mark.slow  # fresh processes, each importing TensorFlow
 def test_a_script_that_hits_a_bad_file_exits_cleanly_instead_of_aborting(volumes, tmp_path):
     # Without dltk2.io.pipeline's exit drain this aborted ("FATAL: exception not rethrown") or hung at exit.
     broken = tmp_path / "broken.nii.gz"
@@ -204,6 +205,7 @@ print("read two batches", flush=True)
 """
 
 
+@pytest.mark.slow  # fresh processes, each importing TensorFlow
 def test_a_script_that_ends_with_a_live_training_iterator_exits(volumes):
     # The script ends while its endless pipeline is still reading. Reads that ask for the GIL during
     # finalization are stopped; the process then aborted ("FATAL: exception not rethrown") or hung in
