@@ -135,8 +135,8 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
             features_model.load_weights(backbone_file)
         else:
             if config.adapt_batch_norm:
-                used = adapt_batch_norm(features_model, chest_xray.evaluation_dataset(train_files, size, config.batch_size),
-                                        config.adapt_batch_norm)
+                batches = chest_xray.evaluation_dataset(train_files, size, config.batch_size)
+                used = adapt_batch_norm(features_model, batches, config.adapt_batch_norm)
                 print(f"batch-norm statistics re-estimated on {used} training batches")
             replace_atomically(features_model.save_weights, backbone_file)
         stage1_file = folder.checkpoints / "stage1.keras"
@@ -166,7 +166,8 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
                                  None if config.fine_tune_layers < 0 else config.fine_tune_layers)
             clip = {"clipnorm": config.clipnorm} if config.clipnorm > 0 else {}
             optimizer = (keras.optimizers.SGD(config.fine_tune_learning_rate, momentum=config.momentum, **clip)
-                         if config.fine_tune_optimizer == "sgd" else keras.optimizers.Adam(config.fine_tune_learning_rate, **clip))
+                         if config.fine_tune_optimizer == "sgd"
+                         else keras.optimizers.Adam(config.fine_tune_learning_rate, **clip))
             classifier.compile(optimizer=optimizer,
                                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                                weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
@@ -181,7 +182,8 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
             best = folder.best_checkpoint
             if best.exists():
                 final = best
-        how = "fine-tuned" if final != stage1_file else "stage 1; fine-tuning did not beat it" if config.fine_tune_steps else "stage 1"
+        how = ("fine-tuned" if final != stage1_file
+               else "stage 1; fine-tuning did not beat it" if config.fine_tune_steps else "stage 1")
         print(f"final model: {final} ({how})")
 
     if settings.export:

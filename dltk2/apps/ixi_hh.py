@@ -108,7 +108,8 @@ def run_training(settings: RunSettings, config: TrainingConfig, target: str, hea
     first_image = subjects["image"].iloc[0]
     run.write_config(RunConfig(
         application=f"IXI_HH_{target}", task=head.task, target=target, example_size=example_size,
-        spacing_mm=[config.spacing_mm] * 3, orientation=axis_codes(read_image_information(first_image).geometry.direction),
+        spacing_mm=[config.spacing_mm] * 3,
+        orientation=axis_codes(read_image_information(first_image).geometry.direction),
         intensity={"method": "whitening"}, class_names=CLASS_NAMES[target],
         data={"data_csv": str(Path(config.data_csv).resolve()), "data_dir": config.data_dir,
               "num_train": config.num_train},

@@ -66,7 +66,8 @@ def load_exams(data_dir: str | None, exam_list: str | None, split: str, task: st
     if exam_list:
         return mrnet.load_exam_list(exam_list)
     if not data_dir:
-        raise DataError("give a data folder (MRNet's layout, --data_dir) or an exam list (a CSV of path,label, --exam_list)")
+        raise DataError("give a data folder (MRNet's layout, --data_dir) or an exam list "
+                        "(a CSV of path,label, --exam_list)")
     return mrnet.load_exams(data_dir, split, task, plane)
 
 
@@ -218,11 +219,13 @@ def evaluate(model_paths: Sequence[str | Path], data_dir: str | None, exam_list:
         fit = [mrnet.held_out_exams(path) for path in paths]
         if any(set(f["id"]) != set(fit[0]["id"]) for f in fit):
             raise DataError("the models were validated on different exams (train them with the same --seed and data)")
-        fit_scores = np.stack([predict(path, f.sort_values("id"))["probability_abnormal"] for path, f in zip(paths, fit)],
+        fit_scores = np.stack([predict(path, f.sort_values("id"))["probability_abnormal"]
+                               for path, f in zip(paths, fit)],
                               axis=1)
         fit_labels = fit[0].sort_values("id")["label"].to_numpy()
         ids = tables[planes[0]]["id"]
-        scores = np.stack([tables[p].set_index("id").loc[ids, "probability_abnormal"].to_numpy() for p in planes], axis=1)
+        scores = np.stack([tables[p].set_index("id").loc[ids, "probability_abnormal"].to_numpy() for p in planes],
+                          axis=1)
         combined = combine_probabilities(fit_scores, fit_labels, scores)
         table = pd.DataFrame({"id": ids, "label": tables[planes[0]]["label"],
                               "probability_normal": 1 - combined, "probability_abnormal": combined})

@@ -91,7 +91,7 @@ class ImageClassifier2D(_SingleInputClassifier):
     kind = "image_classifier_2d"
 
     def get_config(self) -> dict:
-        return {"size": self.size, "class_names": self.class_names}
+        return {"size": self.size, "class_names": list(self.class_names)}
 
     def input_shape(self) -> list[int]:
         return [self.size, self.size]
@@ -139,7 +139,7 @@ class SeriesClassifier(_SingleInputClassifier):
     kind = "series_classifier"
 
     def get_config(self) -> dict:
-        return {"depth": self.depth, "size": self.size, "class_names": self.class_names}
+        return {"depth": self.depth, "size": self.size, "class_names": list(self.class_names)}
 
     def input_shape(self) -> list[int]:
         return [self.depth, self.size, self.size]

@@ -78,7 +78,8 @@ class CropAveragingPredictor(Predictor):
     kind = "crop_averaging"
 
     def get_config(self) -> dict:
-        return {"crop_size": self.crop_size, "num_crops": self.num_crops, "task": self.task, "whiten": self.whiten,
+        return {"crop_size": list(self.crop_size), "num_crops": self.num_crops, "task": self.task,
+                "whiten": self.whiten,
                 "channels": self.channels, "default_seed": self.default_seed}
 
     def warmup_inputs(self) -> dict[str, np.ndarray]:

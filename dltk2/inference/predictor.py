@@ -83,7 +83,8 @@ def predictor_config(predictor: Predictor) -> dict[str, Any]:
 def save_predictor_config(model_path: str | os.PathLike | ModelFolder, predictor: Predictor) -> Path:
     """Writes ``<model_path>/predictor.json`` atomically."""
     folder = as_model_folder(model_path)
-    return write_text_atomically(folder.predictor_file, json.dumps(predictor_config(predictor), indent=2, sort_keys=True))
+    text = json.dumps(predictor_config(predictor), indent=2, sort_keys=True)
+    return write_text_atomically(folder.predictor_file, text)
 
 
 def default_predictor_config(config: RunConfig) -> tuple[str, dict[str, Any]]:

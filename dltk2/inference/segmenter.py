@@ -64,7 +64,8 @@ class SlidingWindowSegmenter(Predictor):
     kind = "sliding_window_segmenter"
 
     def get_config(self) -> dict:
-        return {"window": self.window, "spacing_mm": self.spacing_mm, "intensity_window": list(self.intensity_window),
+        return {"window": list(self.window), "spacing_mm": list(self.spacing_mm),
+                "intensity_window": list(self.intensity_window),
                 "overlap": self.overlap, "batch_size": self.batch_size, "blend": self.blend,
                 "num_classes": self.num_classes}
 

@@ -48,7 +48,8 @@ def load_run_config(model_path: str | Path) -> dict:
 
 
 __all__ = [
-    "PRECISION_POLICIES", "RunSettings", "TrainingRun", "as_float32", "best_checkpoint", "best_logged", "fine_tune", "freeze_all_but",
+    "PRECISION_POLICIES", "RunSettings", "TrainingRun", "as_float32", "best_checkpoint", "best_logged", "fine_tune",
+    "freeze_all_but",
     "is_chief", "is_chief_by_config", "learning_rate_schedule", "load_run_config", "load_trained_model",
     "prepare_model_dir", "replace_atomically", "resize_input", "save_run_config", "select_precision_policy",
     "select_strategy", "steps_done", "train", "train_multi_worker", "train_progressively", "training_callbacks",

@@ -52,6 +52,7 @@ def test_rebuilt_from_the_folder_alone_answers_the_same(tmp_path, kind):
     keras_file, saved_model = export_predictor(tmp_path, predictor)
     spec = json.loads(ModelFolder(tmp_path).predictor_file.read_text())
     assert spec["kind"] == kind and spec["config"] == predictor.get_config()
+    assert all(type(value) in (int, float, str, bool, list, type(None)) for value in predictor.get_config().values())
     rebuilt = load_predictor(tmp_path)
     assert type(rebuilt) is type(predictor) and rebuilt.get_config() == predictor.get_config()
     answered = rebuilt.predict(**request)
