@@ -14,7 +14,9 @@ import pytest
 import tensorflow as tf
 
 from dltk2.networks.resnet import resnet_3d
-from dltk2.training import (as_float32, learning_rate_schedule, load_run_config, prepare_model_dir, save_run_config,
+from dltk2.model_folder import ModelFolder
+from dltk2.run_config import RunConfig
+from dltk2.training import (as_float32, learning_rate_schedule, prepare_model_dir,
                             select_precision_policy, select_strategy, steps_done, train)
 
 
@@ -151,8 +153,9 @@ def test_cosine_schedule_decays_to_zero_and_run_config_round_trips(tmp_path):
     schedule = learning_rate_schedule(1e-3, "cosine", 100)
     assert float(schedule(0)) == pytest.approx(1e-3) and float(schedule(100)) == pytest.approx(0.0, abs=1e-9)
     assert learning_rate_schedule(1e-3) == 1e-3
-    save_run_config(tmp_path, {"example_size": [4, 4, 4]})
-    assert load_run_config(tmp_path) == {"example_size": [4, 4, 4]}
+    config = RunConfig("toy", "regression", [4, 4, 4])
+    ModelFolder(tmp_path).write_config(config)
+    assert ModelFolder(tmp_path).read_config() == config
 
 
 def _free_port() -> int:

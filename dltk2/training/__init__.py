@@ -13,11 +13,8 @@ The model folder's layout is :class:`dltk2.model_folder.ModelFolder`; its run co
 :class:`dltk2.run_config.RunConfig`.
 """
 
-from pathlib import Path
-
 from dltk2.checkpoints import steps_done
 from dltk2.io.atomic import replace_atomically
-from dltk2.model_folder import ModelFolder
 from dltk2.training.distribution import (PRECISION_POLICIES, is_chief, is_chief_by_config, select_precision_policy,
                                          select_strategy)
 from dltk2.training.loop import best_logged, prepare_model_dir, train, training_callbacks
@@ -28,29 +25,10 @@ from dltk2.training.run import RunSettings, TrainingRun
 from dltk2.training.stages import best_checkpoint, fine_tune, train_progressively
 
 
-def save_run_config(model_path: str | Path, config: dict) -> Path:
-    """Writes a ``run_config.json`` of plain values (tests and tools; applications write a RunConfig)."""
-    import json
-
-    from dltk2.io.atomic import write_text_atomically
-
-    return write_text_atomically(ModelFolder(model_path).run_config_file, json.dumps(config, indent=2, sort_keys=True))
-
-
-def load_run_config(model_path: str | Path) -> dict:
-    """The ``run_config.json`` of a model folder as stored (:meth:`ModelFolder.read_config` converts it)."""
-    import json
-
-    path = ModelFolder(model_path).run_config_file
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: missing; is {model_path} a model folder written by train.py?")
-    return json.loads(path.read_text())
-
-
 __all__ = [
     "PRECISION_POLICIES", "RunSettings", "TrainingRun", "as_float32", "best_checkpoint", "best_logged", "fine_tune",
     "freeze_all_but",
-    "is_chief", "is_chief_by_config", "learning_rate_schedule", "load_run_config", "load_trained_model",
-    "prepare_model_dir", "replace_atomically", "resize_input", "save_run_config", "select_precision_policy",
+    "is_chief", "is_chief_by_config", "learning_rate_schedule", "load_trained_model",
+    "prepare_model_dir", "replace_atomically", "resize_input", "select_precision_policy",
     "select_strategy", "steps_done", "train", "train_multi_worker", "train_progressively", "training_callbacks",
 ]
