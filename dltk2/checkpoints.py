@@ -167,11 +167,32 @@ class EpochCommit(keras.callbacks.Callback):
                 logger.warning("%s unreadable (%s); resuming from the previous backup, step %d", candidates[0][2],
                                problems[0], steps)
                 print(f"warning: {candidates[0][2]} unreadable; resuming from the previous backup at step {steps}")
-                self.state = {**self.state, "epoch": epoch, "steps_done": steps, "backup": path.name, "previous": None}
+                self._forget_discarded_best(epoch, self.state["previous"].get("best"))
+                self.state = {**self.state, "epoch": epoch, "steps_done": steps, "backup": path.name, "previous": None,
+                              "best": {**(self.state.get("best") or {}), "value": self.best, "epoch": self.best_epoch}}
                 if self.write:
                     write_text_atomically(self.folder.training_state, json.dumps(self.state, indent=2))
             return int(epoch)
         raise DataError(f"{self.folder.backup}: no readable backup ({'; '.join(problems)}); use --restart")
+
+    def _forget_discarded_best(self, epochs_kept: int, previous_best: dict | None) -> None:
+        """Takes back the best score of an epoch the fallback discards, so the redone epoch competes fairly.
+
+        The discarded epoch's history row is about to be overwritten by its redo; a best score (and a
+        ``best.keras``) from it would name an epoch whose recorded logs say otherwise. Where the best
+        before it is the restored backup's own epoch, ``best.keras`` is written again from the
+        restored weights; an older best's model was overwritten, so ``best.keras`` stays until an epoch
+        beats that score, and a warning says so.
+        """
+        if self.best_epoch is None or self.best_epoch < epochs_kept or previous_best is None:
+            return
+        discarded = self.best_epoch
+        self.best, self.best_epoch = previous_best.get("value"), previous_best.get("epoch")
+        if self.write and self.best_epoch == epochs_kept - 1:
+            replace_atomically(self.model.save, self.folder.best_checkpoint)
+        elif self.write:
+            print(f"warning: {self.folder.best_checkpoint} holds discarded epoch {discarded}; it stays until an "
+                  f"epoch beats {self.monitor} {self.best}")
 
     def on_train_end(self, logs=None):
         """A complete ``last.keras`` in every finished folder, rewritten from the weights if it is not."""
@@ -212,7 +233,8 @@ class EpochCommit(keras.callbacks.Callback):
             self.best, self.best_epoch = float(value), epochs_done - 1
         self._history(epochs_done - 1, logs)
         previous = ({"epoch": self.state["epoch"], "steps_done": self.state["steps_done"],
-                     "backup": self.state["backup"]} if self.state.get("backup") else None)
+                     "backup": self.state["backup"], "best": self.state.get("best")}
+                    if self.state.get("backup") else None)
         self.state = {
             "steps_done": steps, "max_steps": self.max_steps, "steps_per_epoch": self.steps_per_epoch,
             "epoch": epochs_done, "backup": backup, "previous": previous,

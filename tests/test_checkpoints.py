@@ -130,6 +130,21 @@ def test_a_damaged_backup_falls_back_to_the_previous_one(tmp_path, capsys):
     assert_finished_consistently(model_path)
 
 
+def test_a_best_score_of_the_discarded_epoch_is_taken_back_with_it(tmp_path, capsys):
+    model_path = prepare_model_dir(tmp_path / "model")
+    run(model_path, 6)
+    state = json.loads((model_path / "training_state.json").read_text())
+    history = pd.read_csv(model_path / "history.csv")
+    kept = history[history["epoch"] < 2]["val_loss"]
+    state["previous"]["best"] = {**state["best"], "value": float(kept.min()), "epoch": int(kept.idxmin())}
+    state["best"] = {**state["best"], "value": 0.0, "epoch": 2}  # the epoch whose backup is damaged was best
+    (model_path / "training_state.json").write_text(json.dumps(state))
+    (model_path / "backup" / state["backup"]).write_bytes(b"\x89HDF damaged")
+    run(model_path, 8)
+    assert "resuming from the previous backup at step 4" in capsys.readouterr().out
+    assert_finished_consistently(model_path)  # the best is among the epochs history.csv records
+
+
 def test_a_folder_of_keras_backup_and_restore_still_resumes(tmp_path):
     model_path = prepare_model_dir(tmp_path / "model")
     run(model_path, 4)
