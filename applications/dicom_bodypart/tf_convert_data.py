@@ -44,6 +44,7 @@ def main(argv):
     import pandas as pd
 
     from dltk2.datasets import bodypart
+    from dltk2.datasets.images2d import class_coverage
     from dltk2.io.atomic import write_bytes_atomically, write_csv_atomically
     from dltk2.io.locks import locked_folder
     from dltk2.io.record_set import manifest_path
@@ -78,6 +79,11 @@ def main(argv):
         counts = part["body_part"].value_counts().to_dict()
         print(f"{split or 'all'}: {len(part)} images of {part['patient'].nunique()} patients -> "
               f"{len(record_set.files(split))} shard(s); {counts}")
+    for split, part in parts.items():
+        counts = part["body_part"].map(bodypart.CLASS_INDEX).value_counts().to_dict()
+        coverage = class_coverage(counts, bodypart.CLASSES, f"{FLAGS.data_dir}: the {split or 'all'} split's images")
+        if coverage:
+            print(f"warning: {coverage}")
     print(f"record set {record_set.manifest['set_id']}: {manifest_path(output_dir, FLAGS.output_name)}; "
           "no patient is in two splits")
 

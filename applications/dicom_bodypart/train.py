@@ -32,6 +32,8 @@ flags.DEFINE_integer("batch_size", 16, "Batch size.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_integer("max_steps", 2000, "Total optimizer steps.")
 flags.DEFINE_integer("steps_per_epoch", 100, "Steps between checkpoints and validation.")
+flags.DEFINE_integer("batch_norm_batches", 8, "Training batches on which batch-norm statistics are re-estimated "
+                     "before each validation and checkpoint (0: Keras' moving averages only).")
 flags.DEFINE_integer("seed", 0, "Shuffle seed.")
 define_run_flags(export=True)
 flags.mark_flags_as_required(["model_path", "data_dir"])

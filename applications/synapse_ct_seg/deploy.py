@@ -47,7 +47,7 @@ def main(argv):
     from dltk2.io.reader import read_csv_columns
 
     columns = ["id", "orig_imgs"] + ([] if FLAGS.predict_only else ["orig_lbls"])
-    table = read_csv_columns(FLAGS.data_csv, columns)
+    table = read_csv_columns(FLAGS.data_csv, columns, path_columns=columns[1:])
     cases = [{"id": row["id"], "image": row["orig_imgs"], "label": row.get("orig_lbls", "")}
              for row in table.to_dict("records")]
     check_cases(cases, FLAGS.predict_only)  # every case's headers, before the model is loaded

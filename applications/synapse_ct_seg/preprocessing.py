@@ -4,7 +4,8 @@ Reads ``DATA/img/img<id>.nii.gz`` and ``DATA/label/label<id>.nii.gz`` and writes
 volumes to ``OUT/img`` and ``OUT/label`` (each file atomically), then ``OUT/train.csv`` and
 ``OUT/val.csv`` (a seeded split without replacement: every case in exactly one) or, with
 ``--no_split``, ``OUT/no_split.csv``. CSV columns: ``id,imgs,lbls,orig_imgs,orig_lbls`` (the
-preprocessed and the original files; deploy writes its label maps on the original grid).
+preprocessed files, relative to the CSV's folder, and the original files, absolute; deploy writes its
+label maps on the original grid), so training and deploy work from any working directory.
 
 Example:
     python applications/synapse_ct_seg/preprocessing.py -d data/synapse -p data/synapse_2mm
@@ -35,8 +36,16 @@ flags.mark_flags_as_required(["data_dir", "output_dir"])
 
 
 def _write_csv(table, path: Path) -> None:
+    """The CSV with its preprocessed files relative to its folder and the originals absolute: usable from anywhere."""
+    import os
+
     from dltk2.io.atomic import write_csv_atomically
 
+    table = table.copy()
+    for column in ("imgs", "lbls"):
+        table[column] = [os.path.relpath(value, path.parent) if value else "" for value in table[column]]
+    for column in ("orig_imgs", "orig_lbls"):
+        table[column] = [str(Path(value).resolve()) if value else "" for value in table[column]]
     write_csv_atomically(table, path)
     print(f"wrote {path} ({len(table)} cases)")
 

@@ -31,6 +31,7 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     max_steps: int = 2000
     steps_per_epoch: int = 100
+    batch_norm_batches: int = 8
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -42,11 +43,13 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     import keras
 
     from dltk2.datasets import bodypart
+    from dltk2.datasets.images2d import class_coverage
     from dltk2.inference import ImageClassifier2D
     from dltk2.io.record_set import check_same_record_set, manifest_path, read_record_set
-    from dltk2.networks.transfer import transfer_classifier
+    from dltk2.networks.transfer import PreciseBatchNorm, transfer_classifier
     from dltk2.run_config import RunConfig
     from dltk2.training import TrainingRun
+    from dltk2.training.checks import warn_if_constant
 
     data_dir = Path(config.data_dir)
     record_set = read_record_set(data_dir, config.data_name)
@@ -55,6 +58,10 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
         raise DataError(f"{manifest_path(data_dir, config.data_name)}: the record set has no training split "
                         "(convert with --need_split tt_split or tvt_split)")
     counts = record_set.label_counts("train")
+    coverage = class_coverage(counts, bodypart.CLASSES,
+                              f"{manifest_path(data_dir, config.data_name)}: the training split's images")
+    if coverage:
+        print(f"warning: {coverage}", flush=True)
     weights = bodypart.class_weights([label for label, n in counts.items() for _ in range(n)])
     run = TrainingRun(settings)
     check_same_record_set(run.path, record_set)
@@ -75,11 +82,15 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
         training={"backbone": config.backbone, "class_weights": weights.tolist(), "max_steps": config.max_steps}))
     run.announce(f"model: {model.count_params():,} parameters ({config.backbone}, {size}x{size}); training images per "
                  f"class: { {bodypart.CLASSES[c]: n for c, n in sorted(counts.items())} }")
+    extra = [PreciseBatchNorm(dataset.take(config.batch_norm_batches))] if config.batch_norm_batches > 0 else []
     run.train(model, dataset, config.max_steps, config.steps_per_epoch, validation_dataset=validation,
               monitor="val_accuracy" if validation is not None else "loss",
-              mode="max" if validation is not None else "min")
+              mode="max" if validation is not None else "min", extra_callbacks=extra)
+    trained = run.trained_model()
+    warn_if_constant(trained, validation if validation is not None else dataset.take(4),
+                     "validation" if validation is not None else "training")
     if settings.export:
-        run.export(ImageClassifier2D(run.trained_model(), size, bodypart.CLASSES))
+        run.export(ImageClassifier2D(trained, size, bodypart.CLASSES))
     return run.path
 
 
@@ -106,17 +117,18 @@ def images_from_list(list_file: str, skipped: list[str]):
         except DataError as error:
             skipped.append(first_line(error))
             continue
-        yield str(path), image
+        yield str(path), image, -1
 
 
 def images_from_tfrecords(pattern: str):
-    """(file name stored in the record, grey image) for each example of the shards."""
+    """(file name stored in the record, grey image, class label or -1) for each example of the shards."""
     import tensorflow as tf
 
     from dltk2.io.tfrecord import image_dataset
 
     for features in image_dataset(pattern, channels=1, dtype=tf.uint16):
-        yield features["image/filename"].numpy().decode(), features["image"].numpy()[..., 0]
+        yield (features["image/filename"].numpy().decode(), features["image"].numpy()[..., 0],
+               int(features["image/class/label"]))
 
 
 def classify(model_path: str | Path, data_path: str, output_file: str | Path, tfrecord: bool = False) -> pd.DataFrame:
@@ -125,7 +137,9 @@ def classify(model_path: str | Path, data_path: str, output_file: str | Path, tf
     Args:
         model_path: The trained model folder.
         data_path: A text file listing PNG or DICOM paths, or (``tfrecord``) TFRecord shards (a file or glob).
-        output_file: The TSV written: ``image, class0 ... class6, predicted_class``.
+        output_file: The TSV written: ``image, class0 ... class6, predicted_class`` (and
+            ``true_class`` where the shards carry labels; then the accuracy, per-class table and
+            confusion matrix are printed and written to ``<output_file stem>_evaluation/``).
         tfrecord: ``data_path`` names shards.
 
     Raises:
@@ -149,15 +163,38 @@ def classify(model_path: str | Path, data_path: str, output_file: str | Path, tf
         check_held_out(model_path, shard_set)
     classifier = load_predictor(model_path)
     classes = classifier.class_names
-    rows = []
-    for name, image in source:
+    rows, labels = [], []
+    for name, image, label in source:
         outputs = classifier.classify(image.astype(np.float32))
         rows.append({"image": name, **{f"class{i}": float(p) for i, p in enumerate(outputs["probabilities"])},
                      "predicted_class": outputs["class_name"].decode()})
-    table = pd.DataFrame(rows, columns=["image", *[f"class{i}" for i in range(len(classes))], "predicted_class"])
+        labels.append(label)
+    columns = ["image", *[f"class{i}" for i in range(len(classes))], "predicted_class"]
+    table = pd.DataFrame(rows, columns=columns)
+    labelled = bool(labels) and min(labels) >= 0
+    if labelled:
+        table["true_class"] = [classes[label] for label in labels]
     write_csv_atomically(table, output_file, sep="\t", float_format="%.6f")
     print(f"classified {len(table)} images -> {output_file}; predicted: "
           f"{table['predicted_class'].value_counts().to_dict()}")
     for message in skipped:
         print(f"  skipped {message}")
+    if labelled:
+        report_labelled(table, labels, classes, Path(output_file))
     return table
+
+
+def report_labelled(table: pd.DataFrame, labels: list[int], classes, output_file: Path) -> dict:
+    """Accuracy, per-class table and confusion matrix of labelled predictions, beside the TSV."""
+    from dltk2.apps.classification import report_classification
+    from dltk2.datasets.images2d import class_coverage
+
+    present = class_coverage(dict(pd.Series(labels).value_counts()), classes, "the labelled images")
+    if present:
+        print(f"warning: {present}")
+    report = table[["image"]].assign(label=labels, **{f"probability_{name}": table[f"class{index}"]
+                                                      for index, name in enumerate(classes)})
+    output_dir = output_file.parent / f"{output_file.stem}_evaluation"
+    summary = report_classification(report, list(classes), output_dir, "labelled images")
+    print(f"evaluation: {output_dir}")
+    return summary

@@ -106,7 +106,9 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     from dltk2.io.atomic import replace_atomically, write_bytes_atomically
     from dltk2.io.record_set import check_same_record_set, read_record_set
     from dltk2.metrics import PositiveClassAUC
-    from dltk2.networks.transfer import adapt_batch_norm, feature_extractor, set_trainable_layers, transfer_classifier
+    from dltk2.networks.transfer import (PreciseBatchNorm, adapt_batch_norm, feature_extractor, set_trainable_layers,
+                                         transfer_classifier)
+    from dltk2.training.checks import warn_if_constant
     from dltk2.run_config import RunConfig
     from dltk2.training import TrainingRun
 
@@ -175,10 +177,12 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
             dataset = chest_xray.training_dataset(train_files, size, config.batch_size, weights, config.seed)
             print(f"stage 2: fine-tuning {len(classifier.trainable_weights)} weight tensors for "
                   f"{config.fine_tune_steps} steps")
+            # Every layer trainable, batch norm included: its statistics re-estimated before each validation.
+            extra = [PreciseBatchNorm(dataset.take(8))] if config.fine_tune_layers < 0 else []
             run.train(classifier, dataset, config.fine_tune_steps, config.steps_per_epoch,
                       validation_dataset=validation, monitor="val_auc" if validation else "loss",
                       mode="max" if validation else "min",
-                      initial_best=stage1_score.get("auc") if validation else None)
+                      initial_best=stage1_score.get("auc") if validation else None, extra_callbacks=extra)
             best = folder.best_checkpoint
             if best.exists():
                 final = best
@@ -186,6 +190,9 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
                else "stage 1; fine-tuning did not beat it" if config.fine_tune_steps else "stage 1")
         print(f"final model: {final} ({how})")
 
+    trained = run.trained_model(path=final)
+    if val_files:
+        warn_if_constant(trained, chest_xray.evaluation_dataset(val_files, size, config.batch_size))
     if settings.export:
-        run.export(ImageClassifier2D(run.trained_model(path=final), size, classes))
+        run.export(ImageClassifier2D(trained, size, classes))
     return run.path

@@ -99,8 +99,9 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     max_steps = config.max_steps or network["max_steps"]
     patch = list(network["patch_size"])
     columns = ["id", "imgs", "lbls"]
-    train_cases = read_csv_columns(config.data_csv, columns)[columns]
-    val_cases = read_csv_columns(config.validation_csv, columns) if config.validation_csv else None
+    train_cases = read_csv_columns(config.data_csv, columns, path_columns=columns[1:])[columns]
+    val_cases = (read_csv_columns(config.validation_csv, columns, path_columns=columns[1:])
+                 if config.validation_csv else None)
     run = TrainingRun(settings)
     reader = Reader(synapse.read_fn, {"features": {"x": tf.float32}, "labels": {"y": tf.int32}},
                     {"features": {"x": patch + [1]}, "labels": {"y": patch}})

@@ -125,6 +125,21 @@ def write_image_record_set(parts: Mapping[str, pd.DataFrame], output_dir: str | 
                             num_shards, description, tables)
 
 
+def class_coverage(counts: Mapping[int, int], classes: Sequence[str], what: str) -> str | None:
+    """A one-line warning when ``counts`` (class index -> examples) leave classes out, else None.
+
+    A body-part data set fetched with one ``--query`` holds one of the seven classes; trained on, it
+    gives a classifier that can only answer that class, and its accuracy says nothing.
+    """
+    present = {index: count for index, count in counts.items() if count > 0}
+    if len(present) == len(classes):
+        return None
+    absent = [name for index, name in enumerate(classes) if index not in present]
+    held = ", ".join(f"{classes[index]}: {count}" for index, count in sorted(present.items()))
+    return (f"{what} hold {len(present)} of {len(classes)} classes ({held}); none of {', '.join(absent)}"
+            + ("; a classifier trained on them can answer only that class" if len(present) == 1 else ""))
+
+
 def class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
     """``n / (classes present * n_c)`` per class (scikit-learn's "balanced"); 0 for absent classes."""
     counts = np.bincount(np.asarray(labels, np.int64), minlength=num_classes).astype(np.float64)

@@ -47,8 +47,22 @@ class CsvError(DataError):
 ReadFn = Callable[[Sequence[str], Mode, Mapping[str, Any]], Iterable[Mapping[str, Any]]]
 
 
+def resolve_csv_path(value: str, csv_dir: Path) -> str:
+    """A file named in a CSV: absolute as is, relative from the CSV's folder.
+
+    A relative path that names no file there but one from the working directory is taken from there:
+    CSVs written before their paths were relative to the CSV held such paths.
+    """
+    if not value or Path(value).is_absolute():
+        return value
+    beside = csv_dir / value
+    if not beside.exists() and Path(value).exists():
+        return value
+    return str(beside)
+
+
 def read_csv_columns(
-    csv_path: str | Path, columns: Sequence[str], dtype: Any = str
+    csv_path: str | Path, columns: Sequence[str], dtype: Any = str, path_columns: Sequence[str] = ()
 ) -> pd.DataFrame:
     """Reads a CSV and checks that it has ``columns``.
 
@@ -56,6 +70,8 @@ def read_csv_columns(
         csv_path: The CSV file.
         columns: Names that must be present (others are kept too).
         dtype: Passed to pandas; strings by default so that IDs such as ``IXI002`` stay intact.
+        path_columns: Columns of file paths, relative ones taken from the CSV's folder
+            (:func:`resolve_csv_path`), so a CSV and its files can be used from any working directory.
 
     Raises:
         CsvError: A one-line message naming the file and what is wrong with it.
@@ -75,6 +91,10 @@ def read_csv_columns(
         )
     if table.empty:
         raise CsvError(f"{csv_path}: has a header but no rows")
+    for column in path_columns:
+        if column in table.columns:
+            table[column] = [resolve_csv_path("" if pd.isna(value) else str(value), csv_path.parent)
+                             for value in table[column]]
     return table
 
 

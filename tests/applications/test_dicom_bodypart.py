@@ -1,5 +1,6 @@
 """The DICOM body-part application end to end, as a user runs it, on synthetic and real DICOM files."""
 
+import json
 import shutil
 
 import numpy as np
@@ -87,10 +88,17 @@ def test_folder_to_database_to_classification(dicom_folder, tmp_path):
     assert existing_versions(model / "export") == [1] and (model / "model.keras").exists()
 
     outfile = tmp_path / "prediction_result.txt"
-    run_script(f"{APP}/classify_image.py", f"--infile={records}/bodypart_test-*.tfrecord", "--tfrecord=true",
-               f"--outfile={outfile}", f"--model_path={model}")
+    labelled = run_script(f"{APP}/classify_image.py", f"--infile={records}/bodypart_test-*.tfrecord",
+                          "--tfrecord=true", f"--outfile={outfile}", f"--model_path={model}")
     table = pd.read_csv(outfile, sep="\t")
-    assert list(table.columns) == ["image"] + [f"class{i}" for i in range(7)] + ["predicted_class"]
+    assert list(table.columns) == ["image"] + [f"class{i}" for i in range(7)] + ["predicted_class", "true_class"]
+    truth = split.set_index("name").loc[table["image"].str.removesuffix(".png"), "body_part"].tolist()
+    assert table["true_class"].tolist() == truth  # the labels the shards carry
+    accuracy = float((table["predicted_class"] == table["true_class"]).mean())
+    assert f"accuracy={accuracy:.4f}" in labelled.stdout
+    metrics = json.loads((tmp_path / "prediction_result_evaluation" / "metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(accuracy) and metrics["count"] == len(table)
+    assert (tmp_path / "prediction_result_evaluation" / "confusion_matrix.png").exists()
     assert len(table) == (split["split"] == "test").sum()
     np.testing.assert_allclose(table[[f"class{i}" for i in range(7)]].sum(axis=1), 1.0, atol=1e-4)
 

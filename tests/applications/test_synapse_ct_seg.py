@@ -29,7 +29,9 @@ def test_preprocessing_writes_2mm_cases_and_a_partition(raw, tmp_path):
     assert list(train.columns) == ["id", "imgs", "lbls", "orig_imgs", "orig_lbls"]
     assert sorted(train["id"].tolist() + val["id"].tolist()) == [f"img{i:04d}" for i in range(1, 6)]
     assert len(val) == 2
-    image = sitk.ReadImage(train["imgs"].iloc[0])
+    assert train["imgs"].str.startswith("img/").all() and train["lbls"].str.startswith("label/").all()
+    assert all(path.startswith("/") for path in train["orig_imgs"])  # usable from any working directory
+    image = sitk.ReadImage(tmp_path / "out" / train["imgs"].iloc[0])
     assert image.GetSpacing() == pytest.approx((2.0, 2.0, 2.0))
     values = sitk.GetArrayFromImage(image)
     assert values.min() >= -1.0 and values.max() <= 1.0

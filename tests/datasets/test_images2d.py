@@ -43,3 +43,14 @@ def test_training_batches_repeat_without_tfdatas_autotuning_model(tmp_path, rng)
     assert dataset.options().autotune.enabled is False  # dltk2.io.pipeline's options
     values = np.concatenate([images.numpy() for images, _ in batches])
     assert -0.05 <= values.min() and values.max() <= 1.05  # min-max scaled, then a random brightness of +-0.05
+
+
+def test_class_coverage_names_the_classes_a_data_set_leaves_out():
+    from dltk2.datasets.images2d import class_coverage
+
+    classes = ["Abdomen", "Chest", "Head"]
+    assert class_coverage({0: 3, 1: 2, 2: 1}, classes, "x") is None
+    assert class_coverage({1: 40}, classes, "index.csv: the train split's images") == (
+        "index.csv: the train split's images hold 1 of 3 classes (Chest: 40); none of Abdomen, Head; "
+        "a classifier trained on them can answer only that class")
+    assert class_coverage({0: 2, 2: 5, 1: 0}, classes, "y") == "y hold 2 of 3 classes (Abdomen: 2, Head: 5); none of Chest"

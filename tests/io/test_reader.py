@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from dltk2.io.image import read_array, write_image
-from dltk2.io.reader import CsvError, Mode, Reader, _stack_aligned, read_csv_columns
+from dltk2.io.reader import CsvError, Mode, Reader, _stack_aligned, read_csv_columns, resolve_csv_path
 from dltk2.sampling import extract_random_example_array
 
 
@@ -227,3 +227,22 @@ def test_stacked_examples_are_aligned_for_tensorflow_and_equal_to_np_stack(rng, 
     np.testing.assert_array_equal(stacked, np.stack(arrays).astype(dtype))
     with pytest.raises(ValueError, match="same shape"):
         _stack_aligned([arrays[0], arrays[1][:3]], dtype)
+
+
+def test_paths_in_a_csv_are_taken_from_its_folder_whatever_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "data" / "img").mkdir(parents=True)
+    (tmp_path / "data" / "img" / "a.nii.gz").write_bytes(b"")
+    (tmp_path / "old" / "img").mkdir(parents=True)
+    (tmp_path / "old" / "img" / "b.nii.gz").write_bytes(b"")
+    csv = tmp_path / "data" / "cases.csv"
+    csv.write_text(f"id,imgs,lbls\na,img/a.nii.gz,\nb,old/img/b.nii.gz,\nc,{tmp_path}/x.nii.gz,\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    table = read_csv_columns(csv, ["id", "imgs"], path_columns=["imgs", "lbls"])
+    assert table["imgs"].tolist() == [str(tmp_path / "data" / "img" / "a.nii.gz"), str(tmp_path / "data" / "old" /
+                                      "img" / "b.nii.gz"), f"{tmp_path}/x.nii.gz"]
+    assert table["lbls"].tolist() == ["", "", ""]
+    monkeypatch.chdir(tmp_path)  # an older CSV's paths, relative to where it was written from
+    assert resolve_csv_path("old/img/b.nii.gz", tmp_path / "data") == "old/img/b.nii.gz"
+    assert resolve_csv_path("img/a.nii.gz", tmp_path / "data") == str(tmp_path / "data" / "img" / "a.nii.gz")

@@ -4,8 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from dltk2.networks.transfer import (BACKBONES, GreyToBackboneInput, dense_head, headless_backbone,
+import tensorflow as tf
+
+from dltk2.networks.transfer import (BACKBONES, GreyToBackboneInput, PreciseBatchNorm, dense_head, headless_backbone,
                                      set_trainable_layers, transfer_classifier)
+from dltk2.training.checks import prediction_spread
 
 FEATURES = {"InceptionV3": 2048, "ResNet50V2": 2048, "DenseNet121": 1024, "EfficientNetV2B0": 1280,
             "EfficientNetV2B1": 1280, "EfficientNetV2B2": 1408, "EfficientNetV2B3": 1536, "EfficientNetV2S": 1280,
@@ -111,3 +114,25 @@ def test_a_local_weights_file_is_loaded_into_the_backbone(tmp_path):
     loaded = headless_backbone("EfficientNetV2B0", (32, 32, 1), weights=str(path))
     for mine, theirs in zip(loaded.weights, trained.weights):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs))
+
+
+@pytest.mark.parametrize("precise", [False, True])
+def test_precise_batch_norm_keeps_a_briefly_trained_random_backbone_from_one_answer_for_all(precise):
+    """The body-part defect in small: 20 steps from random weights, every validation image the same output."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 32)
+    images = np.clip(rng.normal(0.2 + 0.2 * labels[:, None, None, None], 0.2, (32, 32, 32, 1)), 0, 1)
+    training = tf.data.Dataset.from_tensor_slices((images.astype(np.float32), labels)).repeat().batch(8)
+    validation = tf.data.Dataset.from_tensor_slices((images.astype(np.float32), labels)).batch(8)
+    keras.utils.set_random_seed(0)
+    model = transfer_classifier("MobileNet", (32, 32, 1), 3, head_widths=[32], dropout=0)
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    history = model.fit(training, steps_per_epoch=20, epochs=1, validation_data=validation, verbose=0,
+                        callbacks=[PreciseBatchNorm(training.take(4), 4)] if precise else [])
+    spread, seen = prediction_spread(model, validation)
+    assert seen == 32
+    if precise:  # the validation pass itself saw the re-estimated statistics
+        assert spread > 0.1 and history.history["val_accuracy"][0] > 0.6
+    else:
+        assert spread < 1e-4
