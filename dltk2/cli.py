@@ -6,14 +6,20 @@ and exits with status 2 instead of a traceback.
 
 Import this module first in a script (``import dltk2.cli``): before TensorFlow loads, it quiets
 TensorFlow's C++ INFO and WARNING lines unless ``TF_CPP_MIN_LOG_LEVEL`` is set
-(:func:`dltk2.environment.quiet_tensorflow_log`), and ``dltk2`` turns oneDNN on.
+(:func:`dltk2.environment.quiet_tensorflow_log`), and its start-up lines that ignore that level
+unless it is 0 (:func:`dltk2.quiet_start.quiet_tensorflow_start`); ``dltk2`` turns oneDNN on.
 """
 
 from __future__ import annotations
 
+import os
+
 from dltk2.environment import quiet_tensorflow_log
+from dltk2.quiet_start import quiet_tensorflow_start
 
 quiet_tensorflow_log()
+if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() not in ("0", ""):  # a user who chose 0 sees every line
+    quiet_tensorflow_start()
 
 import re  # noqa: E402  (after the log level: TensorFlow reads it at its first log line)
 import sys  # noqa: E402

@@ -46,7 +46,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     from dltk2.datasets.images2d import class_coverage
     from dltk2.inference import ImageClassifier2D
     from dltk2.io.record_set import check_same_record_set, manifest_path, read_record_set
-    from dltk2.networks.transfer import PreciseBatchNorm, transfer_classifier
+    from dltk2.networks.transfer import PreciseBatchNorm, check_backbone_weights, transfer_classifier
     from dltk2.run_config import RunConfig
     from dltk2.training import TrainingRun
     from dltk2.training.checks import warn_if_constant
@@ -63,6 +63,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     if coverage:
         print(f"warning: {coverage}", flush=True)
     weights = bodypart.class_weights([label for label, n in counts.items() for _ in range(n)])
+    check_backbone_weights(config.backbone, config.weights, (config.image_size, config.image_size, 3))
     run = TrainingRun(settings)
     check_same_record_set(run.path, record_set)
     size = config.image_size

@@ -106,9 +106,10 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     from dltk2.io.atomic import replace_atomically, write_bytes_atomically
     from dltk2.io.record_set import check_same_record_set, read_record_set
     from dltk2.metrics import PositiveClassAUC
-    from dltk2.networks.transfer import (PreciseBatchNorm, adapt_batch_norm, feature_extractor, set_trainable_layers,
-                                         transfer_classifier)
+    from dltk2.networks.transfer import (PreciseBatchNorm, adapt_batch_norm, check_backbone_weights,
+                                         feature_extractor, set_trainable_layers, transfer_classifier)
     from dltk2.training.checks import warn_if_constant
+    from dltk2.training.loop import finite_input
     from dltk2.run_config import RunConfig
     from dltk2.training import TrainingRun
 
@@ -118,6 +119,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     val_files = record_set.files("validation")
     counts = record_set.label_counts("train")
     weights = images2d.class_weights([label for label, n in counts.items() for _ in range(n)], len(classes))
+    check_backbone_weights(config.backbone, config.weights, (config.image_size, config.image_size, 3))
     run = TrainingRun(settings)
     folder = run.folder
     check_same_record_set(folder.path, record_set)
@@ -154,7 +156,8 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
                            weighted_metrics=metrics)
         validation = chest_xray.evaluation_dataset(val_files, size, config.batch_size) if val_files else None
         if not stage1_file.exists():  # its score first: stage1.keras is what marks stage 1 as done
-            score = classifier.evaluate(validation, return_dict=True, verbose=0) if validation else {}
+            with finite_input():
+                score = classifier.evaluate(validation, return_dict=True, verbose=0) if validation else {}
             write_bytes_atomically(folder.file("head", "stage1_validation.json"), json.dumps(score).encode())
             stage1_file.parent.mkdir(parents=True, exist_ok=True)
             replace_atomically(classifier.save, stage1_file)

@@ -8,10 +8,15 @@ backbones expect, after the backbone's own input scaling (so images go in as int
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Sequence
 
 import keras
 import numpy as np
+
+from dltk2.errors import ResourceError
 
 # name -> (constructor, the backbone's own input preprocessing for [0, 255] RGB inputs)
 BACKBONES = {
@@ -63,6 +68,37 @@ def headless_backbone(name: str, input_shape: Sequence[int], weights: str | None
     constructor = BACKBONES[name][0]
     return constructor(include_top=False, weights=weights, input_shape=tuple(input_shape[:2]) + (3,),
                        pooling="avg")
+
+
+def check_backbone_weights(backbone: str, weights: str | None, input_shape: Sequence[int]) -> None:
+    """Fails in one line, before anything is written, when ``weights`` cannot be had.
+
+    A local file must exist. ImageNet's weights come from Keras' download into its cache
+    (``$KERAS_HOME/models``, default ``~/.keras/models``): the backbone is built once here, so an
+    offline machine is told which file to fetch and where to put it, instead of a traceback from
+    inside Keras after the model folder was prepared.
+
+    Raises:
+        FileNotFoundError: A weights file that does not exist.
+        ResourceError: ImageNet weights neither cached nor downloadable.
+    """
+    if weights is None or weights.lower() in ("", "none"):
+        return
+    if weights != "imagenet":
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"{weights}: no such weights file (--weights: a local file, 'imagenet' or none)")
+        return
+    try:
+        headless_backbone(backbone, input_shape, "imagenet")
+    except Exception as error:  # Keras' get_file raises a bare Exception
+        match = re.search(r"URL fetch failure on (\S+?): (.*)", str(error))
+        if match is None:
+            raise
+        url, reason = match.groups()
+        cache = Path(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras"))) / "models"
+        raise ResourceError(f"{url}: cannot download the ImageNet weights of {backbone} ({reason.strip()}); fetch "
+                            f"that file where there is a network and put it at {cache / url.rsplit('/', 1)[-1]}, "
+                            "or pass --weights a local weights file") from None
 
 
 def dense_head(features: int, num_classes: int, widths: Sequence[int] = (512, 256, 128), dropout: float = 0.5,

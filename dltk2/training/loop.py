@@ -9,6 +9,7 @@ at any moment leaves a folder that resumes. The folder's layout is :class:`dltk2
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import warnings
@@ -54,6 +55,20 @@ def prepare_model_dir(model_path: str | Path, restart: bool = False) -> Path:
 
 
 
+@contextlib.contextmanager
+def finite_input():
+    """A block in which a dataset's end is not reported as "Your input ran out of data".
+
+    Keras learns the length of a dataset of unknown cardinality (the readers' ``unbatch`` hides it)
+    when its first pass ends, and reports that end as an interruption of training, though an
+    evaluation of a finite set is meant to end there: ``model.evaluate`` of the chest classifier's
+    validation images printed it after stage 1.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+        yield
+
+
 class _ValidationEndIsNotAnInterruption(keras.callbacks.Callback):
     """Silences Keras' "Your input ran out of data; interrupting training" while it validates.
 
@@ -65,12 +80,11 @@ class _ValidationEndIsNotAnInterruption(keras.callbacks.Callback):
 
     def __init__(self) -> None:
         super().__init__()
-        self._silenced: warnings.catch_warnings | None = None
+        self._silenced = None
 
     def on_test_begin(self, logs=None):
-        self._silenced = warnings.catch_warnings()
+        self._silenced = finite_input()
         self._silenced.__enter__()
-        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
 
     def on_test_end(self, logs=None):
         if self._silenced is not None:

@@ -6,8 +6,9 @@ import pytest
 
 import tensorflow as tf
 
-from dltk2.networks.transfer import (BACKBONES, GreyToBackboneInput, PreciseBatchNorm, dense_head, headless_backbone,
-                                     set_trainable_layers, transfer_classifier)
+from dltk2.errors import ResourceError
+from dltk2.networks.transfer import (BACKBONES, GreyToBackboneInput, PreciseBatchNorm, check_backbone_weights,
+                                     dense_head, headless_backbone, set_trainable_layers, transfer_classifier)
 from dltk2.training.checks import prediction_spread
 
 FEATURES = {"InceptionV3": 2048, "ResNet50V2": 2048, "DenseNet121": 1024, "EfficientNetV2B0": 1280,
@@ -136,3 +137,26 @@ def test_precise_batch_norm_keeps_a_briefly_trained_random_backbone_from_one_ans
         assert spread > 0.1 and history.history["val_accuracy"][0] > 0.6
     else:
         assert spread < 1e-4
+
+
+def test_imagenet_weights_offline_are_one_line_naming_the_file_and_where_it_goes(tmp_path, monkeypatch):
+    import urllib.error
+
+    import keras.src.utils.file_utils as file_utils
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(file_utils, "urlretrieve", offline)  # what a machine without a network sees
+    monkeypatch.setattr(keras.src.backend.config, "keras_home", lambda: str(tmp_path / "keras"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    with pytest.raises(ResourceError) as caught:
+        check_backbone_weights("MobileNet", "imagenet", (32, 32, 3))
+    message = str(caught.value)
+    assert "\n" not in message and "cannot download the ImageNet weights of MobileNet" in message
+    url = message.split(":", 2)[0] + ":" + message.split(":", 2)[1]
+    assert url.startswith("https://") and url.endswith("_no_top.h5")
+    assert f"put it at {tmp_path / 'keras' / 'models' / url.rsplit('/', 1)[-1]}" in message
+    with pytest.raises(FileNotFoundError, match="^nowhere.h5: no such weights file"):
+        check_backbone_weights("MobileNet", "nowhere.h5", (32, 32, 3))
+    check_backbone_weights("MobileNet", None, (32, 32, 3))
