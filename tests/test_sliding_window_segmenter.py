@@ -123,7 +123,8 @@ def test_segment_cases_scores_and_summarises(phantom, tmp_path, capsys):
     names = {1: "a", 2: "b", 3: "c", 4: "d", 5: "never_there"}
     results = segment_cases(make_segmenter(), [{"id": "img9", "image": str(tmp_path / "img.nii.gz"),
                                                "label": str(tmp_path / "lbl.nii.gz")}], tmp_path / "out", names)
-    line = capsys.readouterr().out.strip()
+    announced, line = capsys.readouterr().out.strip().splitlines()
+    assert announced == f"case 1/1: img9, 9x40x36 voxels of 0.77x0.71x2.9 mm, {make_segmenter().window_count((9, 40, 36), image.GetSpacing())} windows"
     assert line.startswith("Id=img9; Dice=") and "output_path=" in line and line.endswith(";")
     assert np.isnan(results.loc[0, "dice/never_there"])  # absent from both: not scored as 0 or 1
     overlap = sitk.LabelOverlapMeasuresImageFilter()
@@ -168,3 +169,18 @@ def test_bad_intensity_window():
     with pytest.raises(ValueError, match="high > low"):
         SlidingWindowSegmenter(nearest_intensity_model(), (8, 8, 8), intensity_window=(800, -1000))
 
+
+
+@pytest.mark.parametrize("size, spacing, overlap", [((20, 30, 9), (1.0, 0.7, 3.0), 0.25), ((5, 5, 5), (2.0, 2.0, 2.0), 0.5),
+                                                    ((40, 17, 33), (1.3, 2.6, 0.9), 0.0)])
+def test_the_window_count_deploy_announces_is_the_graphs(size, spacing, overlap):
+    import tensorflow as tf
+
+    from dltk2.inference.sliding_window import pad_to_at_least, window_starts
+
+    segmenter = SlidingWindowSegmenter(nearest_intensity_model(), window=(8, 6, 8), spacing_mm=(2.0, 2.0, 2.0),
+                                       overlap=overlap)
+    volume = pad_to_at_least(segmenter.preprocess(tf.zeros(size), tf.constant(spacing, tf.float64)), [8, 6, 8])
+    steps = [max(1, int(round(w * (1 - overlap)))) for w in (8, 6, 8)]
+    graph = np.prod([int(tf.size(window_starts(tf.shape(volume)[i], (8, 6, 8)[i], steps[i]))) for i in range(3)])
+    assert segmenter.window_count(size, spacing) == graph

@@ -93,8 +93,13 @@ def segment_cases(
     cases = list(cases)
     check_cases(cases, predict_only)
     rows = []
-    for case in cases:
+    for number, case in enumerate(cases, start=1):
         output_path = output_dir / f"{case['id']}_seg.nii.gz"
+        geometry = read_image_information(case["image"]).geometry
+        size_zyx = tuple(geometry.size[::-1])
+        print(f"case {number}/{len(cases)}: {case['id']}, {'x'.join(map(str, size_zyx))} voxels of "
+              f"{'x'.join(f'{s:g}' for s in geometry.spacing)} mm, "
+              f"{segmenter.window_count(size_zyx, geometry.spacing)} windows", flush=True)
         start = time.perf_counter()
         labels, image = segment_case(segmenter, case["image"], output_path)
         seconds = time.perf_counter() - start

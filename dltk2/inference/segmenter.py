@@ -110,6 +110,22 @@ class SlidingWindowSegmenter(Predictor):
         return {"labels": tf.cast(on_input_grid[..., 0], tf.int32),
                 "probabilities_shape": tf.shape(probabilities)}
 
+    def window_count(self, size_zyx: Sequence[int], spacing_xyz: Sequence[float]) -> int:
+        """How many windows the sliding window runs over an image of this size and spacing (mm).
+
+        The graph's own rules in numpy: the size at the training spacing (``round``, at least 1), padded
+        to the window, starts every ``window * (1 - overlap)`` voxels and one flush with the end.
+        """
+        count = 1
+        for size, spacing, target, window in zip(size_zyx, reversed(list(spacing_xyz)), self.spacing_mm[::-1],
+                                                 self.window):
+            resampled = max(int(np.round(size * spacing / target)), 1)
+            padded = max(resampled, window)
+            step = max(1, int(round(window * (1.0 - self.overlap))))
+            starts = len(range(0, padded - window + 1, step))
+            count *= starts + (1 if (starts - 1) * step < padded - window else 0)
+        return count
+
     def segment(self, image: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
         """Numpy in and out (the compiled graph that is exported): int32 (z, y, x) labels."""
         outputs = self._segment(tf.constant(np.asarray(image, np.float32)),

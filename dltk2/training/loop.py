@@ -23,6 +23,7 @@ import tensorflow as tf
 from dltk2.checkpoints import EpochCommit, clear_model_folder, is_better, read_state, steps_done
 from dltk2.io.locks import lock_folder
 from dltk2.model_folder import ModelFolder
+from dltk2.progress import TrainingProgress
 from dltk2.training.distribution import is_chief_by_config
 from dltk2.training.multi_worker import train_multi_worker
 
@@ -149,7 +150,8 @@ def train(
         monitor: Metric that picks the best checkpoint (with a validation dataset, or one that an
             extra callback such as :class:`dltk2.callbacks.SegmentationValidation` adds).
         mode: ``"min"`` or ``"max"`` for ``monitor``.
-        verbose: Keras' verbosity.
+        verbose: 2 (default): a line every 30 s and one per epoch (:class:`dltk2.progress.TrainingProgress`),
+            readable in a log file; 1: Keras' progress bar; 0: nothing.
         extra_callbacks: Appended to :func:`training_callbacks`.
         initial_best: The ``monitor`` value an epoch must beat to be saved as the best checkpoint.
 
@@ -181,6 +183,9 @@ def train(
             logger.warning("validation is skipped under MultiWorkerMirroredStrategy; evaluate the checkpoints")
         return train_multi_worker(model, train_dataset, model_path, max_steps, steps_per_epoch)
     commit = next(callback for callback in callbacks if isinstance(callback, EpochCommit))
+    if verbose == 2:  # after the commit, which keeps the best epoch
+        callbacks.append(TrainingProgress(max_steps, steps_per_epoch, best_epoch=lambda: commit.best_epoch))
+        verbose = 0
     commit.set_model(model)
     initial_epoch = commit.restore()  # weights, optimizer state and step count of the last commit
     if initial_epoch:

@@ -137,7 +137,9 @@ def train_progressively(
         model = resize_input(model, shape)
         train_dataset, validation_dataset = datasets_fn(shape)
         folder = model_path / f"stage{number}_{'x'.join(str(d) for d in shape[:-1])}"
-        logger.info("progressive resizing: stage %d at %s", number, shape)
+        print(f"stage {number}/{len(stages)}: input {'x'.join(str(d) for d in shape[:-1])}, "
+              f"{stage.get('freeze_epochs', 0)} epoch(s) head only then {stage['epochs']} whole, {steps_per_epoch} "
+              f"steps each, in {folder}", flush=True)
         best = fine_tune(model, compile_fn, train_dataset, folder, stage["epochs"], stage.get("freeze_epochs", 0),
                          steps_per_epoch, head_layers, stage.get("learning_rate", 1e-3), validation_dataset,
                          monitor, mode, initial_best=best, verbose=verbose)
