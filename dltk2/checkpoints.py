@@ -7,7 +7,8 @@ Here each epoch ends with one commit, in this order, every file written to a tem
 renamed:
 
 1. ``backup/epoch-NNNNNN.weights.h5``: weights and optimizer state after the epoch;
-2. ``checkpoints/last.keras``, and ``checkpoints/best.keras`` if the epoch beat the best so far;
+2. ``checkpoints/last.keras``, and ``checkpoints/best.keras`` if the epoch beat the best so far
+   (models without optimizer state: :func:`save_model`);
 3. ``history.csv``: the committed epochs' logs, one row per epoch;
 4. ``training_state.json``, the commit itself: epoch, steps done, the backup it belongs to, the
    previous epoch's backup, and the best score with its epoch.
@@ -189,7 +190,7 @@ class EpochCommit(keras.callbacks.Callback):
         discarded = self.best_epoch
         self.best, self.best_epoch = previous_best.get("value"), previous_best.get("epoch")
         if self.write and self.best_epoch == epochs_kept - 1:
-            replace_atomically(self.model.save, self.folder.best_checkpoint)
+            save_model(self.model, self.folder.best_checkpoint)
         elif self.write:
             print(f"warning: {self.folder.best_checkpoint} holds discarded epoch {discarded}; it stays until an "
                   f"epoch beats {self.monitor} {self.best}")
@@ -200,7 +201,7 @@ class EpochCommit(keras.callbacks.Callback):
         if self.write and self.state.get("backup") and not is_complete_archive(last):
             print(f"warning: {last} missing or incomplete; written again from the backup of step "
                   f"{self.state['steps_done']}")
-            replace_atomically(self.model.save, last)
+            save_model(self.model, last)
 
     # Committing ------------------------------------------------------------------------------------
 
@@ -226,10 +227,10 @@ class EpochCommit(keras.callbacks.Callback):
         steps = int(self.model.optimizer.iterations.numpy())
         backup = f"epoch-{epochs_done:06d}.weights.h5"
         replace_atomically(self.model.save_weights, self.folder.backup / backup)
-        replace_atomically(self.model.save, self.folder.last_checkpoint)
+        save_model(self.model, self.folder.last_checkpoint)
         value = logs.get(self.monitor) if self.monitor else None
         if value is not None and not math.isnan(float(value)) and is_better(float(value), self.best, self.mode):
-            replace_atomically(self.model.save, self.folder.best_checkpoint)
+            save_model(self.model, self.folder.best_checkpoint)
             self.best, self.best_epoch = float(value), epochs_done - 1
         self._history(epochs_done - 1, logs)
         previous = ({"epoch": self.state["epoch"], "steps_done": self.state["steps_done"],
@@ -249,6 +250,22 @@ class EpochCommit(keras.callbacks.Callback):
                 path.unlink(missing_ok=True)
 
 
+def save_model(model: keras.Model, path: str | Path) -> None:
+    """Writes ``model`` to a ``.keras`` file atomically, without its optimizer's state.
+
+    The moments of Adam are twice the weights again, and only resuming needs them: the resume backup
+    holds them. Without them a ResNet-3D checkpoint took 364 kB instead of 986 kB; a tiny MRNet run
+    wrote 380-398 MB per ``.keras`` file. The compile configuration stays, so a load with
+    ``compile=True`` gets a fresh optimizer (Keras then notes it skipped the absent optimizer state).
+    """
+    optimizer = model.optimizer
+    model.optimizer = None
+    try:
+        replace_atomically(model.save, path)
+    finally:
+        model.optimizer = optimizer
+
+
 class BestCheckpoint(keras.callbacks.Callback):
     """Keras' ``ModelCheckpoint(save_best_only=True)`` for runs outside :func:`dltk2.training.train`, written atomically.
 
@@ -266,7 +283,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is not None and not math.isnan(float(value)) and is_better(float(value), self.best, self.mode):
             self.best = float(value)
-            replace_atomically(self.model.save, self.path)
+            save_model(self.model, self.path)
 
 
 def load_checkpoint(path: str | Path, fallbacks: Sequence[str | Path] = ()) -> keras.Model:
@@ -304,6 +321,28 @@ def final_weights_into(model: keras.Model, model_path: str | Path) -> None:
     commit = EpochCommit(model_path, 0, 1, write=False)
     commit.set_model(model)
     commit.restore()
+
+
+def prune_finished(model_path: str | Path) -> int:
+    """Deletes the resume backups of a finished run whose ``last.keras`` is complete; returns bytes freed.
+
+    A finished stage of a staged run (a frozen-head part, an earlier input size) is never resumed
+    again: the next stage starts from its ``last.keras``. Its backups, with the optimizer's moments
+    (two per folder, each three times the weights), only took disk: a tiny MRNet run of 3 stages
+    wrote 3.4 GB. Nothing is deleted unless the state says every step is done.
+    """
+    folder = ModelFolder(model_path)
+    state = read_state(folder.path) or {}
+    if not state.get("max_steps") or state.get("steps_done", 0) < state["max_steps"]:
+        return 0
+    if not is_complete_archive(folder.last_checkpoint) or not folder.backup.is_dir():
+        return 0
+    freed = 0
+    for path in folder.backup.iterdir():
+        if path.is_file():
+            freed += path.stat().st_size
+            path.unlink()
+    return freed
 
 
 def clear_model_folder(model_path: Path, keep: Sequence[str] = (LOCK_NAME,)) -> None:

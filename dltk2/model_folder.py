@@ -132,6 +132,20 @@ class ModelFolder:
         """``chosen`` where the user gave one, else ``evaluation/``."""
         return Path(chosen) if chosen else self.evaluation
 
+    def disk_use(self) -> dict[str, int]:
+        """Bytes under each top-level entry (files and folders, links not followed), largest first."""
+        sizes = {}
+        for entry in self.path.iterdir() if self.path.is_dir() else []:
+            files = [entry] if not entry.is_dir() else [p for p in entry.rglob("*") if p.is_file()]
+            sizes[entry.name] = sum(p.lstat().st_size for p in files)
+        return dict(sorted(sizes.items(), key=lambda item: -item[1]))
+
+    def describe_disk_use(self) -> str:
+        """``1.21 GB (stage2_64x64 512 MB, export 131 MB, ...)``: the folder's size and its largest parts."""
+        sizes = self.disk_use()
+        parts = ", ".join(f"{name} {human_bytes(size)}" for name, size in list(sizes.items())[:4] if size)
+        return f"{human_bytes(sum(sizes.values()))}" + (f" ({parts})" if parts else "")
+
     def read_config(self) -> RunConfig:
         """The run configuration; an older folder's is converted (:meth:`RunConfig.from_dict`).
 
@@ -144,6 +158,15 @@ class ModelFolder:
     def write_config(self, config: RunConfig) -> Path:
         """Writes ``run_config.json`` atomically, in the current schema."""
         return write_text_atomically(self.run_config_file, config.to_json())
+
+
+def human_bytes(count: int) -> str:
+    """``812 B``, ``4.2 kB``, ``131 MB``, ``1.21 GB`` (powers of 1000, as ``du --si``)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            value = count / scale
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    return f"{count} B"
 
 
 def as_model_folder(path: "str | os.PathLike | ModelFolder") -> ModelFolder:

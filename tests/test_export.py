@@ -93,3 +93,24 @@ def test_an_export_that_another_process_took_the_version_of_moves_to_the_next(tm
     (base / "7" / "notes.txt").write_text("a folder someone made")
     monkeypatch.undo()
     assert export_saved_model(base, model, endpoints(model)) == base / "8"
+
+
+def test_a_saved_model_stores_each_weight_once(tmp_path):
+    from dltk2.networks.resnet import resnet_3d
+
+    model = resnet_3d((16, 16, 16, 1), num_classes=2, filters=(8, 16, 32), strides=(1, 2, 2))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 16, 16, 16, 1], tf.float32, name="x")])
+    def serving_default(x):
+        return {"logits": model(x, training=False)}
+
+    exported = export_saved_model(tmp_path / "m", model, {"serving_default": serving_default})
+    stored = sum(path.stat().st_size for path in (exported / "variables").iterdir())
+    weights = sum(weight.size * 4 for weight in model.get_weights())  # 304,872 bytes of float32
+    assert weights <= stored < 1.1 * weights  # before: 618,631 bytes, every weight twice (keras#23553)
+    reader = tf.train.load_checkpoint(str(exported / "variables" / "variables"))
+    stored_shapes = [shape for name, shape in reader.get_variable_to_shape_map().items() if "VARIABLE_VALUE" in name]
+    assert sorted(map(tuple, stored_shapes)) == sorted(weight.shape for weight in model.get_weights())
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 16, 1)).astype(np.float32)
+    np.testing.assert_allclose(call_signature(exported, {"x": x})["logits"], model(x, training=False), rtol=1e-5,
+                               atol=1e-6)

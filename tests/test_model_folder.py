@@ -27,3 +27,18 @@ def test_paths_and_the_run_configuration(tmp_path):
     folder.write_config(config)
     assert folder.read_config() == config
     assert not list(folder.path.glob("*.tmp*"))  # written atomically
+
+
+def test_disk_use_sums_each_entry_and_names_the_largest(tmp_path):
+    from dltk2.model_folder import ModelFolder, human_bytes
+
+    folder = ModelFolder(tmp_path / "run")
+    (folder.checkpoints).mkdir(parents=True)
+    (folder.checkpoints / "last.keras").write_bytes(b"x" * 2500)
+    (folder.file("stage1_16", "backup")).mkdir(parents=True)
+    (folder.file("stage1_16", "backup", "epoch-000001.weights.h5")).write_bytes(b"x" * 1_200_000)
+    folder.history.write_text("epoch\n0\n")
+    assert folder.disk_use() == {"stage1_16": 1_200_000, "checkpoints": 2500, "history.csv": 8}
+    assert folder.describe_disk_use() == "1.2 MB (stage1_16 1.2 MB, checkpoints 2.5 kB, history.csv 8 B)"
+    assert [human_bytes(n) for n in (0, 999, 1000, 123_456_789, 3_400_000_000)] == ["0 B", "999 B", "1 kB", "123 MB",
+                                                                                   "3.4 GB"]

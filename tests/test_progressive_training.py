@@ -1,7 +1,10 @@
 """Progressive resizing, fastai-style fine-tuning, and the best checkpoint across resumed runs."""
 
+import io
 import json
+import zipfile
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -88,6 +91,15 @@ def test_progressive_resizing_carries_the_weights_from_stage_to_stage(tmp_path):
     # Stage 2 continued from stage 1's weights: they moved by two small Adam steps, not a fresh start.
     change = np.abs(first.get_layer("stem_conv").weights[0].numpy() - second_start.get_layer("stem_conv").weights[0].numpy())
     assert 0 < change.max() < 0.05
+    # Disk: a finished earlier stage keeps its checkpoints but not its resume backups; the last stage
+    # keeps both, so a longer run can resume it; no .keras file carries the optimizer's moments.
+    assert list((tmp_path / "stage1_8x8x8" / "unfrozen" / "backup").iterdir()) == []
+    assert list((tmp_path / "stage2_12x12x12" / "unfrozen" / "backup").iterdir()) != []
+    assert list(tmp_path.glob("**/best.keras")) == [best_checkpoint(tmp_path)]  # beaten bests are gone
+    for checkpoint in tmp_path.glob("**/*.keras"):
+        with zipfile.ZipFile(checkpoint) as archive, archive.open("model.weights.h5") as weights:
+            with h5py.File(io.BytesIO(weights.read())) as stored:
+                assert "optimizer" not in stored, checkpoint
     logged = [best_logged(tmp_path / f"{stage}" / "unfrozen", "val_auc", "max") for stage in ("stage1_8x8x8", "stage2_12x12x12")]
     assert best == pytest.approx(max(logged))
     assert best_checkpoint(tmp_path).parent.parent.parent.name == ("stage2_12x12x12" if logged[1] > logged[0] else "stage1_8x8x8")

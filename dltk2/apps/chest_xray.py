@@ -100,7 +100,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
 
     import keras
 
-    from dltk2.checkpoints import load_checkpoint
+    from dltk2.checkpoints import load_checkpoint, save_model
     from dltk2.datasets import chest_xray, images2d
     from dltk2.inference import ImageClassifier2D
     from dltk2.io.atomic import replace_atomically, write_bytes_atomically
@@ -160,7 +160,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
                 score = classifier.evaluate(validation, return_dict=True, verbose=0) if validation else {}
             write_bytes_atomically(folder.file("head", "stage1_validation.json"), json.dumps(score).encode())
             stage1_file.parent.mkdir(parents=True, exist_ok=True)
-            replace_atomically(classifier.save, stage1_file)
+            save_model(classifier, stage1_file)
         stage1_score = json.loads(folder.file("head", "stage1_validation.json").read_text())
         print("stage 1 (head on cached features): validation " +
               ", ".join(f"{k}={v:.4f}" for k, v in stage1_score.items()))

@@ -132,4 +132,5 @@ class TrainingRun:
 
         keras_file, saved_model = export_predictor(self.folder, predictor, warmup_inputs)
         print(f"exported {keras_file} and SavedModel {saved_model}{note}", flush=True)
+        print(f"model folder {self.path}: {self.folder.describe_disk_use()}", flush=True)
         return keras_file, saved_model

@@ -9,7 +9,7 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from dltk2.checkpoints import final_weights_into, is_better, steps_done
+from dltk2.checkpoints import final_weights_into, is_better, prune_finished, steps_done
 from dltk2.training.loop import best_logged, prepare_model_dir, train
 from dltk2.training.models import freeze_all_but, resize_input
 
@@ -82,6 +82,8 @@ def fine_tune(
         logged = best_logged(folder, monitor, mode) if validation_dataset is not None else None
         if logged is not None and is_better(logged, best, mode):
             best = logged
+        if name == "frozen" and epochs > 0:  # the whole network continues from its last.keras
+            prune_finished(folder)
     for layer in model.layers:
         layer.trainable = True
     return best
@@ -143,5 +145,12 @@ def train_progressively(
         best = fine_tune(model, compile_fn, train_dataset, folder, stage["epochs"], stage.get("freeze_epochs", 0),
                          steps_per_epoch, head_layers, stage.get("learning_rate", 1e-3), validation_dataset,
                          monitor, mode, initial_best=best, verbose=verbose)
+        if number < len(stages):  # the next stage starts from this one's final weights
+            for part in ("frozen", "unfrozen"):
+                prune_finished(folder / part)
+    final = best_checkpoint(model_path)
+    for superseded in model_path.glob("**/checkpoints/best.keras"):  # an earlier stage's best, beaten since
+        if final is not None and superseded != final:
+            superseded.unlink()
     return model, best
 
