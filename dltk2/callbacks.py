@@ -12,25 +12,37 @@ import tensorflow as tf
 from dltk2.inference import sliding_window_inference
 from dltk2.io.image import read_array
 from dltk2.metrics import dice_per_class, mean_of_present
+from dltk2.plots import blend_labels, label_colours
 
 
 def label_overlay(image_slice: np.ndarray, label_slice: np.ndarray, num_classes: int) -> np.ndarray:
-    """An RGB picture (height, width, 3) uint8: the image in grey, labels blended in colour."""
-    grey = image_slice.astype(np.float32)
-    grey = (grey - grey.min()) / max(float(np.ptp(grey)), 1e-6)
-    palette = np.random.default_rng(7).uniform(0.2, 1.0, size=(num_classes, 3))
-    palette[0] = 0.0
-    colour = palette[np.clip(label_slice, 0, num_classes - 1)]
-    blend = np.where(label_slice[..., None] > 0, 0.5 * grey[..., None] + 0.5 * colour, grey[..., None])
-    return (blend * 255).astype(np.uint8)
+    """An RGB picture (height, width, 3) uint8: the image in grey, labels blended in their report colours."""
+    return (blend_labels(image_slice, label_slice, label_colours(num_classes)) * 255).astype(np.uint8)
+
+
+def validation_panel(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, num_classes: int,
+                     min_height: int = 256) -> np.ndarray:
+    """(h, 3 w, 3) uint8: the axial slice through the labelled voxels as image, reference, prediction.
+
+    Enlarged by whole pixels (nearest neighbour) to at least ``min_height`` rows: a 92x92 slice at
+    TensorBoard's size was too small to tell the organs apart.
+    """
+    labelled = np.argwhere((truth > 0) | (prediction > 0))
+    z = int(labelled[:, 0].mean().round()) if len(labelled) else image.shape[0] // 2
+    grey = label_overlay(image[z], np.zeros_like(truth[z]), num_classes)
+    panel = np.concatenate([grey, label_overlay(image[z], truth[z], num_classes),
+                            label_overlay(image[z], prediction[z], num_classes)], axis=1)
+    scale = max(1, -(-min_height // panel.shape[0]))
+    return np.repeat(np.repeat(panel, scale, axis=0), scale, axis=1)
 
 
 class SegmentationValidation(keras.callbacks.Callback):
     """After every epoch, segments whole validation volumes and logs Dice per class.
 
     Each volume goes through :func:`dltk2.inference.sliding_window_inference`; Dice per class
-    (absent classes left out) goes to TensorBoard under ``dice/<class name>``, with ``dice/mean`` and
-    an axial overlay of the first case's middle slice, and ``val_mean_dice`` joins the epoch's logs
+    (absent classes left out) goes to TensorBoard under ``dice/<class name>`` at the optimizer step,
+    with the first case's axial slice through its organs as image, reference and prediction side by
+    side (:func:`validation_panel`), and ``val_mean_dice`` joins the epoch's logs
     (so a checkpoint callback after this one can keep the best model by it).
 
     Args:
@@ -69,25 +81,23 @@ class SegmentationValidation(keras.callbacks.Callback):
             prediction = np.argmax(probabilities.numpy(), axis=-1).astype(np.int32)
             per_case.append(dice_per_class(prediction, label, classes))
             if first is None:
-                first = (image[..., 0], prediction)
+                first = (image[..., 0], label, prediction)
         means = {}
         for c in classes:
             values = [scores[c] for scores in per_case if scores[c] is not None]
             means[c] = float(np.mean(values)) if values else None
-        return means, first[0], first[1]
+        return means, first
 
     def on_epoch_end(self, epoch, logs=None):
-        means, image, prediction = self.evaluate()
+        means, (image, truth, prediction) = self.evaluate()
         mean = mean_of_present(means)
         step = int(self.model.optimizer.iterations.numpy())
         with self.writer.as_default(step=step):
             for c, value in means.items():
                 if value is not None:
                     tf.summary.scalar(f"dice/{self.class_names[c]}", value)
-            if mean is not None:
-                tf.summary.scalar("dice/mean", mean)
-            middle = image.shape[0] // 2
-            overlay = label_overlay(image[middle], prediction[middle], len(self.class_names))
-            tf.summary.image("prediction_overlay", overlay[None])
+            # The mean goes once, as the epoch's val_mean_dice (Keras' TensorBoard, same step axis).
+            panel = validation_panel(image, truth, prediction, len(self.class_names))
+            tf.summary.image("validation/image_reference_prediction", panel[None])
         if logs is not None:
             logs["val_mean_dice"] = mean if mean is not None else 0.0

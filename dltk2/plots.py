@@ -1,4 +1,4 @@
-"""PNG figures of classification results: confusion matrix, ROC curve, training curves.
+"""PNG figures of results: confusion matrix, ROC curve, training curves, regression, box plots, label overlays.
 
 Drawn with matplotlib's non-interactive Agg backend (no screen needed) and written atomically.
 """
@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -81,4 +82,103 @@ def plot_training_curves(histories: Mapping[str, pd.DataFrame], path: str | Path
         axis.set_xlabel("epoch")
         axis.set_title(metric)
         axis.legend(fontsize="small")
+    return _save(figure, path)
+
+
+def plot_regression(true: Sequence[float], predicted: Sequence[float], path: str | Path, unit: str = "years",
+                    title: str = "predicted against true") -> Path:
+    """Predicted against true values with the identity line; MAE and Pearson's r in the legend."""
+    true, predicted = np.asarray(true, np.float64), np.asarray(predicted, np.float64)
+    mae = float(np.mean(np.abs(predicted - true)))
+    r = float(np.corrcoef(true, predicted)[0, 1]) if len(true) > 1 and np.std(true) and np.std(predicted) else np.nan
+    figure, axes = plt.subplots(figsize=(4.8, 4.5))
+    axes.scatter(true, predicted, s=18, alpha=0.8, label=f"{len(true)} subjects: MAE {mae:.2f} {unit}, r = {r:.3f}")
+    low, high = float(min(true.min(), predicted.min())), float(max(true.max(), predicted.max()))
+    axes.plot([low, high], [low, high], linestyle="--", color="grey", linewidth=0.8, label="predicted = true")
+    axes.set_xlabel(f"true ({unit})")
+    axes.set_ylabel(f"predicted ({unit})")
+    axes.set_title(title)
+    axes.legend(loc="upper left", fontsize="small")
+    return _save(figure, path)
+
+
+def plot_box(values: Mapping[str, Sequence[float]], path: str | Path, ylabel: str = "Dice",
+             title: str = "over cases") -> Path:
+    """One box per name (median, quartiles, 1.5 IQR whiskers) with every case's value as a dot; NaN left out."""
+    names = list(values)
+    data = [np.asarray([v for v in values[name] if np.isfinite(v)], np.float64) for name in names]
+    figure, axes = plt.subplots(figsize=(max(4.0, 0.6 * len(names) + 1.5), 4.0))
+    axes.boxplot(data, showfliers=False)
+    rng = np.random.default_rng(0)
+    for index, column in enumerate(data, start=1):
+        axes.scatter(index + rng.uniform(-0.12, 0.12, len(column)), column, s=10, color="black", alpha=0.6)
+    axes.set_xticks(range(1, len(names) + 1), names, rotation=45, ha="right")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    return _save(figure, path)
+
+
+def label_colours(num_classes: int) -> np.ndarray:
+    """(num_classes, 3) RGB in [0, 1]: matplotlib's tab20, one colour per class (0, the background, black)."""
+    palette = np.asarray(plt.get_cmap("tab20").colors)
+    colours = palette[np.arange(max(num_classes - 1, 0)) % len(palette)]
+    return np.concatenate([np.zeros((1, 3)), colours])
+
+
+def blend_labels(grey: np.ndarray, labels: np.ndarray, colours: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """A (h, w) grey image with (h, w) labels laid over it: (h, w, 3) RGB in [0, 1]."""
+    grey = grey.astype(np.float64)
+    spread = float(np.ptp(grey)) or 1.0
+    rgb = np.repeat(((grey - grey.min()) / spread)[..., None], 3, axis=-1)
+    labelled = labels > 0
+    rgb[labelled] = (1 - alpha) * rgb[labelled] + alpha * colours[np.clip(labels[labelled], 0, len(colours) - 1)]
+    return rgb
+
+
+def plot_segmentation_overlay(image: np.ndarray, truth: np.ndarray | None, prediction: np.ndarray,
+                              class_names: Mapping[int, str], path: str | Path, spacing_xyz: Sequence[float],
+                              window: tuple[float, float] | None = (-160.0, 240.0), title: str = "") -> Path:
+    """Axial, coronal and sagittal planes through the labelled organs: the reference above, the prediction below.
+
+    The planes cross at the centre of the voxels labelled in either map (the volume's centre when
+    neither has any), each drawn at its physical aspect ratio (``spacing_xyz``, mm); a legend names
+    the colour of every organ present.
+
+    Args:
+        image: (z, y, x) intensities (HU for CT).
+        truth: (z, y, x) reference labels on the same grid, or None (then one row).
+        prediction: (z, y, x) predicted labels.
+        class_names: Class index -> name (background 0 not drawn).
+        path: The PNG.
+        spacing_xyz: Voxel size (x, y, z), mm.
+        window: Intensity window shown (a soft-tissue CT window by default); None: the image's range.
+        title: Above the panels.
+    """
+    image = np.asarray(image, np.float64)
+    if window is not None:
+        image = np.clip(image, *window)
+    maps = [("reference", truth), ("prediction", prediction)] if truth is not None else [("prediction", prediction)]
+    labelled = np.argwhere(np.logical_or(prediction > 0, truth > 0) if truth is not None else prediction > 0)
+    centre = labelled.mean(axis=0).round().astype(int) if len(labelled) else np.asarray(image.shape) // 2
+    sx, sy, sz = (float(s) for s in spacing_xyz)
+    planes = [("axial", lambda v: v[centre[0]], sy / sx), ("coronal", lambda v: v[:, centre[1]][::-1], sz / sx),
+              ("sagittal", lambda v: v[:, :, centre[2]][::-1], sz / sy)]
+    colours = label_colours(max(class_names) + 1 if class_names else 1)
+    figure, axes = plt.subplots(len(maps), 3, figsize=(12, 4.2 * len(maps)), squeeze=False)
+    for row, (name, labels) in enumerate(maps):
+        for column, (plane, cut, aspect) in enumerate(planes):
+            axis = axes[row][column]
+            axis.imshow(blend_labels(cut(image), cut(labels), colours), aspect=aspect, interpolation="nearest")
+            axis.set_title(f"{name}, {plane}", fontsize="medium")
+            axis.axis("off")
+    present = sorted({int(c) for c in np.unique(prediction) if c > 0} |
+                     ({int(c) for c in np.unique(truth) if c > 0} if truth is not None else set()))
+    handles = [matplotlib.patches.Patch(color=colours[c], label=class_names.get(c, str(c))) for c in present
+               if c < len(colours)]
+    if handles:
+        figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize="small",
+                      frameon=False)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout(rect=(0, 0.06 if handles else 0, 1, 0.96 if title else 1))
     return _save(figure, path)

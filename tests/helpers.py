@@ -1,9 +1,12 @@
 """Helpers shared by the end-to-end tests."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -149,3 +152,17 @@ def with_label_value(value):
         changed.CopyInformation(label)
         return changed
     return change
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+NO_CHROMIUM = "Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it where it is root)"
+
+
+def screenshot(page: Path, picture: Path, width: int = 1200, height: int = 1600) -> np.ndarray:
+    """Opens an HTML file in headless Chromium and returns its screenshot (height, width, 3) BGR."""
+    import cv2
+
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={picture}", f"--window-size={width},{height}", Path(page).resolve().as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    return cv2.imread(str(picture))

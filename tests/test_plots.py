@@ -21,3 +21,37 @@ def test_every_figure_is_a_png(tmp_path, rng):
     plot_training_curves(histories, tmp_path / "curves.png")
     assert all(_is_png(tmp_path / name) for name in ("cm.png", "roc.png", "curves.png"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cm.png", "curves.png", "roc.png"]
+
+
+def test_regression_and_box_plots(tmp_path, rng):
+    import numpy as np
+
+    from dltk2.plots import plot_box, plot_regression
+
+    true = rng.uniform(20, 80, 30)
+    plot_regression(true, true + rng.normal(0, 5, 30), tmp_path / "age.png")
+    plot_box({"liver": [0.9, 0.8, np.nan], "spleen": [0.7, 0.75, 0.6], "never": [np.nan]}, tmp_path / "dice.png")
+    assert _is_png(tmp_path / "age.png") and _is_png(tmp_path / "dice.png")
+
+
+def test_a_segmentation_overlay_crosses_the_organs_and_colours_them(tmp_path):
+    import numpy as np
+
+    from dltk2.plots import blend_labels, label_colours, plot_segmentation_overlay
+
+    image = np.full((20, 30, 40), -1000.0)
+    image[5:15, 5:25, 5:35] = 40.0  # soft tissue in air
+    truth = np.zeros(image.shape, np.int32)
+    truth[12:16, 20:26, 28:36] = 3  # far from the volume's centre: the planes must find it
+    prediction = np.zeros_like(truth)
+    prediction[12:16, 20:26, 30:36] = 3
+    plot_segmentation_overlay(image, truth, prediction, {1: "spleen", 3: "liver"}, tmp_path / "case.png",
+                              (0.8, 0.8, 2.5), title="case")
+    picture = cv2.imread(str(tmp_path / "case.png"))[..., ::-1] / 255.0
+    liver = label_colours(4)[3]
+    blended = blend_labels(np.array([[40.0, -1000.0]]), np.array([[3, 0]]), label_colours(4))[0, 0]
+    near = np.abs(picture - blended).max(axis=-1) < 0.03
+    assert near.sum() > 100  # the organ, drawn in every panel through it
+    assert label_colours(4).shape == (4, 3) and (label_colours(4)[0] == 0).all() and (liver > 0).any()
+    plot_segmentation_overlay(image, None, prediction, {3: "liver"}, tmp_path / "only.png", (1, 1, 1))
+    assert cv2.imread(str(tmp_path / "only.png")).shape[0] < cv2.imread(str(tmp_path / "case.png")).shape[0]

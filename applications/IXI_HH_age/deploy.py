@@ -6,7 +6,9 @@ Prints one line per subject, then the mean absolute error, as DLTK did::
     ...
     mean absolute err=5.399 yrs
 
-and writes a CSV (``--output_csv``) with the averaged prediction and its spread across crops.
+and writes a CSV (``--output_csv``) with the averaged prediction and its spread across crops, and
+to ``--output_dir`` (default ``<model_path>/evaluation``) the predicted-against-true plot,
+``metrics.json`` (MAE, mean error, Pearson's r) and ``report.html``, a page with all of them.
 The prediction is the exported SavedModel's own function: for the same ``--seed`` (0 is the
 SavedModel's ``serving_default``), TF Serving gives the same answer.
 
@@ -42,6 +44,7 @@ def main(argv):
     table = pd.DataFrame(rows)
     print(f"mean absolute err={float(np.mean(np.abs(table['pred_yrs'] - table['true_yrs']))):.3f} yrs")
     write_csv_atomically(table, ixi_hh.predictions_csv_path(config, TARGET), float_format="%.6f")
+    ixi_hh.report_age(table, config)
 
 
 if __name__ == "__main__":

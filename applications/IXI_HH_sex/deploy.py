@@ -6,7 +6,9 @@ Prints one line per subject, then the accuracy, as DLTK did::
     ...
     accuracy=0.964
 
-and writes a CSV (``--output_csv``) with the averaged probabilities and their spread across crops.
+and writes a CSV (``--output_csv``) with the averaged probabilities and their spread across crops,
+and to ``--output_dir`` (default ``<model_path>/evaluation``) the per-class table, the confusion
+matrix and ROC curve as PNGs, ``metrics.json`` and ``report.html``, a page with all of them.
 The prediction is the exported SavedModel's own function: for the same ``--seed`` (0 is the
 SavedModel's ``serving_default``), TF Serving gives the same answer.
 
@@ -45,6 +47,7 @@ def main(argv):
     table = pd.DataFrame(rows)
     print(f"accuracy={float(np.mean(table['pred'] == table['true'])):.3f}")
     write_csv_atomically(table, ixi_hh.predictions_csv_path(config, TARGET), float_format="%.6f")
+    ixi_hh.report_sex(table, config)
 
 
 if __name__ == "__main__":

@@ -65,8 +65,8 @@ def main(argv):
                                                               ("stage 2 (fine-tune)", folder.history))
                  if path.exists() and path.stat().st_size}
     report_classification(table, classes, output_dir, f"{FLAGS.split} set", histories,
-                          extra={"seconds_per_image": seconds / len(table)})
-    print(f"wrote {output_dir}/predictions.csv, metrics.json and the plots")
+                          extra={"seconds_per_image": seconds / len(table)}, model_path=FLAGS.model_path)
+    print(f"wrote {output_dir}/predictions.csv, metrics.json, the plots and report.html")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ same labels. With labels, each case prints::
 
     Id=img0001; Dice=0.8123; time=1.23 secs; output_path=OUTPUT/img0001_seg.nii.gz;
 
-then a table of mean Dice and HD95 (mm) per organ; ``OUTPUT/metrics.csv`` holds every case's scores.
+then a table of mean Dice and HD95 (mm) per organ; ``OUTPUT/metrics.csv`` holds every case's scores,
+``OUTPUT/overlays/<id>.png`` three planes through the organs (reference above, prediction below),
+``OUTPUT/dice_boxplot.png`` the Dice of each organ over cases, and ``OUTPUT/report.html`` all of them
+on one page with the run's configuration.
 
 Example:
     python applications/synapse_ct_seg/deploy.py -p models/synapse --data_csv data/synapse_2mm/val.csv -e predictions
@@ -40,7 +43,7 @@ flags.mark_flags_as_required(["model_path", "data_csv", "output_dir"])
 
 def main(argv):
     del argv
-    from dltk2.apps.segmentation import check_cases, segment_cases, summary_table
+    from dltk2.apps.segmentation import check_cases, report_segmentation, segment_cases, summary_table
     from dltk2.datasets import synapse
     from dltk2.inference import load_predictor
     from dltk2.io.atomic import write_csv_atomically
@@ -60,7 +63,9 @@ def main(argv):
     if not FLAGS.predict_only:
         summary = summary_table(results, synapse.ORGANS)
         print(summary.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
-    print(f"{len(results)} cases in {results['seconds'].sum():.1f} s; wrote {output_dir / 'metrics.csv'}")
+    report = report_segmentation(results, synapse.ORGANS, output_dir, FLAGS.model_path,
+                                 "Synapse multi-organ CT segmentation: deploy")
+    print(f"{len(results)} cases in {results['seconds'].sum():.1f} s; wrote {output_dir / 'metrics.csv'} and {report}")
 
 
 if __name__ == "__main__":

@@ -181,11 +181,12 @@ def classify(model_path: str | Path, data_path: str, output_file: str | Path, tf
     for message in skipped:
         print(f"  skipped {message}")
     if labelled:
-        report_labelled(table, labels, classes, Path(output_file))
+        report_labelled(table, labels, classes, Path(output_file), model_path)
     return table
 
 
-def report_labelled(table: pd.DataFrame, labels: list[int], classes, output_file: Path) -> dict:
+def report_labelled(table: pd.DataFrame, labels: list[int], classes, output_file: Path,
+                    model_path: str | Path | None = None) -> dict:
     """Accuracy, per-class table and confusion matrix of labelled predictions, beside the TSV."""
     from dltk2.apps.classification import report_classification
     from dltk2.datasets.images2d import class_coverage
@@ -196,6 +197,6 @@ def report_labelled(table: pd.DataFrame, labels: list[int], classes, output_file
     report = table[["image"]].assign(label=labels, **{f"probability_{name}": table[f"class{index}"]
                                                       for index, name in enumerate(classes)})
     output_dir = output_file.parent / f"{output_file.stem}_evaluation"
-    summary = report_classification(report, list(classes), output_dir, "labelled images")
+    summary = report_classification(report, list(classes), output_dir, "labelled images", model_path=model_path)
     print(f"evaluation: {output_dir}")
     return summary

@@ -2,8 +2,8 @@
 
 Both 2D chest X-ray and 3D knee MRI deploys end the same way: a table with one row per case (``label``
 and one ``probability_<class>`` column per class, plus whatever else identifies the case) becomes the
-printed summary (:func:`dltk2.evaluation.format_summary`), ``predictions.csv``, ``metrics.json`` and the
-PNG plots.
+printed summary (:func:`dltk2.evaluation.format_summary`), ``predictions.csv``, ``metrics.json``, the
+PNG plots and ``report.html``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pandas as pd
 from dltk2.evaluation import classification_summary, format_summary
 from dltk2.io.atomic import write_bytes_atomically, write_csv_atomically
 from dltk2.plots import plot_confusion_matrix, plot_roc_curve, plot_training_curves
+from dltk2.report import HtmlReport, add_run_configuration
 
 
 def report_classification(
@@ -26,6 +27,7 @@ def report_classification(
     title: str,
     histories: Mapping[str, pd.DataFrame] | None = None,
     extra: Mapping[str, float] | None = None,
+    model_path: str | Path | None = None,
 ) -> dict:
     """Prints the summary of ``table`` and writes its files and plots to ``output_dir``.
 
@@ -38,6 +40,9 @@ def report_classification(
         title: First printed line and the ROC plot's title, e.g. ``"test set"``.
         histories: Stage name -> CSVLogger table, for :func:`dltk2.plots.plot_training_curves`.
         extra: Numbers added to the summary (timings), printed after the title.
+        model_path: The model folder, whose run configuration ``report.html`` shows.
+
+    ``report.html`` holds all of it on one self-contained page (:mod:`dltk2.report`).
 
     Returns:
         The summary of :func:`dltk2.evaluation.classification_summary` with ``extra``.
@@ -55,4 +60,31 @@ def report_classification(
                        title=f"ROC, {title} ({len(table)} cases)")
     if histories:
         plot_training_curves(histories, output_dir / "training_curves.png")
+    write_classification_report(summary, table, class_names, output_dir, title, model_path)
     return summary
+
+
+def write_classification_report(summary: dict, table: pd.DataFrame, class_names: Sequence[str], output_dir: Path,
+                                title: str, model_path: str | Path | None = None) -> Path:
+    """``output_dir/report.html``: the summary, the per-class table, the plots present, the predictions."""
+    report = HtmlReport(f"Classification: {title}", f"model {model_path}" if model_path else "")
+    auc = summary["roc_auc"]
+    overall = {"cases": summary["count"], "accuracy": summary["accuracy"], "ROC AUC": "n/a" if auc is None else auc}
+    for key in ("sensitivity", "specificity", *(key for key in summary if key.endswith("_s"))):
+        if key in summary:
+            overall[key] = summary[key]
+    report.add_table(pd.DataFrame([overall]), "Summary")
+    report.add_table(pd.DataFrame([{"class": name, **row} for name, row in summary["per_class"].items()]),
+                     "Per class")
+    confusion = pd.DataFrame(summary["confusion_matrix"], columns=[f"predicted {n}" for n in class_names])
+    report.add_table(confusion.assign(**{"true": list(class_names)})[["true", *confusion.columns]],
+                     "Confusion matrix (rows: true class)")
+    report.add_heading("Plots")
+    for name, caption in (("confusion_matrix.png", "confusion matrix"), ("roc_curve.png", "ROC curve"),
+                          ("training_curves.png", "training curves")):
+        if (output_dir / name).exists():
+            report.add_image(output_dir / name, caption)
+    report.add_table(table, "Predictions")
+    if model_path is not None:
+        add_run_configuration(report, model_path)
+    return report.write(output_dir / "report.html")

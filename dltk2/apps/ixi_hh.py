@@ -8,6 +8,7 @@ so both applications behave the same way. No flags are read here: the command li
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +138,7 @@ class DeployConfig:
     num_crops: int = 4
     seed: int = 0
     output_csv: str | None = None
+    output_dir: str | None = None
 
 
 class Prediction(NamedTuple):
@@ -170,3 +172,49 @@ def predict_subjects(config: DeployConfig, target: str) -> Iterator[Prediction]:
 
 def predictions_csv_path(config: DeployConfig, target: str) -> Path:
     return Path(config.output_csv or Path(config.model_path) / f"predictions_{target}.csv")
+
+
+def report_sex(table: pd.DataFrame, config: DeployConfig) -> dict:
+    """deploy.py's evaluation of sex predictions: the classification table, confusion matrix, ROC, report.html.
+
+    Args:
+        table: One row per subject with ``true`` (0 male, 1 female), ``prob_male`` and ``prob_female``.
+        config: Where the files go (``output_dir``, default ``<model_path>/evaluation``).
+    """
+    from dltk2.apps.classification import report_classification
+
+    names = CLASS_NAMES["sex"]
+    report = table.rename(columns={"true": "label", "prob_male": f"probability_{names[0]}",
+                                   "prob_female": f"probability_{names[1]}"})
+    output_dir = ModelFolder(config.model_path).output_dir(config.output_dir)
+    summary = report_classification(report, names, output_dir, f"{config.subjects} subjects", model_path=config.model_path)
+    print(f"wrote the plots and report.html to {output_dir}")
+    return summary
+
+
+def report_age(table: pd.DataFrame, config: DeployConfig) -> dict:
+    """deploy.py's evaluation of age predictions: MAE and r, the predicted-against-true plot, report.html.
+
+    Args:
+        table: One row per subject with ``pred_yrs`` and ``true_yrs``.
+        config: Where the files go (``output_dir``, default ``<model_path>/evaluation``).
+    """
+    from dltk2.io.atomic import write_bytes_atomically
+    from dltk2.plots import plot_regression
+    from dltk2.report import HtmlReport, add_run_configuration
+
+    error = table["pred_yrs"] - table["true_yrs"]
+    summary = {"subjects": int(len(table)), "mean_absolute_error_yrs": float(error.abs().mean()),
+               "mean_error_yrs": float(error.mean()), "pearson_r": float(table["pred_yrs"].corr(table["true_yrs"]))}
+    output_dir = ModelFolder(config.model_path).output_dir(config.output_dir)
+    plot_regression(table["true_yrs"], table["pred_yrs"], output_dir / "predicted_vs_true.png",
+                    title=f"age, {config.subjects} subjects")
+    write_bytes_atomically(output_dir / "metrics.json", json.dumps(summary, indent=1).encode())
+    report = HtmlReport("IXI_HH age regression: deploy", f"model {config.model_path}")
+    report.add_table(pd.DataFrame([summary]), "Summary")
+    report.add_image(output_dir / "predicted_vs_true.png", "predicted against true age")
+    report.add_table(table, "Predictions")
+    add_run_configuration(report, config.model_path)
+    report.write(output_dir / "report.html")
+    print(f"wrote the plot, metrics.json and report.html to {output_dir}")
+    return summary

@@ -63,6 +63,7 @@ def define_deploy_flags(target: str) -> None:
     flags.DEFINE_integer("num_crops", 4, "Random crops averaged per subject.")
     flags.DEFINE_integer("seed", 0, "Seed of the crop positions (0: as the SavedModel's serving_default).")
     flags.DEFINE_string("output_csv", None, f"Predictions CSV; default: <model_path>/predictions_{target}.csv.")
+    flags.DEFINE_string("output_dir", None, "Plots, metrics.json and report.html; default: <model_path>/evaluation.")
     flags.mark_flags_as_required(["model_path"])
 
 

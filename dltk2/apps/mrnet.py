@@ -213,7 +213,8 @@ def evaluate(model_paths: Sequence[str | Path], data_dir: str | None, exam_list:
         tables[plane] = predict(path, exams)
         table = tables[plane]
         report_classification(table, classes, output_dir, f"{plane}, {split} set",
-                              training_histories(path), extra={"seconds_per_exam": float(table["seconds"].mean())})
+                              training_histories(path), extra={"seconds_per_exam": float(table["seconds"].mean())},
+                              model_path=path)
     if len(paths) > 1:
         planes = list(tables)
         fit = [mrnet.held_out_exams(path) for path in paths]
@@ -230,6 +231,7 @@ def evaluate(model_paths: Sequence[str | Path], data_dir: str | None, exam_list:
         table = pd.DataFrame({"id": ids, "label": tables[planes[0]]["label"],
                               "probability_normal": 1 - combined, "probability_abnormal": combined})
         table["predicted"] = np.where(combined >= 0.5, classes[1], classes[0])
-        report_classification(table, classes, output_root / "combined", f"{'+'.join(planes)} combined, {split} set")
-    print(f"wrote predictions.csv, metrics.json and the plots under {output_root}")
+        report_classification(table, classes, output_root / "combined", f"{'+'.join(planes)} combined, {split} set",
+                              model_path=paths[0])
+    print(f"wrote predictions.csv, metrics.json, the plots and report.html under {output_root}")
     return output_root

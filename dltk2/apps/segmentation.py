@@ -3,8 +3,9 @@
 :func:`segment_cases` runs a :class:`dltk2.inference.SlidingWindowSegmenter` (the exported serving
 function itself) over each case's original image, writes ``<output_dir>/<id>_seg.nii.gz`` with that
 image's size, spacing, origin and direction, scores it against the reference labels on the same grid
-(Dice and HD95 per class, in mm), and prints one line per case. :func:`summary_table` gives the
-per-class means at the end.
+(Dice and HD95 per class, in mm), draws an overlay of three planes, and prints one line per case.
+:func:`summary_table` gives the per-class means at the end, :func:`report_segmentation` the Dice box
+plot and ``report.html``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dltk2.inference import SlidingWindowSegmenter
 from dltk2.errors import DataError
 from dltk2.io.image import read_array, read_image, read_image_information, write_image
 from dltk2.metrics import dice_per_class, hausdorff_95_per_class, mean_of_present
+from dltk2.plots import plot_box, plot_segmentation_overlay
+from dltk2.report import HtmlReport, add_run_configuration
 
 
 def check_cases(cases: Iterable[Mapping[str, str]], predict_only: bool = False) -> None:
@@ -73,6 +76,7 @@ def segment_cases(
     output_dir: str | Path,
     class_names: Mapping[int, str],
     predict_only: bool = False,
+    overlays: bool = True,
 ) -> pd.DataFrame:
     """Segments, writes and (with labels) scores every case, printing a line for each.
 
@@ -83,6 +87,8 @@ def segment_cases(
         output_dir: Where ``<id>_seg.nii.gz`` go.
         class_names: Class index -> name of the scored classes (no background).
         predict_only: Write the label maps without scoring them.
+        overlays: Also draw ``<output_dir>/overlays/<id>.png``: three planes through the organs, the
+            reference above the prediction (:func:`dltk2.plots.plot_segmentation_overlay`).
 
     Returns:
         One row per case: ``id``, ``output_path``, ``seconds``, and with labels ``mean_dice`` and
@@ -104,10 +110,14 @@ def segment_cases(
         labels, image = segment_case(segmenter, case["image"], output_path)
         seconds = time.perf_counter() - start
         row = {"id": case["id"], "output_path": str(output_path), "seconds": seconds}
+        reference = None if predict_only else read_array(case["label"], dtype=np.int32)[0]  # on the image's grid
+        if overlays:
+            plot_segmentation_overlay(sitk.GetArrayViewFromImage(image), reference, labels, class_names,
+                                      output_dir / "overlays" / f"{case['id']}.png", image.GetSpacing(),
+                                      title=str(case["id"]))
         if predict_only:
             print(f"Id={case['id']}; time={seconds:.2f} secs; output_path={output_path};", flush=True)
         else:
-            reference, _ = read_array(case["label"], dtype=np.int32)  # on the image's grid: check_cases
             dice = dice_per_class(labels, reference, classes)
             hd95 = hausdorff_95_per_class(labels, reference, classes, image.GetSpacing())
             row["mean_dice"] = mean_of_present(dice)
@@ -139,3 +149,32 @@ def summary_table(results: pd.DataFrame, class_names: Mapping[int, str]) -> pd.D
     mean = {"class": "mean", "dice": table["dice"].mean(), "hd95_mm": table["hd95_mm"].mean(),
             "cases": len(results), "hd95_missed": int(table["hd95_missed"].sum())}
     return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+
+
+def report_segmentation(results: pd.DataFrame, class_names: Mapping[int, str], output_dir: str | Path,
+                        model_path: str | Path | None = None, title: str = "Segmentation: deploy") -> Path:
+    """``dice_boxplot.png`` (scored cases) and ``report.html``: the summary, every case, the overlays.
+
+    Args:
+        results: :func:`segment_cases`' table.
+        class_names: Class index -> name (no background).
+        output_dir: Where :func:`segment_cases` wrote (its ``overlays/`` are embedded).
+        model_path: The model folder, whose run configuration the page shows.
+    """
+    output_dir = Path(output_dir)
+    report = HtmlReport(title, f"model {model_path}" if model_path else "")
+    scored = "mean_dice" in results
+    if scored:
+        dice = {class_names[c]: results[f"dice/{class_names[c]}"].tolist() for c in sorted(class_names)}
+        plot_box(dice, output_dir / "dice_boxplot.png", "Dice", f"Dice over {len(results)} cases")
+        report.add_table(summary_table(results, class_names), "Per organ (HD95 in mm)")
+        report.add_image(output_dir / "dice_boxplot.png", "Dice per organ over cases")
+    report.add_table(results, "Every case")
+    overlays = [output_dir / "overlays" / f"{case_id}.png" for case_id in results["id"]]
+    if any(path.exists() for path in overlays):
+        report.add_heading("Overlays" + (": reference above, prediction below" if scored else ""))
+        for case_id, path in zip(results["id"], overlays):
+            report.add_image(path, str(case_id))
+    if model_path is not None:
+        add_run_configuration(report, model_path)
+    return report.write(output_dir / "report.html")

@@ -94,6 +94,18 @@ class _ValidationEndIsNotAnInterruption(keras.callbacks.Callback):
 
 
 
+class GlobalStepTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard with the epoch's scalars at the optimizer step, not the epoch number.
+
+    dltk2's own summaries (per-organ Dice, overlays) are written at the step; with Keras' epoch
+    axis beside them the two could not be read on one chart, and a resumed staged run restarted its
+    epochs at 0 in each stage.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._log_epoch_metrics(int(self.model.optimizer.iterations.numpy()), logs)
+
+
 def training_callbacks(
     model_path: str | Path,
     monitor: str | None = "val_loss",
@@ -117,7 +129,7 @@ def training_callbacks(
     return list(extra) + [
         _ValidationEndIsNotAnInterruption(),
         EpochCommit(model_path, max_steps, steps_per_epoch, monitor, mode, initial_best),
-        keras.callbacks.TensorBoard(log_dir=str(ModelFolder(model_path).logs), update_freq="epoch"),
+        GlobalStepTensorBoard(log_dir=str(ModelFolder(model_path).logs), update_freq="epoch"),
     ]
 
 

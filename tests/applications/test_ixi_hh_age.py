@@ -1,7 +1,9 @@
 """End to end for age regression: synthetic IXI -> train -> deploy -> export -> serving agrees."""
 
+import json
 import re
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,10 +28,16 @@ def test_train_deploy_export_age(tiny_ixi, tmp_path):
     assert batch_norm_momenta(load_trained_model(model_path, "last")) == {0.9}  # the preset's, not DLTK's 0.99
     deployed = run_script("applications/IXI_HH_age/deploy.py", f"--model_path={model_path}", "--num_crops=2")
     lines = deployed.stdout.strip().splitlines()
+    assert lines[-1].startswith("wrote the plot, metrics.json and report.html to ")
+    lines = lines[:-1]
     assert all(LINE.match(line) for line in lines[:-1]) and len(lines) == 5, lines
     predictions = pd.read_csv(model_path / "predictions_age.csv")
     error = float(re.fullmatch(r"mean absolute err=(\d+\.\d{3}) yrs", lines[-1]).group(1))
     assert error == pytest.approx(np.mean(np.abs(predictions["pred_yrs"] - predictions["true_yrs"])), abs=1e-3)
+    metrics = json.loads((model_path / "evaluation" / "metrics.json").read_text())
+    assert metrics["mean_absolute_error_yrs"] == pytest.approx(error, abs=1e-3) and metrics["subjects"] == 4
+    assert cv2.imread(str(model_path / "evaluation" / "predicted_vs_true.png")) is not None
+    assert "data:image/png;base64," in (model_path / "evaluation" / "report.html").read_text()
     # The output bias starts at the training mean, so even 4 steps predict adult ages.
     assert predictions["pred_yrs"].between(5, 110).all()
 

@@ -51,12 +51,18 @@ def test_train_kill_resume_deploy_export(tiny_ixi, tmp_path):
     assert list((model_path / "logs").rglob("events.out.tfevents.*"))
 
     deployed = run_script("applications/IXI_HH_sex/deploy.py", f"--model_path={model_path}", "--num_crops=3")
-    lines = deployed.stdout.strip().splitlines()
-    assert len(lines) == 5  # 4 validation subjects and the accuracy
+    output = deployed.stdout.strip().splitlines()
+    lines = output[:output.index(next(line for line in output if line.startswith("accuracy="))) + 1]
+    assert len(lines) == 5  # 4 validation subjects and the accuracy, as DLTK printed them; then the report
     assert all(LINE.match(line) for line in lines[:-1]), lines
     predictions = pd.read_csv(model_path / "predictions_sex.csv")
     accuracy = float(re.fullmatch(r"accuracy=(\d\.\d{3})", lines[-1]).group(1))
     assert accuracy == pytest.approx(np.mean(predictions["pred"] == predictions["true"]), abs=1e-3)
+    evaluation = model_path / "evaluation"
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-3) and metrics["count"] == 4
+    page = (evaluation / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 1 and "Run configuration" in page and "IXI_HH_sex" in page
 
     # The SavedModel in TF Serving's layout answers as deploy did (seed 0 = serving_default).
     saved_model = model_path / "export" / "1"

@@ -3,6 +3,7 @@
 import json
 import re
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +14,7 @@ from dltk2.inference import load_predictor
 from dltk2.model_folder import ModelFolder
 
 import make_synthetic_synapse
-from helpers import REPO, run_script
+from helpers import CHROMIUM, REPO, run_script, screenshot
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +110,16 @@ def test_end_to_end_train_deploy_export_and_serve(preprocessed, tmp_path):
     assert re.search(r"^\s*mean\s", deployed.stdout, re.MULTILINE)  # the per-organ summary table
     metrics = pd.read_csv(output / "metrics.csv")
     assert {"dice/liver", "hd95_mm/liver", "mean_dice"} <= set(metrics.columns)
+    assert re.search(r"^case 1/\d+: img\d+, \d+x\d+x\d+ voxels of [\d.]+x[\d.]+x[\d.]+ mm, \d+ windows$",
+                     deployed.stdout, re.MULTILINE)  # said before each case's minutes of silence
+    for case_id in val["id"]:
+        assert cv2.imread(str(output / "overlays" / f"{case_id}.png")) is not None, case_id
+    assert cv2.imread(str(output / "dice_boxplot.png")) is not None
+    page = (output / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(val) + 1 and "synapse_ct_seg" in page
+    if CHROMIUM:  # as a reader opens it: the page, its tables and its pictures drawn
+        shown = screenshot(output / "report.html", tmp_path / "report.png")
+        assert shown is not None and len(np.unique(shown.reshape(-1, 3), axis=0)) > 50
 
     saved_model = model_path / "export" / "1"
     rebuilt = None
