@@ -85,3 +85,28 @@ def serve(saved_models: dict):
         server.stop(None)
         http.shutdown()
         http.server_close()
+
+
+def assert_clients_answer_alike(saved_model, model_name: str, inputs: dict, rtol: float = 1e-5) -> dict:
+    """Sends ``inputs`` by REST and by gRPC (:mod:`dltk2.serving_client`) to ``saved_model`` served here.
+
+    Both must answer what the SavedModel's ``serving_default`` answers; returns those outputs.
+    """
+    from dltk2.export import call_signature
+    from dltk2.serving_client import predict_grpc, predict_rest
+
+    expected = call_signature(saved_model, inputs)
+    with serve({model_name: saved_model}) as (rest, grpc_target):
+        answers = [predict_rest(f"{rest}/v1/models/{model_name}:predict", inputs),
+                   predict_grpc(grpc_target, model_name, inputs)]
+    for answer in answers:
+        assert set(answer) == set(expected)
+        for key, value in expected.items():
+            value = np.asarray(value)
+            if value.dtype.kind in "OSU":
+                decoded = np.vectorize(lambda item: item.decode() if isinstance(item, bytes) else item)
+                assert np.array_equal(decoded(np.asarray(answer[key])), decoded(value)), key
+            else:
+                np.testing.assert_allclose(np.asarray(answer[key], value.dtype), value, rtol=rtol, atol=1e-6,
+                                           err_msg=key)
+    return expected

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 import make_synthetic_chest_xray as synthetic
-from dltk2.export import call_signature, existing_versions
+from dltk2.export import existing_versions
 from dltk2.inference import load_predictor
 from helpers import run_script
+from serving_standin import assert_clients_answer_alike
 
 APP = "applications/chest_xray_nodule"
 
@@ -54,7 +55,7 @@ def test_images_to_prepare_to_both_stages_to_deploy_and_serving(tmp_path):
     # The SavedModel's serving_default, given the raw PNG, agrees with what deploy wrote.
     row = predictions.iloc[0]
     image = cv2.imread(str(images / ("nodule" if row["label"] else "normal") / row["filename"]), cv2.IMREAD_UNCHANGED)
-    served = call_signature(model / "export" / "1", {"image": image.astype(np.float32)})
+    served = assert_clients_answer_alike(model / "export" / "1", "chest", {"image": image.astype(np.float32)})
     np.testing.assert_allclose(served["probabilities"], [row["probability_normal"], row["probability_nodule"]],
                                rtol=1e-4, atol=1e-5)
     assert served["class_name"].decode() == row["predicted"]

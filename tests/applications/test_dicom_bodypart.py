@@ -12,9 +12,10 @@ from pydicom.uid import UID
 
 import make_synthetic_dicom_bodypart as synthetic
 from dltk2.datasets.bodypart import read_png
-from dltk2.export import call_signature, existing_versions
+from dltk2.export import existing_versions
 from dltk2.inference import load_predictor
 from helpers import ODD_FILE_REASONS, odd_dicom_files, run_script
+from serving_standin import assert_clients_answer_alike
 
 APP = "applications/dicom_bodypart"
 
@@ -105,7 +106,7 @@ def test_folder_to_database_to_classification(dicom_folder, tmp_path):
     # The SavedModel answers what classify_image wrote, for the same image.
     first = table.iloc[0]
     image = read_png(fetched / "contrast_enhancing" / "images" / first["image"]).astype(np.float32)
-    served = call_signature(model / "export" / "1", {"image": image})
+    served = assert_clients_answer_alike(model / "export" / "1", "bodypart", {"image": image})  # REST and gRPC
     np.testing.assert_allclose(served["probabilities"], first[[f"class{i}" for i in range(7)]].astype(float),
                                atol=2e-6)
     assert served["class_name"].decode() == first["predicted_class"]

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from helpers import batch_norm_momenta, run_script
+from serving_standin import assert_clients_answer_alike
 from dltk2.datasets import ixi
 from dltk2.inference import load_predictor
 from dltk2.io.image import read_array
@@ -46,5 +47,7 @@ def test_train_deploy_export_age(tiny_ixi, tmp_path):
     for row, subject in zip(predictions.itertuples(), subjects.itertuples()):
         volume, _ = read_array(subject.image)
         assert float(serving(image=tf.constant(volume))["prediction"]) == pytest.approx(row.pred_yrs, abs=1e-3)
+        if row.Index == 0:  # as a client of TF Serving asks, by REST and by gRPC
+            assert_clients_answer_alike(model_path / "export" / "1", "ixi_age", {"image": volume})
         rebuilt = load_predictor(model_path).predict(image=volume)  # from the model folder alone
         assert float(rebuilt["prediction"]) == pytest.approx(row.pred_yrs, abs=1e-3)

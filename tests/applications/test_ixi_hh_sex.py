@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from helpers import REPO, run_script
+from serving_standin import assert_clients_answer_alike
 from dltk2.datasets import ixi
 from dltk2.io.image import read_array
 from dltk2.export import read_warmup_requests
@@ -74,6 +75,8 @@ def test_train_kill_resume_deploy_export(tiny_ixi, tmp_path):
     for row, subject in zip(predictions.itertuples(), subjects.iloc[8:].itertuples()):
         volume, _ = read_array(subject.image)
         outputs = serving(image=tf.constant(volume))
+        if row.Index == 0:  # as a client of TF Serving asks, by REST and by gRPC
+            assert_clients_answer_alike(saved_model, "ixi_sex", {"image": volume})
         assert int(outputs["class_id"]) == row.pred
         np.testing.assert_allclose(outputs["probabilities"].numpy(), [row.prob_male, row.prob_female], atol=2e-5)
         rebuilt = load_predictor(model_path).predict(image=volume)  # from the model folder alone

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 import make_synthetic_mrnet as synthetic
-from dltk2.export import call_signature, existing_versions
+from dltk2.export import existing_versions
 from dltk2.inference import load_predictor
 from helpers import promise_huge_series, run_script
+from serving_standin import assert_clients_answer_alike
 
 APP = "applications/mrnet_knee"
 
@@ -47,7 +48,7 @@ def test_exams_to_progressive_training_to_deploy_and_serving(tmp_path):
     # The SavedModel's serving_default, given the raw uint8 series, agrees with deploy.
     row = predictions.iloc[0]
     series = np.load(data / "valid" / "sagittal" / f"{row['id']}.npy")
-    served = call_signature(model / "export" / "1", {"series": series.astype(np.float32)})
+    served = assert_clients_answer_alike(model / "export" / "1", "mrnet", {"series": series.astype(np.float32)})
     np.testing.assert_allclose(served["probabilities"], [row["probability_normal"], row["probability_abnormal"]],
                                rtol=1e-4, atol=1e-5)
     rebuilt = load_predictor(model).predict(series=series)  # from the model folder alone

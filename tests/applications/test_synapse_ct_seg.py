@@ -15,6 +15,7 @@ from dltk2.model_folder import ModelFolder
 
 import make_synthetic_synapse
 from helpers import CHROMIUM, REPO, run_script, screenshot
+from serving_standin import assert_clients_answer_alike
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +130,11 @@ def test_end_to_end_train_deploy_export_and_serve(preprocessed, tmp_path):
         np.testing.assert_allclose(written.GetSpacing(), original.GetSpacing(), rtol=1e-6)
         np.testing.assert_allclose(written.GetOrigin(), original.GetOrigin(), atol=1e-4)
         np.testing.assert_allclose(written.GetDirection(), original.GetDirection(), atol=1e-6)
-        served = call_signature(saved_model, {
-            "image": sitk.GetArrayFromImage(original).astype(np.float32),
-            "spacing": np.asarray(original.GetSpacing(), np.float64)})
+        request = {"image": sitk.GetArrayFromImage(original).astype(np.float32),
+                   "spacing": np.asarray(original.GetSpacing(), np.float64)}
+        # The first case as a client of TF Serving asks, by REST and by gRPC; the others directly.
+        served = (assert_clients_answer_alike(saved_model, "synapse", request) if rebuilt is None
+                  else call_signature(saved_model, request))
         np.testing.assert_array_equal(served["labels"], sitk.GetArrayFromImage(written))
         # The predictor rebuilt from the model folder alone answers the same.
         rebuilt = rebuilt or load_predictor(model_path)
