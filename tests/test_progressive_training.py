@@ -74,7 +74,7 @@ def test_fine_tune_trains_the_head_alone_first_then_everything(tmp_path):
     assert model.optimizer.learning_rate.numpy() == pytest.approx(0.005)  # half the rate once unfrozen
 
 
-def test_progressive_resizing_carries_the_weights_from_stage_to_stage(tmp_path):
+def test_progressive_resizing_carries_the_weights_from_stage_to_stage(tmp_path, capsys):
     seen = []
 
     def datasets(shape):
@@ -85,6 +85,10 @@ def test_progressive_resizing_carries_the_weights_from_stage_to_stage(tmp_path):
     model, best = train_progressively(tiny_model(), stages, compile_model, datasets, tmp_path, steps_per_epoch=2,
                                       head_layers=("logits",), monitor="val_auc", mode="max", verbose=0)
     assert seen == [(8, 8, 8, 1), (12, 12, 12, 1)] and model.input_shape == (None, 12, 12, 12, 1)
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("stage ")]
+    assert said == [f"stage 1/2: input 8x8x8, 0 epoch(s) head only then 1 whole, 2 steps each, in "
+                    f"{tmp_path / 'stage1_8x8x8'}", f"stage 2/2: input 12x12x12, 0 epoch(s) head only then 1 "
+                    f"whole, 2 steps each, in {tmp_path / 'stage2_12x12x12'}"]
     first = keras.models.load_model(tmp_path / "stage1_8x8x8" / "unfrozen" / "checkpoints" / "last.keras")
     second_start = keras.models.load_model(tmp_path / "stage2_12x12x12" / "unfrozen" / "checkpoints" / "last.keras")
     assert second_start.input_shape == (None, 12, 12, 12, 1)

@@ -118,6 +118,27 @@ def test_validation_writes_best_checkpoint(tmp_path):
     assert "val_loss" in state["last_logs"]
 
 
+def test_tensorboard_scalars_are_on_the_optimizer_step_axis(tmp_path):
+    model_path = prepare_model_dir(tmp_path / "model")
+    train(tiny_model(), toy_dataset(), model_path, 6, 3, validation_dataset=toy_dataset(seed=1).take(2), verbose=0)
+    steps = {}
+    for events in (model_path / "logs").rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                if value.tag.startswith("epoch_"):
+                    steps.setdefault(f"{events.parent.name}/{value.tag}", []).append(event.step)
+    assert steps["train/epoch_loss"] == [3, 6] and steps["validation/epoch_loss"] == [3, 6]  # not epochs 0, 1
+
+
+def test_default_progress_is_plain_lines_with_the_first_step_and_every_epoch(tmp_path, capsys):
+    train(tiny_model(), toy_dataset(), prepare_model_dir(tmp_path / "model"), 4, 2,
+          validation_dataset=toy_dataset(seed=1).take(2))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("step 1/4 (epoch 1/2): ") and "first step after" in lines[0]
+    assert [line.split(" (")[0] for line in lines if line.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
+    assert not [line for line in lines if "\r" in line or "━" in line]  # no progress bar in a log file
+
+
 def test_the_end_of_a_validation_set_of_unknown_length_is_not_reported_as_an_interruption(tmp_path):
     # filter() hides the length, as the readers' unbatch does: Keras learns it when the first pass ends.
     validation = toy_dataset(seed=1).take(3).filter(lambda images, labels: True)

@@ -59,6 +59,10 @@ def test_folder_to_database_to_classification(dicom_folder, tmp_path):
                        f"--db_url={db_url}", "--limit=3")
     assert "fetched 3 of 3" in chest.stdout
     assert {p.read_text() for p in (tmp_path / "chest" / "labels").glob("*.txt")} == {"Chest\n"}
+    one_class = run_script(f"{APP}/tf_convert_data.py", f"--data_dir={tmp_path / 'chest'}",
+                           f"--output_dir={tmp_path / 'chest_records'}", "--need_split=None")
+    assert (f"warning: {tmp_path / 'chest'}: the all split's images hold 1 of 7 classes (Chest: 3); none of "
+            in one_class.stdout)  # the README's --query CHEST, said before anyone trains on it
 
     fetched = tmp_path / "fetched"
     run_script(f"{APP}/fetch_image.py", "--query=all", f"--directory={fetched}", f"--db_url={db_url}",
