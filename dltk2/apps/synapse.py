@@ -81,6 +81,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     """Trains (resuming) on class-balanced patches, validates by sliding window, exports. Returns the folder."""
     import tensorflow as tf
 
+    from dltk2.apps.segmentation import check_cases
     from dltk2.callbacks import SegmentationValidation
     from dltk2.datasets import synapse
     from dltk2.inference import SlidingWindowSegmenter
@@ -102,6 +103,11 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     train_cases = read_csv_columns(config.data_csv, columns, path_columns=columns[1:])[columns]
     val_cases = (read_csv_columns(config.validation_csv, columns, path_columns=columns[1:])
                  if config.validation_csv else None)
+    # Every case's headers before anything is built: a missing or mismatched file is one line now,
+    # not a traceback from the reader's threads after the network was built.
+    for cases in (train_cases, val_cases):
+        if cases is not None:
+            check_cases([{"image": row.imgs, "label": row.lbls} for row in cases.itertuples()])
     run = TrainingRun(settings)
     reader = Reader(synapse.read_fn, {"features": {"x": tf.float32}, "labels": {"y": tf.int32}},
                     {"features": {"x": patch + [1]}, "labels": {"y": patch}})

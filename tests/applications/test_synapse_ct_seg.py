@@ -76,6 +76,26 @@ def test_every_config_in_the_repository_trains(preprocessed, tmp_path, config, c
     assert (model_path / "checkpoints" / "best.keras").exists()
 
 
+def test_a_missing_case_is_named_before_anything_is_built(preprocessed, tmp_path, monkeypatch):
+    from dltk2.apps import synapse
+    from dltk2.errors import DataError
+    from dltk2.training import RunSettings
+
+    def never_built(*args, **kwargs):
+        raise AssertionError("the network was built before the cases were checked")
+
+    monkeypatch.setattr("dltk2.networks.fcn.residual_fcn_3d", never_built)
+    monkeypatch.setattr("dltk2.networks.unet.residual_unet_3d", never_built)
+    table = pd.read_csv(preprocessed / "train.csv", keep_default_na=False)
+    table.loc[0, "imgs"] = "img/gone.nii.gz"
+    table.to_csv(tmp_path / "train.csv", index=False)
+    network = synapse.load_network_config(REPO / "applications" / "synapse_ct_seg" / "config_cpu.json")
+    with pytest.raises(DataError, match=rf"^{tmp_path / 'img' / 'gone.nii.gz'}: no such file$"):
+        synapse.run_training(RunSettings(tmp_path / "model"),
+                             synapse.TrainingConfig(data_csv=str(tmp_path / "train.csv"), network=network))
+    assert not (tmp_path / "model").exists()
+
+
 def test_a_broken_configuration_is_one_line_naming_the_file(preprocessed, tmp_path):
     from dltk2.apps import synapse
     from dltk2.errors import DataError
