@@ -24,7 +24,7 @@ def _call(models, name, signature_name, inputs):
     signature = models[name].signatures[signature_name]
     specs = signature.structured_input_signature[1]
     tensors = {key: tf.constant(np.asarray(value, specs[key].dtype.as_numpy_dtype)) for key, value in inputs.items()}
-    return {key: value.numpy() for key, value in signature(**tensors).items()}
+    return {key: np.asarray(value.numpy()) for key, value in signature(**tensors).items()}
 
 
 def _jsonable(value: np.ndarray):
