@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a CPU: synthetic IXI_HH data -> train the sex classifier -> deploy on held-out
-# subjects -> export (model.keras and a TF Serving SavedModel). About 3-4 minutes on 2 cores (install aside).
+# subjects -> export (model.keras and a TF Serving SavedModel). About 3 minutes on 2 cores (install aside).
 #
 #   RUN_DIR   where data and model go (default: runs/)
 #   PYTHON    interpreter with dltk2 installed (default: python)
@@ -29,6 +29,7 @@ echo "== 4/4 exported"
 VERSION=$(ls "$MODEL/export" | sort -n | tail -n 1)
 "$PYTHON" - "$MODEL/export/$VERSION" <<'PY'
 import sys
+import dltk2.cli  # first: TensorFlow's start-up lines kept off stderr, as in every dltk2 script
 import tensorflow as tf
 signature = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
 inputs = {name: spec.shape for name, spec in signature.structured_input_signature[1].items()}
