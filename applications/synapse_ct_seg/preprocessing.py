@@ -28,11 +28,27 @@ flags.DEFINE_string("output_dir", None, "Folder for the preprocessed cases and t
 flags.DEFINE_boolean("no_split", False, "Write one no_split.csv instead of train.csv and val.csv.", short_name="s")
 flags.DEFINE_boolean("no_label", False, "Images only (cases to predict).", short_name="n")
 flags.DEFINE_float("spacing_mm", 2.0, "Isotropic voxel size to resample to, mm.")
+flags.DEFINE_string("orientation", "LPS", "Axis codes every case is transposed and flipped to (DICOM's LPS by "
+                    "default); the model and its served graph work in this orientation.")
 flags.DEFINE_enum("interpolator", "linear", ["linear", "bspline"], "Image interpolation (labels: nearest).")
 flags.DEFINE_float("val_fraction", 0.2, "Share of cases in val.csv.")
 flags.DEFINE_integer("seed", 0, "Seed of the train/val split.")
 flags.DEFINE_integer("workers", max(1, min(4, os.cpu_count() or 1)), "Processes resampling cases.")
 flags.mark_flags_as_required(["data_dir", "output_dir"])
+
+
+def _is_orientation(codes: str) -> bool:
+    from dltk2.io.orientation import check_codes
+
+    try:
+        check_codes(codes)
+    except ValueError:
+        return False
+    return True
+
+
+flags.register_validator("orientation", _is_orientation,
+                         "must be three axis codes, one of L/R, P/A and S/I each (e.g. LPS, RAS)")
 
 
 def _write_csv(table, path: Path) -> None:
@@ -61,7 +77,7 @@ def main(argv):
     output_dir = Path(FLAGS.output_dir)
     cases = synapse.find_cases(FLAGS.data_dir, with_labels=not FLAGS.no_label)
     work = partial(synapse.preprocess_case, output_dir=output_dir, spacing=[FLAGS.spacing_mm] * 3,
-                   interpolator=FLAGS.interpolator)
+                   interpolator=FLAGS.interpolator, orientation=FLAGS.orientation)
     rows = cases.to_dict("records")
     lock_folder(output_dir, "preprocessing folder")  # one preprocessing at a time writes here
     pool = ProcessPoolExecutor(FLAGS.workers)

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 import keras
-import tensorflow as tf
 
 from dltk2.datasets import ixi
 from dltk2.inference import CropAveragingPredictor, load_predictor
@@ -107,10 +106,10 @@ def run_training(settings: RunSettings, config: TrainingConfig, target: str, hea
             metrics=head.metrics,
         )
     first_image = subjects["image"].iloc[0]
+    orientation = axis_codes(read_image_information(first_image).geometry.direction)
     run.write_config(RunConfig(
         application=f"IXI_HH_{target}", task=head.task, target=target, example_size=example_size,
-        spacing_mm=[config.spacing_mm] * 3,
-        orientation=axis_codes(read_image_information(first_image).geometry.direction),
+        spacing_mm=[config.spacing_mm] * 3, orientation=orientation,
         intensity={"method": "whitening"}, class_names=CLASS_NAMES[target],
         data={"data_csv": str(Path(config.data_csv).resolve()), "data_dir": config.data_dir,
               "num_train": config.num_train},
@@ -121,9 +120,11 @@ def run_training(settings: RunSettings, config: TrainingConfig, target: str, hea
 
     if settings.export:
         trained = run.trained_model("best" if config.run_validation else "last")
-        predictor = CropAveragingPredictor(trained, example_size, config.num_crops, task=head.task)
-        example_volume, _ = read_array(first_image, dtype=np.float32)
-        run.export(predictor, {"image": example_volume})
+        predictor = CropAveragingPredictor(trained, example_size, config.num_crops, task=head.task,
+                                           orientation=orientation, spacing_mm=[config.spacing_mm] * 3)
+        example_volume, geometry = read_array(first_image, dtype=np.float32)
+        run.export(predictor, {"image": example_volume, "spacing": np.asarray(geometry.spacing),
+                               "direction": np.asarray(geometry.direction)})
     return run.path
 
 
@@ -153,7 +154,8 @@ def predict_subjects(config: DeployConfig, target: str) -> Iterator[Prediction]:
 
     The prediction is the model folder's predictor (:func:`dltk2.inference.load_predictor`) and its
     exported ``predict_with_seed`` function itself (``seed`` 0 is ``serving_default``), so TF Serving
-    answers what deploy prints.
+    answers what deploy prints. Each volume goes with its spacing and direction: the graph brings it to
+    the training orientation and spacing (a folder from before orientations takes the volume alone).
     """
     run_config = ModelFolder(config.model_path).read_config()
     subjects = ixi.load_subjects(config.data_csv or run_config.data["data_csv"], target, run_config.spacing_mm[0],
@@ -161,12 +163,12 @@ def predict_subjects(config: DeployConfig, target: str) -> Iterator[Prediction]:
     if config.subjects == "validation":
         _, subjects = ixi.split_subjects(subjects, run_config.data["num_train"])
     predictor = load_predictor(config.model_path, num_crops=config.num_crops)
-    predict = predictor.serving_functions()["predict_with_seed"]
-    seed = tf.constant(config.seed, tf.int32)
     for subject_id, image_path, label in subjects[["id", "image", "label"]].itertuples(index=False):
         volume = read_voxels(image_path)
+        geometry = read_image_information(image_path).geometry
         start = time.perf_counter()
-        outputs = {name: value.numpy() for name, value in predict(tf.constant(volume), seed).items()}
+        outputs = predictor.run("predict_with_seed", image=volume, spacing=geometry.spacing,
+                                direction=geometry.direction, seed=config.seed)
         yield Prediction(subject_id, label, outputs, time.perf_counter() - start)
 
 

@@ -63,7 +63,8 @@ def segment_case(segmenter: SlidingWindowSegmenter, image_path: str | Path, outp
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise DataError(f"{image_path}: a volume to segment must be 3D with one value per voxel; this image is "
                         f"{image.GetDimension()}D of size {image.GetSize()}")
-    labels = segmenter.segment(sitk.GetArrayFromImage(image).astype(np.float32), image.GetSpacing())
+    labels = segmenter.segment(sitk.GetArrayFromImage(image).astype(np.float32), image.GetSpacing(),
+                               image.GetDirection())
     output = sitk.GetImageFromArray(labels.astype(np.uint8))
     output.CopyInformation(image)
     write_image(output, output_path)
@@ -105,7 +106,7 @@ def segment_cases(
         size_zyx = tuple(geometry.size[::-1])
         print(f"case {number}/{len(cases)}: {case['id']}, {'x'.join(map(str, size_zyx))} voxels of "
               f"{'x'.join(f'{s:g}' for s in geometry.spacing)} mm, "
-              f"{segmenter.window_count(size_zyx, geometry.spacing)} windows", flush=True)
+              f"{segmenter.window_count(size_zyx, geometry.spacing, geometry.direction)} windows", flush=True)
         start = time.perf_counter()
         labels, image = segment_case(segmenter, case["image"], output_path)
         seconds = time.perf_counter() - start

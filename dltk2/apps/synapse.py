@@ -138,5 +138,5 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
               extra_callbacks=callbacks)
     if settings.export:
         run.export(SlidingWindowSegmenter(run.trained_model(), patch, list(geometry.spacing), synapse.HU_WINDOW,
-                                          num_classes=network["num_classes"]))
+                                          num_classes=network["num_classes"], orientation=axis_codes(geometry.direction)))
     return run.path

@@ -21,6 +21,7 @@ from dltk2.augmentation import add_gaussian_noise, add_gaussian_offset
 from dltk2.errors import DataError
 from dltk2.io.image import ImageGeometry, read_image, read_voxels, write_image
 from dltk2.io.reader import Mode
+from dltk2.io.orientation import reorient_image
 from dltk2.preprocessing import clip_and_scale, resample_to_spacing
 from dltk2.sampling import extract_class_balanced_example_array
 
@@ -108,16 +109,22 @@ def check_label_map(label: sitk.Image, image: sitk.Image, label_path: str | Path
 
 
 def preprocess_case(row: Mapping[str, str], output_dir: str | Path, spacing: Sequence[float],
-                    interpolator: str = "linear") -> dict[str, str]:
+                    interpolator: str = "linear", orientation: str | None = "LPS") -> dict[str, str]:
     """Preprocesses one case into ``<output_dir>/img`` and ``/label``; returns its CSV row.
 
-    Both files are checked before anything is written (:func:`check_ct`, :func:`check_label_map`).
+    Both files are checked before anything is written (:func:`check_ct`, :func:`check_label_map`),
+    then brought to one ``orientation`` (axis codes; transposes and flips, no interpolation), so that
+    every training case shows the anatomy in one voxel order and the exported segmenter knows which
+    (None: keep each file's own).
     """
     output_dir = Path(output_dir)
     image = check_ct(read_image(row["image"]), row["image"])
     label = None
     if row.get("label"):
         label = check_label_map(read_image(row["label"]), image, row["label"], row["image"])
+    if orientation is not None:
+        image = reorient_image(image, orientation)
+        label = reorient_image(label, orientation) if label is not None else None
     image_out = output_dir / "img" / f"{row['id']}.nii.gz"
     write_image(preprocess_image(image, spacing, interpolator), image_out)
     result = {"id": row["id"], "imgs": str(image_out), "lbls": "", "orig_imgs": row["image"],

@@ -12,7 +12,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dltk2.inference.orientation import plan_orientation, reorient, reoriented_spacing
 from dltk2.inference.predictor import Predictor
+from dltk2.inference.resampling import resample_volume
+from dltk2.io.orientation import check_codes, direction_of
 from dltk2.transforms import tf_whitening
 from dltk2.volume_sampling import pad_to_at_least, random_corners
 
@@ -40,6 +43,12 @@ def random_crop_corners(
 class CropAveragingPredictor(Predictor):
     """Averages a model's predictions over random crops of a whole volume.
 
+    With an ``orientation`` (the training images' axis codes), the serving functions also take the
+    volume's ``spacing`` and ``direction``: the volume is brought to the training orientation
+    (transposes and flips; an oblique one resampled, :mod:`dltk2.inference.orientation`) and, with a
+    ``spacing_mm``, resampled linearly to the training spacing, so a raw scan in any orientation and
+    resolution gets the prediction its training-grid twin gets. The crops are drawn on that grid.
+
     Args:
         model: A Keras model taking (batch, z, y, x, c) crops and returning classification logits
             (batch, classes) or a regression value (batch, 1).
@@ -49,6 +58,9 @@ class CropAveragingPredictor(Predictor):
         whiten: Whiten the whole volume first (DLTK's IXI preprocessing).
         channels: Image channels the model takes.
         default_seed: Seed of ``serving_default`` (which takes no seed).
+        orientation: Axis codes the model was trained in; None: the serving functions take the
+            volume alone, in the training orientation and spacing (a folder from before orientations).
+        spacing_mm: (x, y, z) training voxel size, mm; with an orientation, inputs are resampled to it.
     """
 
     def __init__(
@@ -60,6 +72,8 @@ class CropAveragingPredictor(Predictor):
         whiten: bool = True,
         channels: int = 1,
         default_seed: int = 0,
+        orientation: str | None = None,
+        spacing_mm: Sequence[float] | None = None,
     ) -> None:
         super().__init__(name="crop_averaging_predictor")
         if task not in ("classification", "regression"):
@@ -73,6 +87,10 @@ class CropAveragingPredictor(Predictor):
         self.whiten = whiten
         self.channels = int(channels)
         self.default_seed = int(default_seed)
+        self.orientation = check_codes(orientation) if orientation is not None else None
+        self.spacing_mm = [float(v) for v in spacing_mm] if spacing_mm is not None else None
+        if self.spacing_mm is not None and self.orientation is None:
+            raise ValueError("spacing_mm needs an orientation (the inputs then carry their spacing)")
         self._functions: dict | None = None
 
     kind = "crop_averaging"
@@ -80,30 +98,55 @@ class CropAveragingPredictor(Predictor):
     def get_config(self) -> dict:
         return {"crop_size": list(self.crop_size), "num_crops": self.num_crops, "task": self.task,
                 "whiten": self.whiten,
-                "channels": self.channels, "default_seed": self.default_seed}
+                "channels": self.channels, "default_seed": self.default_seed,
+                "orientation": self.orientation,
+                "spacing_mm": list(self.spacing_mm) if self.spacing_mm is not None else None}
 
     def warmup_inputs(self) -> dict[str, np.ndarray]:
         """A volume of one crop's size (a deploy may give a real one instead)."""
-        return {"image": np.zeros(self.crop_size, np.float32)}
+        inputs = {"image": np.zeros(self.crop_size, np.float32)}
+        if self.orientation is not None:
+            inputs["spacing"] = np.asarray(self.spacing_mm or [1.0, 1.0, 1.0], np.float64)
+            inputs["direction"] = np.asarray(direction_of(self.orientation), np.float64)
+        return inputs
 
-    def image_spec(self) -> tf.TensorSpec:
-        """Input of the serving signatures: a raw volume (z, y, x) of any size, float32."""
-        return tf.TensorSpec([None, None, None], tf.float32, name="image")
+    def input_specs(self) -> list[tf.TensorSpec]:
+        """Inputs of ``serving_default``: ``image`` float32 (z, y, x), raw, any size; with an
+        orientation, ``spacing`` float64 (3,) (x, y, z) mm and ``direction`` float64 (9,) row-major."""
+        specs = [tf.TensorSpec([None, None, None], tf.float32, name="image")]
+        if self.orientation is not None:
+            specs += [tf.TensorSpec([3], tf.float64, name="spacing"), tf.TensorSpec([9], tf.float64, name="direction")]
+        return specs
 
-    def __call__(self, image: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+    def to_training_grid(self, image: tf.Tensor, spacing: tf.Tensor | None = None,
+                         direction: tf.Tensor | None = None) -> tf.Tensor:
+        """A raw (z, y, x) volume -> (z', y', x') in the training orientation and spacing (if it has them)."""
+        volume = tf.convert_to_tensor(image, tf.float32)
+        if self.orientation is None:
+            return volume
+        plan = plan_orientation(tf.shape(volume), spacing, direction, self.orientation)
+        volume = reorient(volume[..., tf.newaxis], plan)
+        if self.spacing_mm is not None:
+            volume = resample_volume(volume, reoriented_spacing(spacing, plan), self.spacing_mm, method="linear")
+        return volume[..., 0]
+
+    def __call__(self, image: tf.Tensor, seed: tf.Tensor, spacing: tf.Tensor | None = None,
+                 direction: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         """Predicts for one raw volume.
 
         Args:
-            image: float32 (z, y, x), raw intensities at the training spacing.
+            image: float32 (z, y, x), raw intensities (at the training spacing, without a ``spacing_mm``).
             seed: int32 scalar choosing the crop positions.
+            spacing: float64 (3,), (x, y, z) voxel size of ``image``, mm; with an orientation only.
+            direction: float64 (9,), the image's direction matrix; with an orientation only.
 
         Returns:
             For classification: ``probabilities`` (classes,), the mean over crops; ``class_id`` ()
             int32; ``probabilities_std`` (classes,), the spread over crops; ``crop_corners``
-            (num_crops, 3). For regression: ``prediction`` () and ``prediction_std`` () and
+            (num_crops, 3) on the training grid. For regression: ``prediction`` () and ``prediction_std`` () and
             ``crop_corners``.
         """
-        volume = tf.convert_to_tensor(image, tf.float32)
+        volume = self.to_training_grid(image, spacing, direction)
         if self.whiten:
             volume = tf_whitening(volume)
         volume = tf.tile(volume[..., tf.newaxis], [1, 1, 1, self.channels])
@@ -132,15 +175,19 @@ class CropAveragingPredictor(Predictor):
         }
 
     def serving_functions(self) -> dict[str, tf.types.experimental.GenericFunction]:
-        """``serving_default(image)`` with the default seed, and ``predict_with_seed(image, seed)``."""
+        """``serving_default(image[, spacing, direction])`` with the default seed, and ``predict_with_seed``
+        taking a ``seed`` too."""
         if self._functions is None:
-            @tf.function(input_signature=[self.image_spec()])
-            def serving_default(image):
-                return self(image, tf.constant(self.default_seed, tf.int32))
+            specs = self.input_specs()
 
-            @tf.function(input_signature=[self.image_spec(), tf.TensorSpec([], tf.int32, name="seed")])
-            def predict_with_seed(image, seed):
-                return self(image, seed)
+            @tf.function(input_signature=specs)
+            def serving_default(image, *geometry):
+                return self(image, tf.constant(self.default_seed, tf.int32), *geometry)
+
+            @tf.function(input_signature=specs + [tf.TensorSpec([], tf.int32, name="seed")])
+            def predict_with_seed(image, *rest):
+                *geometry, seed = rest
+                return self(image, seed, *geometry)
 
             self._functions = {"serving_default": serving_default, "predict_with_seed": predict_with_seed}
         return self._functions

@@ -66,10 +66,28 @@ class Predictor(tf.Module):
 
     def predict(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
         """``serving_default`` on numpy inputs, numpy outputs (the compiled function that is exported)."""
-        serving = self.serving_functions()["serving_default"]
+        return self.run("serving_default", **inputs)
+
+    def input_names(self, function: str = "serving_default") -> list[str]:
+        """The named inputs of one serving function, in its signature's order."""
+        return [spec.name for spec in self.serving_functions()[function].input_signature]
+
+    def run(self, function: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """One serving function on numpy inputs, numpy outputs.
+
+        Inputs the function does not take are ignored, so a deploy can give every input it knows
+        (``image``, ``spacing``, ``direction``, ``seed``) to predictors of any age.
+
+        Raises:
+            ValueError: An input the function takes is missing.
+        """
+        serving = self.serving_functions()[function]
         specs = serving.input_signature
-        tensors = {spec.name: tf.constant(np.asarray(inputs[spec.name], spec.dtype.as_numpy_dtype)) for spec in specs}
-        outputs = serving(*[tensors[spec.name] for spec in specs])
+        missing = [spec.name for spec in specs if spec.name not in inputs]
+        if missing:
+            raise ValueError(f"{self.kind} {function} takes {', '.join(s.name for s in specs)}; "
+                             f"missing {', '.join(missing)}")
+        outputs = serving(*[tf.constant(np.asarray(inputs[spec.name], spec.dtype.as_numpy_dtype)) for spec in specs])
         return {name: value.numpy() for name, value in outputs.items()}
 
 

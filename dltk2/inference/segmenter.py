@@ -8,8 +8,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dltk2.inference.orientation import plan_orientation, reorient, reoriented_spacing, restore_orientation
 from dltk2.inference.predictor import Predictor
 from dltk2.inference.resampling import resample_volume
+from dltk2.io.orientation import Reorientation, check_codes, direction_of
 from dltk2.inference.sliding_window import sliding_window_inference
 from dltk2.transforms import tf_clip_and_scale
 
@@ -25,6 +27,11 @@ class SlidingWindowSegmenter(Predictor):
     convention, as :func:`dltk2.preprocessing.resample_to_spacing`), so the caller copies them from
     the input image.
 
+    With an ``orientation`` (the training images' axis codes, e.g. ``"LPS"``), the graph also takes
+    the input's direction matrix and brings the volume to that orientation first (transposes and
+    flips; oblique grids resampled, :mod:`dltk2.inference.orientation`), and the labels back onto the
+    input's own voxels, so a sagittal, feet-first or RAS volume is segmented as the model learnt it.
+
     Args:
         model: A fully convolutional Keras model, (batch, z, y, x, 1) -> (batch, z, y, x, classes).
         window: (z, y, x) sliding-window size, voxels at ``spacing_mm``.
@@ -34,6 +41,8 @@ class SlidingWindowSegmenter(Predictor):
         batch_size: Windows per model call.
         blend: ``"gaussian"`` or ``"constant"``.
         num_classes: Model output channels; read from the model if None.
+        orientation: Axis codes the model was trained in; None: the graph takes no direction and
+            segments the voxel order it is given (a model folder from before orientations).
     """
 
     def __init__(
@@ -46,6 +55,7 @@ class SlidingWindowSegmenter(Predictor):
         batch_size: int = 2,
         blend: str = "gaussian",
         num_classes: int | None = None,
+        orientation: str | None = None,
     ) -> None:
         super().__init__(name="sliding_window_segmenter")
         low, high = (float(v) for v in intensity_window)
@@ -59,6 +69,7 @@ class SlidingWindowSegmenter(Predictor):
         self.batch_size = int(batch_size)
         self.blend = blend
         self.num_classes = int(num_classes or model.output_shape[-1])
+        self.orientation = check_codes(orientation) if orientation is not None else None
         self._segment = tf.function(self.__call__, input_signature=self.input_signature())
 
     kind = "sliding_window_segmenter"
@@ -67,55 +78,83 @@ class SlidingWindowSegmenter(Predictor):
         return {"window": list(self.window), "spacing_mm": list(self.spacing_mm),
                 "intensity_window": list(self.intensity_window),
                 "overlap": self.overlap, "batch_size": self.batch_size, "blend": self.blend,
-                "num_classes": self.num_classes}
+                "num_classes": self.num_classes, "orientation": self.orientation}
 
     def warmup_inputs(self) -> dict[str, np.ndarray]:
         """Air (the window's low end) of one window's size, at the training spacing."""
-        return {"image": np.full(self.window, self.intensity_window[0], np.float32),
-                "spacing": np.asarray(self.spacing_mm, np.float64)}
+        inputs = {"image": np.full(self.window, self.intensity_window[0], np.float32),
+                  "spacing": np.asarray(self.spacing_mm, np.float64)}
+        if self.orientation is not None:
+            inputs["direction"] = np.asarray(direction_of(self.orientation), np.float64)
+        return inputs
 
-    @staticmethod
-    def input_signature() -> list[tf.TensorSpec]:
-        """``image`` float32 (z, y, x) in HU, any size; ``spacing`` float64 (3,) as (x, y, z) mm."""
-        return [tf.TensorSpec([None, None, None], tf.float32, name="image"),
-                tf.TensorSpec([3], tf.float64, name="spacing")]
+    def input_signature(self) -> list[tf.TensorSpec]:
+        """``image`` float32 (z, y, x) in HU, any size; ``spacing`` float64 (3,) as (x, y, z) mm; with an
+        orientation, ``direction`` float64 (9,), the image's direction matrix, row-major."""
+        specs = [tf.TensorSpec([None, None, None], tf.float32, name="image"),
+                 tf.TensorSpec([3], tf.float64, name="spacing")]
+        if self.orientation is not None:
+            specs.append(tf.TensorSpec([9], tf.float64, name="direction"))
+        return specs
 
-    def preprocess(self, image: tf.Tensor, spacing: tf.Tensor) -> tf.Tensor:
-        """Raw (z, y, x) HU at ``spacing`` -> (z', y', x', 1) in [-1, 1] at the training spacing."""
+    def preprocess(self, image: tf.Tensor, spacing: tf.Tensor, direction: tf.Tensor | None = None):
+        """Raw (z, y, x) HU at ``spacing`` -> (z', y', x', 1) in [-1, 1] at the training spacing.
+
+        Returns:
+            ``(volume, spacing, plan)``: the model's input, the spacing of the reoriented grid it was
+            resampled from (the input's, permuted) and the orientation plan (None without one).
+        """
         low, high = self.intensity_window
-        volume = tf.convert_to_tensor(image, tf.float32)[..., tf.newaxis]
-        # Resampling (volume - low) and adding low back makes the outside air, not 0 HU.
-        resampled = resample_volume(volume - low, spacing, self.spacing_mm, method="linear") + low
-        return tf_clip_and_scale(resampled, low, high)
+        # (volume - low) is resampled and low added back, so that the outside is air, not 0 HU.
+        volume = tf.convert_to_tensor(image, tf.float32)[..., tf.newaxis] - low
+        spacing = tf.cast(spacing, tf.float64)
+        plan = None
+        if self.orientation is not None:
+            plan = plan_orientation(tf.shape(volume), spacing, direction, self.orientation)
+            volume = reorient(volume, plan)
+            spacing = reoriented_spacing(spacing, plan)
+        resampled = resample_volume(volume, spacing, self.spacing_mm, method="linear") + low
+        return tf_clip_and_scale(resampled, low, high), spacing, plan
 
-    def __call__(self, image: tf.Tensor, spacing: tf.Tensor) -> dict[str, tf.Tensor]:
+    def __call__(self, image: tf.Tensor, spacing: tf.Tensor, direction: tf.Tensor | None = None
+                 ) -> dict[str, tf.Tensor]:
         """Segments one raw volume.
 
         Args:
             image: float32 (z, y, x), HU.
             spacing: float64 (3,), (x, y, z) voxel size of ``image``, mm.
+            direction: float64 (9,), the image's direction matrix (row-major); with an orientation only.
 
         Returns:
             ``labels``: int32 (z, y, x), the class of every input voxel. ``probabilities_shape``:
             int32 (4,), the size of the class-probability volume at the training spacing (what
             bounded the memory).
         """
-        volume = self.preprocess(image, spacing)
+        volume, spacing, plan = self.preprocess(image, spacing, direction)
         probabilities = sliding_window_inference(self.model, volume, self.window, overlap=self.overlap,
                                                  batch_size=self.batch_size, blend=self.blend,
                                                  num_classes=self.num_classes)
         labels = tf.cast(tf.argmax(probabilities, axis=-1, output_type=tf.int32), tf.float32)[..., tf.newaxis]
-        on_input_grid = resample_volume(labels, self.spacing_mm, spacing, new_size=tf.shape(image),
-                                        method="nearest")
+        grid_size = tf.shape(image) if plan is None else plan.resampled_size
+        on_input_grid = resample_volume(labels, self.spacing_mm, spacing, new_size=grid_size, method="nearest")
+        if plan is not None:
+            on_input_grid = restore_orientation(on_input_grid, plan, "nearest")
         return {"labels": tf.cast(on_input_grid[..., 0], tf.int32),
                 "probabilities_shape": tf.shape(probabilities)}
 
-    def window_count(self, size_zyx: Sequence[int], spacing_xyz: Sequence[float]) -> int:
+    def window_count(self, size_zyx: Sequence[int], spacing_xyz: Sequence[float],
+                     direction: Sequence[float] | None = None) -> int:
         """How many windows the sliding window runs over an image of this size and spacing (mm).
 
         The graph's own rules in numpy: the size at the training spacing (``round``, at least 1), padded
-        to the window, starts every ``window * (1 - overlap)`` voxels and one flush with the end.
+        to the window, starts every ``window * (1 - overlap)`` voxels and one flush with the end. With
+        an orientation and the image's ``direction``, the axes are first permuted as the graph does (an
+        oblique image's resampled grid is a little larger: the count is then a lower bound).
         """
+        if self.orientation is not None and direction is not None:
+            reorientation = Reorientation.between(direction, self.orientation)
+            size_zyx = [size_zyx[2 - a] for a in reorientation.source_axes][::-1]
+            spacing_xyz = [spacing_xyz[a] for a in reorientation.source_axes]
         count = 1
         for size, spacing, target, window in zip(size_zyx, reversed(list(spacing_xyz)), self.spacing_mm[::-1],
                                                  self.window):
@@ -126,13 +165,22 @@ class SlidingWindowSegmenter(Predictor):
             count *= starts + (1 if (starts - 1) * step < padded - window else 0)
         return count
 
-    def segment(self, image: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
-        """Numpy in and out (the compiled graph that is exported): int32 (z, y, x) labels."""
-        outputs = self._segment(tf.constant(np.asarray(image, np.float32)),
-                                tf.constant(np.asarray(spacing, np.float64)))
-        return outputs["labels"].numpy()
+    def segment(self, image: np.ndarray, spacing: Sequence[float], direction: Sequence[float] | None = None
+                ) -> np.ndarray:
+        """Numpy in and out (the compiled graph that is exported): int32 (z, y, x) labels.
+
+        Raises:
+            ValueError: A segmenter with an orientation given no direction (it would guess the
+                voxel order, the failure this input exists to prevent).
+        """
+        inputs = {"image": image, "spacing": spacing}
+        if self.orientation is not None:
+            if direction is None:
+                raise ValueError(f"this segmenter was trained in {self.orientation}: give the image's direction")
+            inputs["direction"] = direction
+        return self.predict(**inputs)["labels"]
 
     def serving_functions(self) -> dict[str, tf.types.experimental.GenericFunction]:
-        """``serving_default(image, spacing)`` -> ``labels`` (and ``probabilities_shape``)."""
+        """``serving_default(image, spacing[, direction])`` -> ``labels`` (and ``probabilities_shape``)."""
         return {"serving_default": self._segment}
 

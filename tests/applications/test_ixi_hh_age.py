@@ -45,9 +45,11 @@ def test_train_deploy_export_age(tiny_ixi, tmp_path):
     serving = tf.saved_model.load(str(model_path / "export" / "1")).signatures["serving_default"]
     subjects = ixi.load_subjects(tiny_ixi, "age", 8.0).iloc[8:]
     for row, subject in zip(predictions.itertuples(), subjects.itertuples()):
-        volume, _ = read_array(subject.image)
-        assert float(serving(image=tf.constant(volume))["prediction"]) == pytest.approx(row.pred_yrs, abs=1e-3)
+        volume, geometry = read_array(subject.image)
+        request = {"image": volume, "spacing": np.asarray(geometry.spacing), "direction": np.asarray(geometry.direction)}
+        served = serving(**{name: tf.constant(value) for name, value in request.items()})
+        assert float(served["prediction"]) == pytest.approx(row.pred_yrs, abs=1e-3)
         if row.Index == 0:  # as a client of TF Serving asks, by REST and by gRPC
-            assert_clients_answer_alike(model_path / "export" / "1", "ixi_age", {"image": volume})
-        rebuilt = load_predictor(model_path).predict(image=volume)  # from the model folder alone
+            assert_clients_answer_alike(model_path / "export" / "1", "ixi_age", request)
+        rebuilt = load_predictor(model_path).predict(**request)  # from the model folder alone
         assert float(rebuilt["prediction"]) == pytest.approx(row.pred_yrs, abs=1e-3)

@@ -12,13 +12,15 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import SimpleITK as sitk
 import tensorflow as tf
 
 from helpers import REPO, run_script
 from serving_standin import assert_clients_answer_alike
 from dltk2.datasets import ixi
-from dltk2.io.image import read_array
-from dltk2.export import read_warmup_requests
+from dltk2.io.image import read_array, read_image, read_image_information
+from dltk2.io.orientation import axis_codes, reorient_image
+from dltk2.export import call_signature, read_warmup_requests
 from dltk2.inference import load_predictor
 
 TINY = ["--spacing_mm=8", "--example_size=16,16,16", "--n_examples=2", "--filters=4,8", "--strides=1,2",
@@ -70,16 +72,25 @@ def test_train_kill_resume_deploy_export(tiny_ixi, tmp_path):
     assert (saved_model / "saved_model.pb").exists()
     loaded = tf.saved_model.load(str(saved_model))
     serving = loaded.signatures["serving_default"]
-    assert set(serving.structured_input_signature[1]) == {"image"}
+    assert set(serving.structured_input_signature[1]) == {"image", "spacing", "direction"}
     subjects = ixi.load_subjects(tiny_ixi, "sex", 8.0)
+    assert json.loads((model_path / "predictor.json").read_text())["config"]["orientation"] == \
+        axis_codes(read_image_information(subjects["image"].iloc[0]).geometry.direction)
     for row, subject in zip(predictions.itertuples(), subjects.iloc[8:].itertuples()):
-        volume, _ = read_array(subject.image)
-        outputs = serving(image=tf.constant(volume))
+        volume, geometry = read_array(subject.image)
+        request = {"image": volume, "spacing": np.asarray(geometry.spacing), "direction": np.asarray(geometry.direction)}
+        outputs = serving(**{name: tf.constant(value) for name, value in request.items()})
         if row.Index == 0:  # as a client of TF Serving asks, by REST and by gRPC
-            assert_clients_answer_alike(saved_model, "ixi_sex", {"image": volume})
+            assert_clients_answer_alike(saved_model, "ixi_sex", request)
+            # The same head presented sagittally, feet first: the same answer.
+            turned = reorient_image(read_image(subject.image), "ASR")
+            answer = call_signature(saved_model, {"image": sitk.GetArrayFromImage(turned).astype(np.float32),
+                                                  "spacing": np.asarray(turned.GetSpacing()),
+                                                  "direction": np.asarray(turned.GetDirection())})
+            np.testing.assert_allclose(answer["probabilities"], outputs["probabilities"].numpy(), atol=1e-6)
         assert int(outputs["class_id"]) == row.pred
         np.testing.assert_allclose(outputs["probabilities"].numpy(), [row.prob_male, row.prob_female], atol=2e-5)
-        rebuilt = load_predictor(model_path).predict(image=volume)  # from the model folder alone
+        rebuilt = load_predictor(model_path).predict(**request)  # from the model folder alone
         assert int(rebuilt["class_id"]) == row.pred
         np.testing.assert_allclose(rebuilt["probabilities"], [row.prob_male, row.prob_female], atol=2e-5)
     requests = read_warmup_requests(saved_model)

@@ -11,6 +11,7 @@ import SimpleITK as sitk
 
 from dltk2.export import call_signature, existing_versions
 from dltk2.inference import load_predictor
+from dltk2.io.orientation import axis_codes, reorient_image
 from dltk2.model_folder import ModelFolder
 
 import make_synthetic_synapse
@@ -151,17 +152,30 @@ def test_end_to_end_train_deploy_export_and_serve(preprocessed, tmp_path):
         np.testing.assert_allclose(written.GetOrigin(), original.GetOrigin(), atol=1e-4)
         np.testing.assert_allclose(written.GetDirection(), original.GetDirection(), atol=1e-6)
         request = {"image": sitk.GetArrayFromImage(original).astype(np.float32),
-                   "spacing": np.asarray(original.GetSpacing(), np.float64)}
+                   "spacing": np.asarray(original.GetSpacing(), np.float64),
+                   "direction": np.asarray(original.GetDirection(), np.float64)}
         # The first case as a client of TF Serving asks, by REST and by gRPC; the others directly.
         served = (assert_clients_answer_alike(saved_model, "synapse", request) if rebuilt is None
                   else call_signature(saved_model, request))
         np.testing.assert_array_equal(served["labels"], sitk.GetArrayFromImage(written))
         # The predictor rebuilt from the model folder alone answers the same.
         rebuilt = rebuilt or load_predictor(model_path)
-        np.testing.assert_array_equal(rebuilt.predict(image=sitk.GetArrayFromImage(original),
-                                                      spacing=original.GetSpacing())["labels"],
-                                      sitk.GetArrayFromImage(written))
+        np.testing.assert_array_equal(rebuilt.predict(**request)["labels"], sitk.GetArrayFromImage(written))
 
     predicted = run_script("applications/synapse_ct_seg/deploy.py", "-p", str(model_path),
                            f"--data_csv={preprocessed / 'val.csv'}", f"--output_dir={tmp_path / 'only'}", "-n")
     assert "Dice" not in predicted.stdout and len(list((tmp_path / "only").glob("*_seg.nii.gz"))) == len(val)
+
+    # The first case as a scanner writing sagittal slices feet first would store it: the same labels
+    # in the world, on that file's own grid.
+    turned = reorient_image(sitk.ReadImage(val["orig_imgs"].iloc[0]), "ISR")
+    sitk.WriteImage(turned, str(tmp_path / "turned.nii.gz"))
+    pd.DataFrame({"id": ["turned"], "orig_imgs": [str(tmp_path / "turned.nii.gz")]}).to_csv(tmp_path / "turned.csv")
+    run_script("applications/synapse_ct_seg/deploy.py", "-p", str(model_path), f"--data_csv={tmp_path / 'turned.csv'}",
+               f"--output_dir={tmp_path / 'turned'}", "-n")
+    labels = sitk.ReadImage(tmp_path / "turned" / "turned_seg.nii.gz")
+    assert labels.GetSize() == turned.GetSize() and axis_codes(labels.GetDirection()) == "ISR"
+    np.testing.assert_allclose(labels.GetOrigin(), turned.GetOrigin(), atol=1e-4)
+    upright = sitk.ReadImage(tmp_path / "only" / f"{val['id'].iloc[0]}_seg.nii.gz")
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(reorient_image(labels, axis_codes(upright.GetDirection()))),
+                                  sitk.GetArrayFromImage(upright))

@@ -1,5 +1,7 @@
 """Tests of dltk2.datasets.synapse."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -111,3 +113,26 @@ def test_a_ct_that_is_not_3d_is_refused(raw, tmp_path, change, dimension):
     case = bad_case(raw, tmp_path / "data", change_image=change)
     with pytest.raises(DataError, match=f"img0001.nii.gz: a CT must be a 3D volume .* this image is {dimension}"):
         synapse.preprocess_case(case, tmp_path / "out", [8.0] * 3)
+
+
+def test_preprocessing_brings_every_case_to_one_orientation(raw, tmp_path):
+    """A case stored in RAS (as many NIfTI converters write) is preprocessed as its LPS twin."""
+    from dltk2.io.orientation import axis_codes, reorient_image
+
+    case = synapse.find_cases(raw).iloc[0].to_dict()
+    turned = tmp_path / "turned"
+    for key in ("image", "label"):
+        (turned / key).mkdir(parents=True)
+        sitk.WriteImage(reorient_image(sitk.ReadImage(case[key]), "RAS"), str(turned / key / Path(case[key]).name))
+    as_ras = {**case, "image": str(turned / "image" / Path(case["image"]).name),
+              "label": str(turned / "label" / Path(case["label"]).name)}
+    assert axis_codes(sitk.ReadImage(as_ras["image"]).GetDirection()) == "RAS"
+    upright = synapse.preprocess_case(case, tmp_path / "upright", [4.0] * 3)
+    reoriented = synapse.preprocess_case(as_ras, tmp_path / "reoriented", [4.0] * 3)
+    kept = synapse.preprocess_case(as_ras, tmp_path / "kept", [4.0] * 3, orientation=None)
+    for key in ("imgs", "lbls"):
+        ours, theirs = sitk.ReadImage(reoriented[key]), sitk.ReadImage(upright[key])
+        assert axis_codes(ours.GetDirection()) == "LPS" and ours.GetSize() == theirs.GetSize()
+        np.testing.assert_allclose(ours.GetOrigin(), theirs.GetOrigin(), atol=1e-4)
+        np.testing.assert_allclose(sitk.GetArrayFromImage(ours), sitk.GetArrayFromImage(theirs), atol=1e-5)
+        assert axis_codes(sitk.ReadImage(kept[key]).GetDirection()) == "RAS"

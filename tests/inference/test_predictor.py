@@ -36,6 +36,15 @@ def _predictors():
         "sliding_window_segmenter": (
             SlidingWindowSegmenter(_segmentation_model(), [8, 8, 8], [2.0, 2.0, 2.0], num_classes=3),
             {"image": RNG.normal(0, 400, (11, 9, 13)).astype(np.float32), "spacing": np.array([1.5, 2.0, 2.5])}),
+        "crop_averaging, oriented": (
+            CropAveragingPredictor(_classifier((8, 8, 8, 1), 2), [8, 8, 8], num_crops=3, orientation="RAS",
+                                   spacing_mm=[2.0, 2.0, 2.0]),
+            {"image": RNG.normal(size=(10, 12, 9)).astype(np.float32), "spacing": np.array([1.5, 2.0, 2.5]),
+             "direction": np.array([0.0, 0, -1, 1, 0, 0, 0, -1, 0])}),
+        "sliding_window_segmenter, oriented": (
+            SlidingWindowSegmenter(_segmentation_model(), [8, 8, 8], [2.0, 2.0, 2.0], num_classes=3, orientation="LPS"),
+            {"image": RNG.normal(0, 400, (11, 9, 13)).astype(np.float32), "spacing": np.array([1.5, 2.0, 2.5]),
+             "direction": np.array([0.0, 0, -1, 1, 0, 0, 0, -1, 0])}),
         "image_classifier_2d": (ImageClassifier2D(_classifier((16, 16, 1), 3), 16, ["a", "b", "c"]),
                                 {"image": RNG.integers(0, 4000, (20, 13)).astype(np.float32)}),
         "series_classifier": (SeriesClassifier(_classifier((4, 8, 8, 1), 2), 4, 8, ["normal", "abnormal"]),
@@ -43,10 +52,11 @@ def _predictors():
     }
 
 
-@pytest.mark.parametrize("kind", ["crop_averaging", "sliding_window_segmenter", "image_classifier_2d",
-                                  "series_classifier"])
-def test_rebuilt_from_the_folder_alone_answers_the_same(tmp_path, kind):
-    predictor, request = _predictors()[kind]
+@pytest.mark.parametrize("case", ["crop_averaging", "crop_averaging, oriented", "sliding_window_segmenter",
+                                  "sliding_window_segmenter, oriented", "image_classifier_2d", "series_classifier"])
+def test_rebuilt_from_the_folder_alone_answers_the_same(tmp_path, case):
+    predictor, request = _predictors()[case]
+    kind = case.split(",")[0]
     assert predictor.kind == kind and Predictor.registry[kind] is type(predictor)
     expected = predictor.predict(**request)
     keras_file, saved_model = export_predictor(tmp_path, predictor)
