@@ -15,6 +15,7 @@ from typing import Union
 import numpy as np
 import SimpleITK as sitk
 
+from dltk2.errors import DataError
 from dltk2.io.atomic import atomic_destination
 # Readers' shared pieces and the NIfTI reader live in their own modules; imported here where they always were.
 from dltk2.io.itk import ImageReadError, check_finite, error_description, read_header  # noqa: F401
@@ -73,35 +74,23 @@ class ImageGeometry:
 
 
 def read_dicom_series(folder: PathLike, series_id: str | None = None) -> sitk.Image:
-    """Reads one DICOM series from a folder as a 3D image, slices sorted by position.
+    """Reads one DICOM series of a folder as a float32 3D image (:func:`dltk2.io.dicom_series.read_series`).
 
     Args:
-        folder: A folder of DICOM files.
-        series_id: SeriesInstanceUID to read where the folder holds several; required then.
+        folder: A folder of DICOM files (a series or a study, searched recursively).
+        series_id: SeriesInstanceUID to read; default: the series with the most slices that is not a
+            localizer.
 
     Raises:
-        ImageReadError: No series, several series and no ``series_id``, or unreadable slices.
+        ImageReadError: No series, or one that is no volume (mixed orientations, missing slices,
+            uneven spacing, gantry tilt, no pixel data), named in one line.
     """
-    folder = str(folder)
-    series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
-    if not series_ids:
-        raise ImageReadError(f"{folder}: no DICOM series found in the folder")
-    if series_id is None:
-        if len(series_ids) > 1:
-            raise ImageReadError(
-                f"{folder}: holds {len(series_ids)} DICOM series ({', '.join(series_ids)}); "
-                "pass series_id to choose one"
-            )
-        series_id = series_ids[0]
-    elif series_id not in series_ids:
-        raise ImageReadError(f"{folder}: no DICOM series with SeriesInstanceUID {series_id}")
-    file_names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, series_id)
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(file_names)
+    from dltk2.io.dicom_series import SeriesRules, read_series
+
     try:
-        return reader.Execute()
-    except RuntimeError as error:
-        raise ImageReadError(f"{folder}: cannot read DICOM series {series_id}: {error_description(error)}") from error
+        return read_series(folder, SeriesRules(series_uid=series_id)).image
+    except DataError as error:
+        raise ImageReadError(str(error)) from None
 
 
 def read_image(
@@ -163,8 +152,17 @@ def read_image_information(path: PathLike) -> ImageInformation:
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"{path}: no such file")
-    if path.is_dir() or path.name.endswith((".nii", ".nii.gz")) and _is_nifti2(path):
-        image = read_image(path, require_finite=False)  # DICOM series and NIfTI-2: ITK has no header-only read
+    if path.is_dir():  # a DICOM series: its grid from the headers
+        from dltk2.io.dicom_series import SeriesRules, choose_series, find_series, series_geometry
+
+        try:
+            _, size, spacing, origin, direction = series_geometry(choose_series(find_series(path), SeriesRules(),
+                                                                                str(path)), str(path))
+        except DataError as error:
+            raise ImageReadError(str(error)) from None
+        return ImageInformation(3, 1, ImageGeometry(size, spacing, origin, direction))
+    if path.name.endswith((".nii", ".nii.gz")) and _is_nifti2(path):
+        image = read_image(path, require_finite=False)  # NIfTI-2: ITK has no header-only read
         return ImageInformation(image.GetDimension(), image.GetNumberOfComponentsPerPixel(),
                                 ImageGeometry.from_image(image))
     reader = read_header(path)

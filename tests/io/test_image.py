@@ -158,7 +158,7 @@ def test_dicom_series_folder_is_sorted_by_position(tmp_path):
 
 def test_folder_without_dicom_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ImageReadError, match="no DICOM series"):
+    with pytest.raises(ImageReadError, match="empty: no DICOM files"):
         read_dicom_series(tmp_path / "empty")
 
 
