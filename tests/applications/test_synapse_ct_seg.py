@@ -168,13 +168,13 @@ def test_end_to_end_train_deploy_export_and_serve(preprocessed, tmp_path):
 
     # The first case as a scanner writing sagittal slices feet first would store it: the same labels
     # in the world, on that file's own grid.
-    turned = reorient_image(sitk.ReadImage(val["orig_imgs"].iloc[0]), "ISR")
+    turned = reorient_image(sitk.ReadImage(val["orig_imgs"].iloc[0]), "PIR")
     sitk.WriteImage(turned, str(tmp_path / "turned.nii.gz"))
     pd.DataFrame({"id": ["turned"], "orig_imgs": [str(tmp_path / "turned.nii.gz")]}).to_csv(tmp_path / "turned.csv")
     run_script("applications/synapse_ct_seg/deploy.py", "-p", str(model_path), f"--data_csv={tmp_path / 'turned.csv'}",
                f"--output_dir={tmp_path / 'turned'}", "-n")
     labels = sitk.ReadImage(tmp_path / "turned" / "turned_seg.nii.gz")
-    assert labels.GetSize() == turned.GetSize() and axis_codes(labels.GetDirection()) == "ISR"
+    assert labels.GetSize() == turned.GetSize() and axis_codes(labels.GetDirection()) == "PIR"
     np.testing.assert_allclose(labels.GetOrigin(), turned.GetOrigin(), atol=1e-4)
     upright = sitk.ReadImage(tmp_path / "only" / f"{val['id'].iloc[0]}_seg.nii.gz")
     np.testing.assert_array_equal(sitk.GetArrayFromImage(reorient_image(labels, axis_codes(upright.GetDirection()))),
