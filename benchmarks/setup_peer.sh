@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 python3 -m venv .venv-monai
-.venv-monai/bin/pip install -q torch==2.13.0 monai nibabel
+.venv-monai/bin/pip install -q torch==2.13.0 monai nibabel pydicom SimpleITK
 .venv-monai/bin/python -c "import monai, torch; print('MONAI', monai.__version__, 'torch', torch.__version__)"

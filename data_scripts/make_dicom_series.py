@@ -23,8 +23,14 @@ import SimpleITK as sitk
 from absl import app, flags
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.valuerep import format_number_as_ds
 
 FLAGS = flags.FLAGS
+
+
+def _ds(value: float) -> str:
+    """A decimal string of at most 16 characters (DICOM's DS), as precise as that allows."""
+    return format_number_as_ds(float(value))
 
 
 def series_datasets(image: sitk.Image, patient_id: str = "PHANTOM01", patient_name: str = "Phantom^One",
@@ -62,11 +68,12 @@ def series_datasets(image: sitk.Image, patient_id: str = "PHANTOM01", patient_na
         ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription = series_number, k + 1, series_description
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.PositionReferenceIndicator, ds.PatientPosition = "", "FFS"
-        ds.ImagePositionPatient = [float(v) for v in origin + direction @ (np.array([0.0, 0.0, k]) * spacing)]
-        ds.ImageOrientationPatient = [float(v) for v in np.concatenate([direction[:, 0], direction[:, 1]])]
-        ds.SliceLocation = float(ds.ImagePositionPatient[2])
-        ds.PixelSpacing = [float(spacing[1]), float(spacing[0])]
-        ds.SliceThickness = float(spacing[2])
+        position = origin + direction @ (np.array([0.0, 0.0, k]) * spacing)
+        ds.ImagePositionPatient = [_ds(v) for v in position]
+        ds.ImageOrientationPatient = [_ds(v) for v in np.concatenate([direction[:, 0], direction[:, 1]])]
+        ds.SliceLocation = _ds(position[2])
+        ds.PixelSpacing = [_ds(spacing[1]), _ds(spacing[0])]
+        ds.SliceThickness = _ds(spacing[2])
         ds.KVP, ds.AcquisitionNumber = 120, 1
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.Rows, ds.Columns = array.shape[1], array.shape[2]

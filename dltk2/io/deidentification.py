@@ -90,6 +90,9 @@ class _Context:
         if patient_characteristics:
             options.add("P")
         self.options = frozenset(options)
+        # Items already cleaned: one item object may sit in two sequences (highdicom's SEG shares its
+        # referenced-instance items), and cleaning it twice would hash its UIDs twice.
+        self.cleaned: set[int] = set()
 
 
 def _action(element: DataElement, context: _Context) -> str:
@@ -112,6 +115,9 @@ def _dummy(element: DataElement):
 
 
 def _clean(dataset: Dataset, context: _Context) -> None:
+    if id(dataset) in context.cleaned:
+        return
+    context.cleaned.add(id(dataset))
     for element in list(dataset):
         action = _action(element, context)
         if action in ("X", "X/Z", "X/D", "X/Z/D"):

@@ -123,3 +123,20 @@ def test_the_result_is_still_a_valid_file(header, tmp_path):
 def test_unknown_date_mode_is_refused(header):
     with pytest.raises(ValueError, match="dates must be one of"):
         deidentify(header, "salt", dates="blur")
+
+
+def test_an_item_shared_by_two_sequences_is_cleaned_once():
+    """highdicom's SEG puts one referenced-instance item in two places: its UID is hashed once, not twice."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = Dataset()
+    item.ReferencedSOPInstanceUID = "1.2.3.4"
+    dataset = Dataset()
+    dataset.PatientID = "P1"
+    dataset.ReferencedImageSequence = Sequence([item])
+    dataset.SourceImageSequence = Sequence([item])
+    cleaned = deidentify(dataset, "salt")
+    expected = pseudonymous_uid("1.2.3.4", "salt")
+    assert cleaned.ReferencedImageSequence[0].ReferencedSOPInstanceUID == expected
+    assert cleaned.SourceImageSequence[0].ReferencedSOPInstanceUID == expected
