@@ -3,7 +3,9 @@
 For every case of ``--data_csv`` (a CSV from ``preprocessing.py``: ``id`` and ``orig_imgs``, and
 ``orig_lbls`` unless ``--predict_only``), the original image is resampled to the training spacing,
 clipped and scaled, segmented with a sliding window, and the labels go back onto the original grid:
-``OUTPUT/<id>_seg.nii.gz`` has exactly the original image's size, spacing, origin and direction. The
+``OUTPUT/<id>_seg.nii.gz`` has exactly the original image's size, spacing, origin and direction (a case
+whose ``orig_imgs`` is a DICOM series folder also gets ``OUTPUT/<id>_seg.dcm``, a DICOM SEG of the
+13 organs referencing its slices, for a PACS; ``--deidentify_key`` de-identifies it). The
 segmentation is the exported SavedModel's own ``serving_default`` function, so TF Serving returns the
 same labels. With labels, each case prints::
 
@@ -38,12 +40,15 @@ flags.DEFINE_boolean("predict_only", False, "Write label maps only; no labels ne
 flags.DEFINE_float("overlap", 0.5, "Overlap of neighbouring windows, [0, 1).")
 flags.DEFINE_integer("batch_size", 2, "Windows per network call.")
 flags.DEFINE_enum("blend", "gaussian", ["gaussian", "constant"], "Weights of each window's voxels.")
+flags.DEFINE_string("deidentify_key", None, "A file holding a secret: DICOM SEGs are de-identified with it (PS3.15 "
+                    "Basic Profile, UIDs as a de-identified copy of the source made with the same secret).")
 flags.mark_flags_as_required(["model_path", "data_csv", "output_dir"])
 
 
 def main(argv):
     del argv
-    from dltk2.apps.segmentation import check_cases, report_segmentation, segment_cases, summary_table
+    from dltk2.apps.segmentation import DicomOutput, check_cases, report_segmentation, segment_cases, summary_table
+    from dltk2.io.dicom_objects import ModelIdentity, read_secret
     from dltk2.datasets import synapse
     from dltk2.inference import load_predictor
     from dltk2.io.atomic import write_csv_atomically
@@ -54,11 +59,13 @@ def main(argv):
     cases = [{"id": row["id"], "image": row["orig_imgs"], "label": row.get("orig_lbls", "")}
              for row in table.to_dict("records")]
     check_cases(cases, FLAGS.predict_only)  # every case's headers, before the model is loaded
+    salt = read_secret(FLAGS.deidentify_key) if FLAGS.deidentify_key else None
     segmenter = load_predictor(FLAGS.model_path, overlap=FLAGS.overlap, batch_size=FLAGS.batch_size,
                                blend=FLAGS.blend)
     output_dir = Path(FLAGS.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    results = segment_cases(segmenter, cases, output_dir, synapse.ORGANS, FLAGS.predict_only)
+    dicom = DicomOutput(ModelIdentity.of_model_folder(FLAGS.model_path), synapse.ORGANS, salt)
+    results = segment_cases(segmenter, cases, output_dir, synapse.ORGANS, FLAGS.predict_only, dicom=dicom)
     write_csv_atomically(results, output_dir / "metrics.csv")
     if not FLAGS.predict_only:
         summary = summary_table(results, synapse.ORGANS)

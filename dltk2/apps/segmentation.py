@@ -10,6 +10,7 @@ plot and ``report.html``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -20,6 +21,8 @@ import SimpleITK as sitk
 
 from dltk2.inference import SlidingWindowSegmenter
 from dltk2.errors import DataError
+from dltk2.io.dicom_objects import ModelIdentity, write_segmentation
+from dltk2.io.dicom_series import read_series
 from dltk2.io.image import read_array, read_image, read_image_information, write_image
 from dltk2.metrics import dice_per_class, hausdorff_95_per_class, mean_of_present
 from dltk2.plots import plot_box, plot_segmentation_overlay
@@ -49,9 +52,27 @@ def check_cases(cases: Iterable[Mapping[str, str]], predict_only: bool = False) 
                                 f"{image.geometry.spacing} mm)")
 
 
-def segment_case(segmenter: SlidingWindowSegmenter, image_path: str | Path, output_path: str | Path
-                 ) -> tuple[np.ndarray, sitk.Image]:
-    """Segments one image file and writes the label map (uint8) on the image's own grid, atomically.
+@dataclasses.dataclass(frozen=True)
+class DicomOutput:
+    """What a DICOM SEG of a DICOM input needs: the model's identity, the segments, de-identification.
+
+    Attributes:
+        model: The algorithm recorded in the SEG.
+        class_names: Label value -> segment name (no background).
+        salt: De-identify the SEG with this secret; None keeps the source's patient and study.
+    """
+
+    model: ModelIdentity
+    class_names: Mapping[int, str]
+    salt: str | None = None
+
+
+def segment_case(segmenter: SlidingWindowSegmenter, image_path: str | Path, output_path: str | Path,
+                 dicom: DicomOutput | None = None) -> tuple[np.ndarray, sitk.Image]:
+    """Segments one image file (or DICOM series folder) and writes the label map on its own grid, atomically.
+
+    The label map is uint8 NIfTI (or what ``output_path``'s suffix says); for a DICOM series and a
+    ``dicom`` output, also a DICOM SEG beside it (``<output_path stem>.dcm``) referencing the slices.
 
     Returns:
         ``(labels, image)``: int32 (z, y, x) labels and the SimpleITK image read (for its geometry).
@@ -59,7 +80,8 @@ def segment_case(segmenter: SlidingWindowSegmenter, image_path: str | Path, outp
     Raises:
         DataError: An image that is not a 3D volume of one value per voxel.
     """
-    image = read_image(image_path)
+    volume = read_series(image_path) if Path(image_path).is_dir() else None
+    image = volume.image if volume is not None else read_image(image_path)
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise DataError(f"{image_path}: a volume to segment must be 3D with one value per voxel; this image is "
                         f"{image.GetDimension()}D of size {image.GetSize()}")
@@ -68,7 +90,15 @@ def segment_case(segmenter: SlidingWindowSegmenter, image_path: str | Path, outp
     output = sitk.GetImageFromArray(labels.astype(np.uint8))
     output.CopyInformation(image)
     write_image(output, output_path)
+    if volume is not None and dicom is not None:
+        write_segmentation(labels, volume, dicom.class_names, dicom_path(output_path), dicom.model, dicom.salt)
     return labels, image
+
+
+def dicom_path(output_path: str | Path) -> Path:
+    """``<id>_seg.nii.gz`` -> ``<id>_seg.dcm``: where a DICOM input's SEG goes."""
+    output_path = Path(output_path)
+    return output_path.with_name(output_path.name.split(".")[0] + ".dcm")
 
 
 def segment_cases(
@@ -78,6 +108,7 @@ def segment_cases(
     class_names: Mapping[int, str],
     predict_only: bool = False,
     overlays: bool = True,
+    dicom: DicomOutput | None = None,
 ) -> pd.DataFrame:
     """Segments, writes and (with labels) scores every case, printing a line for each.
 
@@ -90,6 +121,7 @@ def segment_cases(
         predict_only: Write the label maps without scoring them.
         overlays: Also draw ``<output_dir>/overlays/<id>.png``: three planes through the organs, the
             reference above the prediction (:func:`dltk2.plots.plot_segmentation_overlay`).
+        dicom: For cases given as DICOM series folders, also write ``<id>_seg.dcm`` (a DICOM SEG).
 
     Returns:
         One row per case: ``id``, ``output_path``, ``seconds``, and with labels ``mean_dice`` and
@@ -108,9 +140,11 @@ def segment_cases(
               f"{'x'.join(f'{s:g}' for s in geometry.spacing)} mm, "
               f"{segmenter.window_count(size_zyx, geometry.spacing, geometry.direction)} windows", flush=True)
         start = time.perf_counter()
-        labels, image = segment_case(segmenter, case["image"], output_path)
+        labels, image = segment_case(segmenter, case["image"], output_path, dicom)
         seconds = time.perf_counter() - start
         row = {"id": case["id"], "output_path": str(output_path), "seconds": seconds}
+        if dicom is not None and Path(case["image"]).is_dir():
+            row["dicom_path"] = str(dicom_path(output_path))
         reference = None if predict_only else read_array(case["label"], dtype=np.int32)[0]  # on the image's grid
         if overlays:
             plot_segmentation_overlay(sitk.GetArrayViewFromImage(image), reference, labels, class_names,

@@ -26,6 +26,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
+from dltk2.errors import DataError
 from dltk2.io.atomic import atomic_destination
 from dltk2.io.deidentification import deidentify
 from dltk2.io.dicom_series import SeriesVolume
@@ -62,6 +63,17 @@ class ModelIdentity:
     version: str
     source: str = ""
 
+    @classmethod
+    def of_model_folder(cls, model_path: str | Path) -> "ModelIdentity":
+        """The application named in the folder's run configuration, at its latest exported version."""
+        from dltk2.export import existing_versions
+        from dltk2.model_folder import ModelFolder
+
+        folder = ModelFolder(model_path)
+        versions = existing_versions(folder.export)
+        return cls(folder.read_config().application, str(versions[-1]) if versions else "unexported",
+                   str(Path(model_path).resolve()))
+
     def algorithm(self) -> hd.AlgorithmIdentificationSequence:
         return hd.AlgorithmIdentificationSequence(name=self.name, family=codes.DCM.ArtificialIntelligence,
                                                   version=self.version, source=self.source or None)
@@ -69,6 +81,22 @@ class ModelIdentity:
     def uid(self, *parts: str) -> str:
         """A UID stable for this model and these parts (a source series, the kind of object)."""
         return generate_uid(entropy_srcs=[MANUFACTURER, self.name, self.version, *parts])
+
+
+def read_secret(path: str | Path) -> str:
+    """The de-identification secret held in a file (its first line).
+
+    Raises:
+        DataError: No such file, or an empty one.
+    """
+    path = Path(path)
+    try:
+        secret = path.read_text().strip().splitlines()
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the de-identification key: {error.strerror or error}") from None
+    if not secret or not secret[0].strip():
+        raise DataError(f"{path}: the de-identification key file is empty")
+    return secret[0].strip()
 
 
 def source_datasets(volume: SeriesVolume) -> list[Dataset]:

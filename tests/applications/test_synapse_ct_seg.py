@@ -4,6 +4,7 @@ import json
 import re
 
 import cv2
+import highdicom as hd
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,11 +12,14 @@ import SimpleITK as sitk
 
 from dltk2.export import call_signature, existing_versions
 from dltk2.inference import load_predictor
+from dltk2.io.deidentification import pseudonymous_uid
+from dltk2.io.dicom_series import read_series
 from dltk2.io.orientation import axis_codes, reorient_image
 from dltk2.model_folder import ModelFolder
 
+import make_dicom_series
 import make_synthetic_synapse
-from helpers import CHROMIUM, REPO, run_script, screenshot
+from helpers import CHROMIUM, REPO, assert_valid_dicom, run_script, screenshot
 from serving_standin import assert_clients_answer_alike
 
 
@@ -178,4 +182,25 @@ def test_end_to_end_train_deploy_export_and_serve(preprocessed, tmp_path):
     np.testing.assert_allclose(labels.GetOrigin(), turned.GetOrigin(), atol=1e-4)
     upright = sitk.ReadImage(tmp_path / "only" / f"{val['id'].iloc[0]}_seg.nii.gz")
     np.testing.assert_array_equal(sitk.GetArrayFromImage(reorient_image(labels, axis_codes(upright.GetDirection()))),
+                                  sitk.GetArrayFromImage(upright))
+
+    # The first case as a scanner's CT series, files in random order: the same labels, and a DICOM SEG
+    # of them referencing each slice, de-identified with the key.
+    make_dicom_series.write_series(sitk.ReadImage(val["orig_imgs"].iloc[0]), tmp_path / "dicom" / "series", seed=2)
+    pd.DataFrame({"id": ["ct"], "orig_imgs": [str(tmp_path / "dicom" / "series")]}).to_csv(tmp_path / "dicom.csv")
+    (tmp_path / "key").write_text("a secret\n")
+    run_script("applications/synapse_ct_seg/deploy.py", "-p", str(model_path), f"--data_csv={tmp_path / 'dicom.csv'}",
+               f"--output_dir={tmp_path / 'dicom_out'}", "-n", f"--deidentify_key={tmp_path / 'key'}")
+    from_dicom = sitk.ReadImage(tmp_path / "dicom_out" / "ct_seg.nii.gz")
+    np.testing.assert_allclose(from_dicom.GetOrigin(), upright.GetOrigin(), atol=1e-3)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(from_dicom), sitk.GetArrayFromImage(upright))
+    seg_path = tmp_path / "dicom_out" / "ct_seg.dcm"
+    assert_valid_dicom(seg_path)
+    seg = hd.seg.segread(seg_path)
+    assert seg.PatientIdentityRemoved == "YES" and [s.SegmentLabel for s in seg.SegmentSequence][:2] == \
+        ["spleen", "right kidney"]
+    slices = read_series(tmp_path / "dicom" / "series").frames
+    uids = [pseudonymous_uid(frame.sop_instance_uid, "a secret") for frame in slices]
+    np.testing.assert_array_equal(seg.get_pixels_by_source_instance(uids, combine_segments=True,
+                                                                    skip_overlap_checks=True),
                                   sitk.GetArrayFromImage(upright))
