@@ -70,6 +70,13 @@ CASES = {
                  ("monai", "PyTorch twin + MONAI transforms (4 crops)", "peer")],
         "ratios": [("dltk2_deploy", "monai"), ("dltk2_savedmodel", "monai")],
     },
+    "dicom_series": {
+        "script": "dicom_series.py", "unit": "series/s", "args": [],
+        "rows": [("dltk2", "dltk2 read_series (rules, checks, rescale)", "dltk2"),
+                 ("simpleitk", "SimpleITK ImageSeriesReader, cast to float32", "dltk2"),
+                 ("monai", "MONAI LoadImage(PydicomReader)", "peer")],
+        "ratios": [("dltk2", "simpleitk"), ("dltk2", "monai")],
+    },
 }
 
 

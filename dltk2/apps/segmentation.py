@@ -85,8 +85,8 @@ def segment_case(segmenter: SlidingWindowSegmenter, image_path: str | Path, outp
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise DataError(f"{image_path}: a volume to segment must be 3D with one value per voxel; this image is "
                         f"{image.GetDimension()}D of size {image.GetSize()}")
-    labels = segmenter.segment(sitk.GetArrayFromImage(image).astype(np.float32), image.GetSpacing(),
-                               image.GetDirection())
+    array = volume.array if volume is not None else sitk.GetArrayFromImage(image).astype(np.float32)
+    labels = segmenter.segment(array, image.GetSpacing(), image.GetDirection())
     output = sitk.GetImageFromArray(labels.astype(np.uint8))
     output.CopyInformation(image)
     write_image(output, output_path)

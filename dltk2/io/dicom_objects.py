@@ -56,7 +56,7 @@ class ModelIdentity:
     Attributes:
         name: The application or model, e.g. ``synapse_ct_seg``.
         version: The exported version, e.g. ``"3"``.
-        source: Where the model came from (its folder), recorded in the SR's device name.
+        source: Where the model came from (its folder's name), recorded as the algorithm's source.
     """
 
     name: str
@@ -71,12 +71,14 @@ class ModelIdentity:
 
         folder = ModelFolder(model_path)
         versions = existing_versions(folder.export)
+        # The folder's name, not its path: a LO holds 64 characters, and a server's paths are no
+        # business of the PACS.
         return cls(folder.read_config().application, str(versions[-1]) if versions else "unexported",
-                   str(Path(model_path).resolve()))
+                   Path(model_path).resolve().name)
 
     def algorithm(self) -> hd.AlgorithmIdentificationSequence:
         return hd.AlgorithmIdentificationSequence(name=self.name, family=codes.DCM.ArtificialIntelligence,
-                                                  version=self.version, source=self.source or None)
+                                                  version=self.version[:64], source=self.source[:64] or None)
 
     def uid(self, *parts: str) -> str:
         """A UID stable for this model and these parts (a source series, the kind of object)."""
@@ -157,7 +159,7 @@ def write_segmentation(labels: np.ndarray, volume: SeriesVolume, class_names: Ma
     """Writes a label map on a series' grid as a DICOM SEG (binary segments, empty frames left out).
 
     Args:
-        labels: int (z, y, x) on ``volume.image``'s grid: slice k lies on ``volume.frames[k]``.
+        labels: int (z, y, x) on ``volume``'s grid: slice k lies on ``volume.frames[k]``.
         volume: The series it was computed from (:func:`dltk2.io.dicom_series.read_series`).
         class_names: Label value -> segment name (background 0 not included).
         path: The ``.dcm`` to write (atomically).
@@ -170,8 +172,8 @@ def write_segmentation(labels: np.ndarray, volume: SeriesVolume, class_names: Ma
     """
     sources = source_datasets(volume)
     labels = np.asarray(labels)
-    if labels.shape != tuple(reversed(volume.image.GetSize())):
-        raise ValueError(f"labels {labels.shape} are not on the series' grid {tuple(reversed(volume.image.GetSize()))}")
+    if labels.shape != volume.array.shape:
+        raise ValueError(f"labels {labels.shape} are not on the series' grid {volume.array.shape}")
     if len(sources) == 1 and len(volume.frames) > 1:  # one multi-frame source: its own frame order
         order = np.argsort([frame.index for frame in volume.frames])
         labels = labels[order]
