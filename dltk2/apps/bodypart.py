@@ -95,10 +95,11 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     return run.path
 
 
-def images_from_list(list_file: str, skipped: list[str]):
+def images_from_list(list_file: str, skipped: list[str], datasets: dict | None = None):
     """(name, grey image) for each path listed; DICOM files through the modality and VOI LUTs.
 
-    A file that cannot be read is left out and its one-line reason appended to ``skipped``.
+    A file that cannot be read is left out and its one-line reason appended to ``skipped``; each
+    DICOM file's dataset goes into ``datasets`` (by name) where one is given.
     """
     from dltk2.datasets import bodypart
     from dltk2.io.dicom import read_dataset
@@ -114,7 +115,10 @@ def images_from_list(list_file: str, skipped: list[str]):
             if path.suffix.lower() == ".png":
                 image = bodypart.read_png(path)
             else:
-                image = bodypart.grey_image_from_dicom(read_dataset(path), path)
+                dataset = read_dataset(path)
+                image = bodypart.grey_image_from_dicom(dataset, path)
+                if datasets is not None:
+                    datasets[str(path)] = dataset
         except DataError as error:
             skipped.append(first_line(error))
             continue
@@ -132,7 +136,8 @@ def images_from_tfrecords(pattern: str):
                int(features["image/class/label"]))
 
 
-def classify(model_path: str | Path, data_path: str, output_file: str | Path, tfrecord: bool = False) -> pd.DataFrame:
+def classify(model_path: str | Path, data_path: str, output_file: str | Path, tfrecord: bool = False,
+             sr_dir: str | Path | None = None, salt: str | None = None) -> pd.DataFrame:
     """classify_image.py's work: a TSV of class probabilities for every readable image.
 
     Args:
@@ -142,6 +147,10 @@ def classify(model_path: str | Path, data_path: str, output_file: str | Path, tf
             ``true_class`` where the shards carry labels; then the accuracy, per-class table and
             confusion matrix are printed and written to ``<output_file stem>_evaluation/``).
         tfrecord: ``data_path`` names shards.
+        sr_dir: Also write, for each DICOM image listed, ``<sr_dir>/<SOPInstanceUID>_sr.dcm``: a
+            Comprehensive SR of the predicted body part (SNOMED CT), its probability and the model,
+            referencing the image (:func:`dltk2.io.dicom_objects.write_finding_report`).
+        salt: De-identify the reports with this secret.
 
     Raises:
         DataError: Shards of a record set converted again after the model was trained from that folder.
@@ -150,6 +159,7 @@ def classify(model_path: str | Path, data_path: str, output_file: str | Path, tf
 
     from dltk2.inference import load_predictor
     from dltk2.io.atomic import write_csv_atomically
+    from dltk2.io.dicom_objects import BODY_PART_CODES, TARGET_REGION, Finding, ModelIdentity, write_finding_report
     from dltk2.io.record_set import check_held_out, record_sets_of
     from dltk2.io.tfrecord import glob_shards
 
@@ -159,17 +169,25 @@ def classify(model_path: str | Path, data_path: str, output_file: str | Path, tf
         source = images_from_tfrecords(data_path)
     else:
         shard_sets = []
-        source = images_from_list(data_path, skipped)
+        datasets: dict = {}
+        source = images_from_list(data_path, skipped, datasets if sr_dir is not None else None)
     for shard_set in shard_sets:
         check_held_out(model_path, shard_set)
     classifier = load_predictor(model_path)
     classes = classifier.class_names
-    rows, labels = [], []
+    model = ModelIdentity.of_model_folder(model_path) if sr_dir is not None else None
+    rows, labels, reports = [], [], 0
     for name, image, label in source:
         outputs = classifier.classify(image.astype(np.float32))
+        predicted = outputs["class_name"].decode()
         rows.append({"image": name, **{f"class{i}": float(p) for i, p in enumerate(outputs["probabilities"])},
-                     "predicted_class": outputs["class_name"].decode()})
+                     "predicted_class": predicted})
         labels.append(label)
+        if model is not None and name in datasets:
+            dataset = datasets[name]
+            finding = Finding(TARGET_REGION, BODY_PART_CODES[predicted], float(np.max(outputs["probabilities"])))
+            write_finding_report([dataset], [finding], Path(sr_dir) / f"{dataset.SOPInstanceUID}_sr.dcm", model, salt)
+            reports += 1
     columns = ["image", *[f"class{i}" for i in range(len(classes))], "predicted_class"]
     table = pd.DataFrame(rows, columns=columns)
     labelled = bool(labels) and min(labels) >= 0
@@ -180,6 +198,8 @@ def classify(model_path: str | Path, data_path: str, output_file: str | Path, tf
           f"{table['predicted_class'].value_counts().to_dict()}")
     for message in skipped:
         print(f"  skipped {message}")
+    if sr_dir is not None:
+        print(f"wrote {reports} structured reports to {sr_dir}")
     if labelled:
         report_labelled(table, labels, classes, Path(output_file), model_path)
     return table

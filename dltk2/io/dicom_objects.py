@@ -132,13 +132,17 @@ def _write(dataset: Dataset, path: str | Path, salt: str | None) -> Path:
 def segment_descriptions(class_names: Mapping[int, str], model: ModelIdentity,
                          anatomy: Mapping[str, tuple[Code, Code | None]] = ORGAN_CODES
                          ) -> list[hd.seg.SegmentDescription]:
-    """One segment per class 1..n (segment number = label value), coded by ``anatomy`` where it knows the name."""
+    """One segment per class 1..n (segment number = label value), coded by ``anatomy`` where it knows the name.
+
+    Names are matched with underscores read as spaces (:data:`dltk2.datasets.synapse.ORGANS`'
+    ``right_kidney`` is ``right kidney``); an unknown name is an "Anatomical Structure".
+    """
     numbers = sorted(class_names)
     if numbers != list(range(1, len(numbers) + 1)):
         raise ValueError(f"segments must be numbered 1..n like the labels, got {numbers}")
     descriptions = []
     for number in numbers:
-        name = class_names[number]
+        name = class_names[number].replace("_", " ")  # "right_kidney" -> "right kidney", as a reader reads it
         structure, laterality = anatomy.get(name.lower(), (codes.SCT.AnatomicalStructure, None))
         description = hd.seg.SegmentDescription(
             segment_number=number, segment_label=name, segmented_property_category=codes.SCT.AnatomicalStructure,
@@ -207,6 +211,11 @@ class Finding:
     measurement: tuple[float, Code] | None = None
 
 
+# dltk2's body-part classes as SNOMED CT anatomy (a finding site: DCM 123014 "Target Region").
+BODY_PART_CODES = {"Skull": codes.SCT.Skull, "Spine": codes.SCT.Spine, "Chest": codes.SCT.Chest,
+                   "Breast": codes.SCT.Breast, "Abdomen": codes.SCT.Abdomen, "Musculoskeletal": codes.SCT.Extremity,
+                   "none": codes.SCT.Unknown}
+TARGET_REGION = codes.DCM.TargetRegion
 SEX = Code("121032", "DCM", "Subject Sex")
 AGE = Code("121033", "DCM", "Subject Age")
 MALE, FEMALE = Code("248153007", "SCT", "Male"), Code("248152002", "SCT", "Female")

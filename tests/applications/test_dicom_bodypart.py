@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import highdicom as hd
 import numpy as np
 import pandas as pd
 import pydicom
@@ -13,8 +14,9 @@ from pydicom.uid import UID
 import make_synthetic_dicom_bodypart as synthetic
 from dltk2.datasets.bodypart import read_png
 from dltk2.export import existing_versions
+from dltk2.io.dicom_objects import BODY_PART_CODES
 from dltk2.inference import load_predictor
-from helpers import ODD_FILE_REASONS, odd_dicom_files, run_script
+from helpers import ODD_FILE_REASONS, assert_valid_dicom, odd_dicom_files, run_script
 from serving_standin import assert_clients_answer_alike
 
 APP = "applications/dicom_bodypart"
@@ -123,8 +125,21 @@ def test_folder_to_database_to_classification(dicom_folder, tmp_path):
     listed.write_text(f"{pngs[0]}\n{dicom_folder / 'real_chest_j2k.dcm'}\n{odd / 'truncated.dcm'}\n"
                       f"{odd / 'no_pixels.dcm'}\n{tmp_path / 'missing.png'}\n")
     classified = run_script(f"{APP}/classify_image.py", f"--data_path={listed}", f"--output_file={tmp_path / 'list.tsv'}",
-                            f"--model_path={model}")
-    assert len(pd.read_csv(tmp_path / "list.tsv", sep="\t")) == 2
+                            f"--model_path={model}", f"--sr_dir={tmp_path / 'reports'}")
+    listed_table = pd.read_csv(tmp_path / "list.tsv", sep="\t")
+    assert len(listed_table) == 2
+    # The real chest radiograph's report: valid, its body part and probability, the image as evidence.
+    source = pydicom.dcmread(dicom_folder / "real_chest_j2k.dcm")
+    report_path = tmp_path / "reports" / f"{source.SOPInstanceUID}_sr.dcm"
+    assert_valid_dicom(report_path) and "wrote 1 structured reports" in classified.stdout
+    report = hd.sr.srread(report_path)
+    group = hd.sr.MeasurementReport.from_sequence(report.ContentSequence).get_image_measurement_groups()[0]
+    row = listed_table[listed_table["image"] == str(dicom_folder / "real_chest_j2k.dcm")].iloc[0]
+    assert group.get_qualitative_evaluations()[0].value == BODY_PART_CODES[row["predicted_class"]]
+    assert group.get_measurements()[0].value == pytest.approx(max(row[f"class{i}"] for i in range(7)), abs=1e-5)
+    assert report.PatientID == source.PatientID
+    assert report.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0] \
+        .ReferencedSOPInstanceUID == source.SOPInstanceUID
     for reason in ("truncated.dcm: ", "no_pixels.dcm: has no pixel data", "missing.png: no such file"):
         assert f"  skipped {odd if 'dcm' in reason else tmp_path}/{reason}" in classified.stdout, reason
     assert "Traceback" not in classified.stderr

@@ -199,6 +199,8 @@ def test_end_to_end_train_deploy_export_and_serve(preprocessed, tmp_path):
     seg = hd.seg.segread(seg_path)
     assert seg.PatientIdentityRemoved == "YES" and [s.SegmentLabel for s in seg.SegmentSequence][:2] == \
         ["spleen", "right kidney"]
+    assert [seg.get_segment_description(n).segmented_property_type.meaning for n in (1, 2, 9)] == \
+        ["Spleen", "Kidney", "Inferior vena cava"]
     slices = read_series(tmp_path / "dicom" / "series").frames
     uids = [pseudonymous_uid(frame.sop_instance_uid, "a secret") for frame in slices]
     np.testing.assert_array_equal(seg.get_pixels_by_source_instance(uids, combine_segments=True,

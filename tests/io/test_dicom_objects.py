@@ -13,7 +13,7 @@ from dltk2.io.dicom_objects import (AGE, FEMALE, ORGAN_CODES, SEX, Finding, Mode
                                     write_finding_report, write_segmentation)
 from dltk2.io.dicom_series import read_series
 
-NAMES = {number: name for number, name in enumerate(ORGAN_CODES, start=1)}
+NAMES = {number: name.replace(" ", "_") for number, name in enumerate(ORGAN_CODES, start=1)}  # as synapse.ORGANS
 MODEL = ModelIdentity("synapse_ct_seg", "3", "synapse_model_folder_" + "x" * 60)  # a source longer than LO's 64
 
 
