@@ -410,8 +410,11 @@ def _pixels(frames: list[Frame], series: Series, where: str) -> np.ndarray:
 def read_series(source: str | os.PathLike | Series, rules: SeriesRules = SeriesRules()) -> SeriesVolume:
     """Reads one series of a folder (chosen by ``rules``) as a float32 volume on its own grid.
 
-    Measured on a 200-slice 512 x 512 CT (``benchmarks/dicom_series.py``, 2 cores): see the
-    benchmarks' README for the ratios to SimpleITK's ``ImageSeriesReader`` and MONAI's ``LoadImage``.
+    Each file's header is parsed once (pixel data deferred), uncompressed pixels are read straight
+    from their offset, and the volume stays a numpy array (a SimpleITK image is made only if asked
+    for): a 200-slice 512 x 512 CT takes 0.25 s and 243 MB here, against 0.53 s and 508 MB for
+    SimpleITK's ``ImageSeriesReader`` and 2.5 s and 1.5 GB for MONAI's ``LoadImage(PydicomReader)``
+    (``benchmarks/dicom_series.py``, 2 cores, medians of 3 rounds).
 
     Args:
         source: A folder (a series or a study; searched recursively) or a :class:`Series`.
