@@ -1,4 +1,4 @@
-"""Writes volumes (the synthetic Synapse phantoms, or any NIfTI) as DICOM CT series, as a scanner would.
+"""Writes volumes (the synthetic Synapse phantoms, or any NIfTI) as DICOM CT (or MR) series, as a scanner would.
 
 Each slice is a CT Image Storage file: 16-bit unsigned pixels with RescaleIntercept -1024 (HU =
 stored - 1024), ImagePositionPatient and ImageOrientationPatient from the volume's grid (any
@@ -22,7 +22,7 @@ import pydicom
 import SimpleITK as sitk
 from absl import app, flags
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
 FLAGS = flags.FLAGS
@@ -35,15 +35,19 @@ def _ds(value: float) -> str:
 
 def series_datasets(image: sitk.Image, patient_id: str = "PHANTOM01", patient_name: str = "Phantom^One",
                     series_description: str = "synthetic abdomen", seed: int = 0,
-                    study_uid: str | None = None, series_number: int = 1) -> list[Dataset]:
-    """One CT dataset per slice of ``image`` (HU), in slice order.
+                    study_uid: str | None = None, series_number: int = 1, modality: str = "CT") -> list[Dataset]:
+    """One CT (or MR) dataset per slice of ``image`` (HU, or MR intensities >= 0), in slice order.
 
     Args:
         image: A 3D SimpleITK image in HU, any direction.
         seed: Seeds the UIDs, so the same call writes the same series.
         study_uid: Put the series into this study (several series of one study); default: a new one.
     """
-    array = np.clip(np.round(sitk.GetArrayFromImage(image)) + 1024, 0, 65535).astype(np.uint16)
+    if modality not in ("CT", "MR"):
+        raise ValueError(f"modality must be CT or MR, got {modality!r}")
+    offset = 1024 if modality == "CT" else 0  # CT: HU = stored - 1024; MR: the values as they are
+    array = np.clip(np.round(sitk.GetArrayFromImage(image)) + offset, 0, 65535).astype(np.uint16)
+    sop_class = CTImageStorage if modality == "CT" else MRImageStorage
     direction = np.reshape(image.GetDirection(), (3, 3))
     spacing, origin = np.asarray(image.GetSpacing()), np.asarray(image.GetOrigin())
     study_uid = study_uid or generate_uid(entropy_srcs=[patient_id, "study", str(seed)])
@@ -53,20 +57,21 @@ def series_datasets(image: sitk.Image, patient_id: str = "PHANTOM01", patient_na
     datasets = []
     for k in range(array.shape[0]):
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPClassUID = sop_class
         meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[series_uid, str(k)])
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = Dataset()
         ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
         ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = patient_name, patient_id, "19600101", "O"
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
         ds.StudyDate = ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
         ds.StudyTime = ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
         ds.AccessionNumber, ds.StudyID, ds.ReferringPhysicianName = "A" + patient_id[-6:], "1", ""
-        ds.Modality, ds.Manufacturer, ds.BodyPartExamined = "CT", "dltk2 synthetic", "ABDOMEN"
+        ds.Modality, ds.Manufacturer = modality, "dltk2 synthetic"
+        ds.BodyPartExamined = "ABDOMEN" if modality == "CT" else "HEAD"
         ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription = series_number, k + 1, series_description
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"] if modality == "CT" else ["ORIGINAL", "PRIMARY", "OTHER"]
         ds.PositionReferenceIndicator, ds.PatientPosition = "", "FFS"
         position = origin + direction @ (np.array([0.0, 0.0, k]) * spacing)
         ds.ImagePositionPatient = [_ds(v) for v in position]
@@ -74,12 +79,19 @@ def series_datasets(image: sitk.Image, patient_id: str = "PHANTOM01", patient_na
         ds.SliceLocation = _ds(position[2])
         ds.PixelSpacing = [_ds(spacing[1]), _ds(spacing[0])]
         ds.SliceThickness = _ds(spacing[2])
-        ds.KVP, ds.AcquisitionNumber = 120, 1
+        ds.AcquisitionNumber = 1
+        if modality == "CT":
+            ds.KVP = 120
+        else:  # the MR Image module's type 1 and 2 attributes, as a 3D gradient-echo T1 writes them
+            ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions, ds.MRAcquisitionType = "GR", "SP", "", "3D"
+            ds.RepetitionTime, ds.EchoTime, ds.EchoTrainLength, ds.MagneticFieldStrength = 9.8, 4.6, 1, 1.5
+            ds.ImagedNucleus, ds.ImagingFrequency = "1H", 63.9
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.Rows, ds.Columns = array.shape[1], array.shape[2]
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
-        ds.WindowCenter, ds.WindowWidth = 40, 400
+        if modality == "CT":
+            ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
+            ds.WindowCenter, ds.WindowWidth = 40, 400
         ds.PixelData = array[k].tobytes()
         datasets.append(ds)
     return datasets

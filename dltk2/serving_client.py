@@ -11,7 +11,8 @@ to ``http://HOST:8501/v1/models/NAME:predict`` and gets ``{"outputs": {name: nes
 the gRPC call sends a ``PredictRequest`` of ``TensorProto`` inputs to ``PredictionService/Predict``
 on port 8500 (``tensorflow-serving-api``'s protos) and gets a ``PredictResponse``. gRPC sends the
 tensors as bytes (a 2 mm IXI volume of 4.3 MB arrives as 4.3 MB; as JSON text it is about 3x that),
-so it is the one for volumes. Both are plain functions of numpy arrays here.
+so it is the one for volumes. Both are plain functions of numpy arrays here, and
+:func:`scan_inputs` makes a request's inputs from a scan file or a DICOM series folder.
 """
 
 from __future__ import annotations
@@ -24,6 +25,28 @@ import numpy as np
 
 MAX_MESSAGE_BYTES = 1 << 30
 """gRPC's default limit is 4 MiB a message; a CT volume is hundreds of MB."""
+
+
+def scan_inputs(path: str, with_geometry: bool = True) -> dict[str, np.ndarray]:
+    """The named inputs of a 3D model's request for a scan: ``image`` and, for oriented models, its grid.
+
+    Args:
+        path: A NIfTI (or other image) file, or a DICOM series folder (a study: the series the
+            rules of :func:`dltk2.io.dicom_series.choose_series` pick).
+        with_geometry: Add ``spacing`` (x, y, z, mm) and ``direction`` (row-major): what the exported
+            graphs of models trained with an orientation take (``predictor.json`` has ``orientation``).
+
+    Raises:
+        ImageReadError: The scan cannot be read, named.
+    """
+    from dltk2.io.image import read_volume
+
+    array, geometry, _ = read_volume(path)
+    inputs = {"image": array}
+    if with_geometry:
+        inputs["spacing"] = np.asarray(geometry.spacing, np.float64)
+        inputs["direction"] = np.asarray(geometry.direction, np.float64)
+    return inputs
 
 
 def rest_body(inputs: Mapping[str, np.ndarray], signature_name: str = "serving_default") -> dict:

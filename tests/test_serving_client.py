@@ -52,3 +52,28 @@ def test_an_unknown_model_or_no_server_is_one_line(exported):
             predict_grpc(grpc_target, "nope", {"image": volume})
     with pytest.raises(ConnectionError, match=r"^127.0.0.1:\d+: UNAVAILABLE: "):
         predict_grpc(grpc_target, "ixi_sex", {"image": volume}, timeout_s=5)
+
+
+def test_a_dicom_series_folder_is_a_request_an_oriented_model_answers_as_its_nifti(tmp_path):
+    """A DICOM series and the same scan as NIfTI, turned: one answer, by gRPC, from their files alone."""
+    import SimpleITK as sitk
+
+    import make_dicom_series
+    from dltk2.io.orientation import reorient_image
+    from dltk2.serving_client import scan_inputs
+
+    model = resnet_3d((8, 8, 8, 1), num_classes=2, filters=(4, 8), strides=(1, 2))
+    predictor = CropAveragingPredictor(model, [8, 8, 8], 2, orientation="LPS", spacing_mm=[2.0, 2.0, 2.0])
+    image = sitk.GetImageFromArray(np.random.default_rng(1).integers(0, 600, (10, 12, 9)).astype(np.float32))
+    image.SetSpacing((1.5, 1.5, 2.5))
+    make_dicom_series.write_series(image, tmp_path / "series", modality="MR")
+    sitk.WriteImage(reorient_image(image, "SAR"), str(tmp_path / "turned.nii.gz"))
+    _, saved_model = export_predictor(tmp_path / "model", predictor, predictor.warmup_inputs())
+    from_series, from_nifti = scan_inputs(str(tmp_path / "series")), scan_inputs(str(tmp_path / "turned.nii.gz"))
+    assert sorted(from_series) == ["direction", "image", "spacing"] and from_series["image"].dtype == np.float32
+    with serve({"ixi_sex": saved_model}) as (_, grpc_target):
+        answers = [predict_grpc(grpc_target, "ixi_sex", inputs) for inputs in (from_series, from_nifti)]
+    np.testing.assert_allclose(answers[0]["probabilities"], answers[1]["probabilities"], rtol=1e-6)
+    np.testing.assert_allclose(answers[0]["probabilities"], predictor.predict(**from_series)["probabilities"],
+                               rtol=1e-6)
+    assert sorted(scan_inputs(str(tmp_path / "series"), with_geometry=False)) == ["image"]

@@ -12,6 +12,10 @@ matrix and ROC curve as PNGs, ``metrics.json`` and ``report.html``, a page with 
 The prediction is the exported SavedModel's own function: for the same ``--seed`` (0 is the
 SavedModel's ``serving_default``), TF Serving gives the same answer.
 
+New scans (``--images``, NIfTI files or DICOM series folders, in any orientation and spacing) are
+predicted instead of the CSV's subjects; ``--sr_dir`` writes a DICOM Structured Report of each DICOM
+scan's prediction, referencing its images, for a PACS.
+
 Example:
     python applications/IXI_HH_sex/deploy.py --model_path models/ixi_sex
 """
@@ -34,6 +38,9 @@ def main(argv):
     from dltk2.io.atomic import write_csv_atomically
 
     config = ixi_hh_cli.deploy_config()
+    if config.images:  # new scans, NIfTI or DICOM: predicted (and reported as DICOM SR), not scored
+        ixi_hh.deploy_images(config, TARGET)
+        return
     rows = []
     for prediction in ixi_hh.predict_subjects(config, TARGET):
         predicted, true = int(prediction.outputs["class_id"]), int(prediction.label)

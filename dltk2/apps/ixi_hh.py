@@ -140,13 +140,17 @@ class DeployConfig:
     seed: int = 0
     output_csv: str | None = None
     output_dir: str | None = None
+    images: list[str] = field(default_factory=list)
+    sr_dir: str | None = None
+    deidentify_key: str | None = None
 
 
 class Prediction(NamedTuple):
     subject_id: str
-    label: str
+    label: str | None
     outputs: dict
     seconds: float
+    volume: object = None  # the DICOM series predicted on (dltk2.io.dicom_series.SeriesVolume), if any
 
 
 def predict_subjects(config: DeployConfig, target: str) -> Iterator[Prediction]:
@@ -170,6 +174,79 @@ def predict_subjects(config: DeployConfig, target: str) -> Iterator[Prediction]:
         outputs = predictor.run("predict_with_seed", image=volume, spacing=geometry.spacing,
                                 direction=geometry.direction, seed=config.seed)
         yield Prediction(subject_id, label, outputs, time.perf_counter() - start)
+
+
+def predict_images(config: DeployConfig) -> Iterator[Prediction]:
+    """deploy.py's loop over new scans (``--images``): NIfTI files or DICOM series folders, unlabelled.
+
+    Each goes with its spacing and direction, so a scan in any orientation and resolution reaches
+    the model as its training images did (a model folder with an orientation; older folders take
+    the volume alone, at the training spacing). All are read before the model is loaded, so a bad
+    one stops the deploy at once with its name.
+    """
+    from dltk2.io.image import read_volume
+
+    scans = [(Path(path).name.split(".")[0], *read_volume(path)) for path in config.images]
+    predictor = load_predictor(config.model_path, num_crops=config.num_crops)
+    for name, array, geometry, volume in scans:
+        start = time.perf_counter()
+        outputs = predictor.run("predict_with_seed", image=array, spacing=geometry.spacing,
+                                direction=geometry.direction, seed=config.seed)
+        yield Prediction(name, None, outputs, time.perf_counter() - start, volume)
+
+
+def write_report(prediction: Prediction, target: str, config: DeployConfig) -> Path | None:
+    """A DICOM Structured Report of a DICOM scan's prediction in ``config.sr_dir``; None for other scans.
+
+    Sex: the coded sex (SNOMED CT) and its probability; age: the age in years (UCUM ``a``); the
+    model as observer and algorithm, the series' images as evidence.
+    """
+    if config.sr_dir is None or prediction.volume is None:
+        return None
+    from pydicom.sr.codedict import codes
+
+    from dltk2.io.dicom_objects import (AGE, FEMALE, MALE, SEX, Finding, ModelIdentity, read_secret,
+                                        source_datasets, write_finding_report)
+
+    outputs = prediction.outputs
+    if target == "sex":
+        female = int(outputs["class_id"]) == 1
+        finding = Finding(SEX, FEMALE if female else MALE, float(outputs["probabilities"][int(outputs["class_id"])]))
+    else:
+        finding = Finding(AGE, measurement=(float(outputs["prediction"]), codes.UCUM.Year))
+    salt = read_secret(config.deidentify_key) if config.deidentify_key else None
+    return write_finding_report(source_datasets(prediction.volume), [finding],
+                                Path(config.sr_dir) / f"{prediction.subject_id}_sr.dcm",
+                                ModelIdentity.of_model_folder(config.model_path), salt)
+
+
+def deploy_images(config: DeployConfig, target: str) -> pd.DataFrame:
+    """deploy.py with ``--images``: one line per scan, the predictions CSV, a report per DICOM scan.
+
+    Prints ``id=<scan>; pred=1; prob_female=0.873; run time=0.31 s;`` (sex) or ``id=<scan>; pred=47.20
+    yrs; run time=...`` (age), and ``report=<path>`` where a Structured Report was written.
+    """
+    from dltk2.io.atomic import write_csv_atomically
+
+    rows = []
+    for prediction in predict_images(config):
+        outputs = prediction.outputs
+        if target == "sex":
+            row = {"id": prediction.subject_id, "pred": int(outputs["class_id"]),
+                   "prob_male": float(outputs["probabilities"][0]), "prob_female": float(outputs["probabilities"][1])}
+            said = f"pred={row['pred']}; prob_female={row['prob_female']:.3f}"
+        else:
+            row = {"id": prediction.subject_id, "pred_yrs": float(outputs["prediction"]),
+                   "pred_std_yrs": float(outputs["prediction_std"])}
+            said = f"pred={row['pred_yrs']:.2f} yrs"
+        report = write_report(prediction, target, config)
+        row.update({"run_time_s": prediction.seconds, "report": str(report or "")})
+        print(f"id={prediction.subject_id}; {said}; run time={prediction.seconds:.2f} s;"
+              + (f" report={report};" if report else ""), flush=True)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    write_csv_atomically(table, predictions_csv_path(config, target), float_format="%.6f")
+    return table
 
 
 def predictions_csv_path(config: DeployConfig, target: str) -> Path:

@@ -64,6 +64,11 @@ def define_deploy_flags(target: str) -> None:
     flags.DEFINE_integer("seed", 0, "Seed of the crop positions (0: as the SavedModel's serving_default).")
     flags.DEFINE_string("output_csv", None, f"Predictions CSV; default: <model_path>/predictions_{target}.csv.")
     flags.DEFINE_string("output_dir", None, "Plots, metrics.json and report.html; default: <model_path>/evaluation.")
+    flags.DEFINE_list("images", [], "New scans instead of the CSV's subjects: NIfTI files or DICOM series folders, "
+                      "any orientation and spacing; predicted, not scored.")
+    flags.DEFINE_string("sr_dir", None, "With --images: a DICOM Structured Report of each DICOM scan's prediction "
+                        "goes here.")
+    flags.DEFINE_string("deidentify_key", None, "A file holding a secret: the reports are de-identified with it.")
     flags.mark_flags_as_required(["model_path"])
 
 

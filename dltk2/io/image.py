@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -20,6 +20,9 @@ from dltk2.io.atomic import atomic_destination
 # Readers' shared pieces and the NIfTI reader live in their own modules; imported here where they always were.
 from dltk2.io.itk import ImageReadError, check_finite, error_description, read_header  # noqa: F401
 from dltk2.io.nifti import _is_nifti2, _nifti_content, _nifti_voxels, read_nifti  # noqa: F401
+
+if TYPE_CHECKING:
+    from dltk2.io.dicom_series import SeriesVolume
 
 PathLike = Union[str, os.PathLike]
 
@@ -272,3 +275,24 @@ def write_image(
         sitk.WriteImage(image, str(temporary), useCompression=compress)
     return path
 
+
+def read_volume(path: PathLike) -> tuple[np.ndarray, ImageGeometry, "SeriesVolume | None"]:
+    """A scan to predict on: its float32 (z, y, x) voxels, its grid and, for a DICOM series folder, the series.
+
+    Args:
+        path: An image file (NIfTI read by :func:`read_voxels`) or a folder holding a DICOM series
+            (:func:`dltk2.io.dicom_series.read_series`; its files are the evidence a report cites).
+
+    Raises:
+        ImageReadError: A file or series that cannot be read, named.
+    """
+    path = Path(path)
+    if path.is_dir():
+        from dltk2.io.dicom_series import read_series
+
+        try:
+            volume = read_series(path)
+        except DataError as error:
+            raise ImageReadError(str(error)) from None
+        return volume.array, volume.geometry, volume
+    return read_voxels(path), read_image_information(path).geometry, None

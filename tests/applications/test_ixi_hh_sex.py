@@ -9,16 +9,19 @@ import subprocess
 import sys
 import time
 
+import highdicom as hd
 import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
 import tensorflow as tf
 
-from helpers import REPO, run_script
+import make_dicom_series
+from helpers import REPO, assert_valid_dicom, run_script
 from serving_standin import assert_clients_answer_alike
 from dltk2.datasets import ixi
 from dltk2.io.image import read_array, read_image, read_image_information
+from dltk2.io.dicom_objects import FEMALE, MALE
 from dltk2.io.orientation import axis_codes, reorient_image
 from dltk2.export import call_signature, read_warmup_requests
 from dltk2.inference import load_predictor
@@ -93,6 +96,31 @@ def test_train_kill_resume_deploy_export(tiny_ixi, tmp_path):
         rebuilt = load_predictor(model_path).predict(**request)  # from the model folder alone
         assert int(rebuilt["class_id"]) == row.pred
         np.testing.assert_allclose(rebuilt["probabilities"], [row.prob_male, row.prob_female], atol=2e-5)
+    # New scans: the first validation subject as an MR DICOM series (files in random order) and as a
+    # NIfTI turned sagittal; each predicted as the CSV's subject was, and the DICOM one reported.
+    first = subjects.iloc[8]
+    make_dicom_series.write_series(read_image(first.image), tmp_path / "scans" / "series", modality="MR",
+                                   patient_id="IXI_NEW")
+    reoriented = tmp_path / "scans" / "turned.nii.gz"
+    sitk.WriteImage(reorient_image(read_image(first.image), "ASR"), str(reoriented))
+    scanned = run_script("applications/IXI_HH_sex/deploy.py", f"--model_path={model_path}",
+                         f"--images={tmp_path / 'scans' / 'series'},{reoriented}", f"--sr_dir={tmp_path / 'reports'}",
+                         f"--output_csv={tmp_path / 'scans.csv'}")
+    scans = pd.read_csv(tmp_path / "scans.csv", keep_default_na=False)
+    assert list(scans["id"]) == ["series", "turned"] and "accuracy" not in scanned.stdout
+    for scan in scans.itertuples():
+        assert scan.pred == predictions["pred"].iloc[0]
+        assert scan.prob_female == pytest.approx(predictions["prob_female"].iloc[0], abs=2e-5)
+    report_path = tmp_path / "reports" / "series_sr.dcm"
+    assert scans["report"].tolist() == [str(report_path), ""] and f"report={report_path};" in scanned.stdout
+    assert_valid_dicom(report_path)
+    report = hd.sr.srread(report_path)
+    group = hd.sr.MeasurementReport.from_sequence(report.ContentSequence).get_image_measurement_groups()[0]
+    assert group.get_qualitative_evaluations()[0].value == (FEMALE if scans["pred"].iloc[0] == 1 else MALE)
+    assert group.get_measurements()[0].value == pytest.approx(max(scans["prob_male"].iloc[0],
+                                                                   scans["prob_female"].iloc[0]), abs=1e-5)
+    assert report.PatientID == "IXI_NEW" and len(group.source_images) == read_image(first.image).GetSize()[2]
+
     requests = read_warmup_requests(saved_model)
     assert len(requests) == 1 and requests[0].model_spec.signature_name == "serving_default"
 
