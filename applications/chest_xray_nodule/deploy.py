@@ -10,6 +10,9 @@ sensitivity, specificity and the confusion matrix, and writes to ``--output_dir`
 - ``metrics.json``: the numbers printed;
 - ``confusion_matrix.png``, ``roc_curve.png`` and ``training_curves.png`` (stage 1 and stage 2).
 
+``--images`` classifies PNG or DICOM radiographs instead (no scores), and ``--sr_dir`` writes a DICOM
+Structured Report of each DICOM radiograph's finding for a PACS.
+
 Example:
     python applications/chest_xray_nodule/deploy.py --model_path models/chest --data_dir data/chest_tfrecords
 """
@@ -28,7 +31,12 @@ flags.DEFINE_string("data_dir", None, "Folder with the TFRecord shards from prep
 flags.DEFINE_string("data_name", "chest", "Shard name prefix.")
 flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Which split to evaluate.")
 flags.DEFINE_string("output_dir", None, "Where results go; default <model_path>/evaluation.")
-flags.mark_flags_as_required(["model_path", "data_dir"])
+flags.DEFINE_list("images", [], "Radiographs to classify instead of a split: PNG or DICOM (CR, DX) files; "
+                  "predicted, not scored (no --data_dir needed).")
+flags.DEFINE_string("sr_dir", None, "With --images: a DICOM Structured Report of each DICOM radiograph's finding "
+                    "(SNOMED CT normal or nodule), its probability and the model.")
+flags.DEFINE_string("deidentify_key", None, "A file holding a secret: the reports are de-identified with it.")
+flags.mark_flags_as_required(["model_path"])
 
 
 def main(argv):
@@ -37,13 +45,22 @@ def main(argv):
     import pandas as pd
     import tensorflow as tf
 
-    from dltk2.apps.classification import report_classification
+    from dltk2.apps.classification import classify_radiographs, report_classification
     from dltk2.datasets import chest_xray
+    from dltk2.errors import DataError
     from dltk2.inference import load_predictor
     from dltk2.io.record_set import check_held_out, read_record_set
     from dltk2.io.tfrecord import image_dataset
     from dltk2.model_folder import ModelFolder
 
+    if FLAGS.images:  # new radiographs: classified (and reported as DICOM SR), not scored
+        from dltk2.io.dicom_objects import CHEST_FINDING_CODES, read_secret
+
+        salt = read_secret(FLAGS.deidentify_key) if FLAGS.deidentify_key else None
+        classify_radiographs(FLAGS.model_path, FLAGS.images, CHEST_FINDING_CODES, FLAGS.sr_dir, salt)
+        return
+    if not FLAGS.data_dir:
+        raise DataError("--data_dir (the TFRecords of prepare.py) or --images (files to classify) is needed")
     folder = ModelFolder(FLAGS.model_path)
     model_path = folder.path
     output_dir = folder.output_dir(FLAGS.output_dir)

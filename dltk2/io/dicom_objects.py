@@ -216,6 +216,8 @@ BODY_PART_CODES = {"Skull": codes.SCT.Skull, "Spine": codes.SCT.Spine, "Chest": 
                    "Breast": codes.SCT.Breast, "Abdomen": codes.SCT.Abdomen, "Musculoskeletal": codes.SCT.Extremity,
                    "none": codes.SCT.Unknown}
 TARGET_REGION = codes.DCM.TargetRegion
+# The chest classifier's classes as findings (DCM 121071 "Finding").
+CHEST_FINDING_CODES = {"normal": codes.SCT.Normal, "nodule": codes.SCT.Nodule}
 SEX = Code("121032", "DCM", "Subject Sex")
 AGE = Code("121033", "DCM", "Subject Age")
 MALE, FEMALE = Code("248153007", "SCT", "Male"), Code("248152002", "SCT", "Female")

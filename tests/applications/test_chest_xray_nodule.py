@@ -3,14 +3,18 @@
 import json
 
 import cv2
+import highdicom as hd
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 
 import make_synthetic_chest_xray as synthetic
 from dltk2.export import existing_versions
 from dltk2.inference import load_predictor
-from helpers import run_script
+from dltk2.io.dicom_objects import CHEST_FINDING_CODES
+from helpers import assert_valid_dicom, run_script
 from serving_standin import assert_clients_answer_alike
 
 APP = "applications/chest_xray_nodule"
@@ -61,6 +65,23 @@ def test_images_to_prepare_to_both_stages_to_deploy_and_serving(tmp_path):
     assert served["class_name"].decode() == row["predicted"]
     rebuilt = load_predictor(model).predict(image=image)  # from the model folder alone
     np.testing.assert_allclose(rebuilt["probabilities"], served["probabilities"], rtol=1e-5, atol=1e-6)
+
+    # New radiographs, not scored: that PNG and a real CR chest radiograph (DICOM, JPEG 2000), reported.
+    png = images / ("nodule" if row["label"] else "normal") / row["filename"]
+    radiograph = get_testdata_file("RG1_J2KR.dcm")
+    classified = run_script(f"{APP}/deploy.py", f"--model_path={model}", f"--images={png},{radiograph}",
+                            f"--sr_dir={tmp_path / 'reports'}")
+    assert f"{png}: {row['predicted']} (p=" in classified.stdout and "accuracy=" not in classified.stdout
+    source = pydicom.dcmread(radiograph)
+    report_path = tmp_path / "reports" / f"{source.SOPInstanceUID}_sr.dcm"
+    assert f"{radiograph}: " in classified.stdout and f"report={report_path}" in classified.stdout
+    # RG1_J2KR.dcm's Referring Physician's Name "ward" is in PN's retired form, as dciodvfy says of it too.
+    assert_valid_dicom(report_path, inherited=("<ward> - Retired Person Name form",))
+    group = hd.sr.MeasurementReport.from_sequence(hd.sr.srread(report_path).ContentSequence) \
+        .get_image_measurement_groups()[0]
+    assert group.get_qualitative_evaluations()[0].value in CHEST_FINDING_CODES.values()
+    assert 0.5 <= group.get_measurements()[0].value <= 1.0
+    assert len(list((tmp_path / "reports").iterdir())) == 1  # none for the PNG
 
 
 def test_a_corrupt_image_is_one_line_naming_it(tmp_path):
