@@ -135,7 +135,7 @@ def test_folder_to_database_to_classification(dicom_folder, tmp_path):
     assert_valid_dicom(report_path, inherited=("<ward> - Retired Person Name form",))
     assert "wrote 1 structured reports" in classified.stdout
     report = hd.sr.srread(report_path)
-    group = hd.sr.MeasurementReport.from_sequence(report.ContentSequence).get_image_measurement_groups()[0]
+    group = report.content.get_image_measurement_groups()[0]
     row = listed_table[listed_table["image"] == str(dicom_folder / "real_chest_j2k.dcm")].iloc[0]
     assert group.get_qualitative_evaluations()[0].value == BODY_PART_CODES[row["predicted_class"]]
     assert group.get_measurements()[0].value == pytest.approx(max(row[f"class{i}"] for i in range(7)), abs=1e-5)

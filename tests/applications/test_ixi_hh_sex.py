@@ -105,7 +105,7 @@ def test_train_kill_resume_deploy_export(tiny_ixi, tmp_path):
     sitk.WriteImage(reorient_image(read_image(first.image), "ASR"), str(reoriented))
     scanned = run_script("applications/IXI_HH_sex/deploy.py", f"--model_path={model_path}",
                          f"--images={tmp_path / 'scans' / 'series'},{reoriented}", f"--sr_dir={tmp_path / 'reports'}",
-                         f"--output_csv={tmp_path / 'scans.csv'}")
+                         f"--output_csv={tmp_path / 'scans.csv'}", "--num_crops=3")
     scans = pd.read_csv(tmp_path / "scans.csv", keep_default_na=False)
     assert list(scans["id"]) == ["series", "turned"] and "accuracy" not in scanned.stdout
     for scan in scans.itertuples():
@@ -115,7 +115,7 @@ def test_train_kill_resume_deploy_export(tiny_ixi, tmp_path):
     assert scans["report"].tolist() == [str(report_path), ""] and f"report={report_path};" in scanned.stdout
     assert_valid_dicom(report_path)
     report = hd.sr.srread(report_path)
-    group = hd.sr.MeasurementReport.from_sequence(report.ContentSequence).get_image_measurement_groups()[0]
+    group = report.content.get_image_measurement_groups()[0]
     assert group.get_qualitative_evaluations()[0].value == (FEMALE if scans["pred"].iloc[0] == 1 else MALE)
     assert group.get_measurements()[0].value == pytest.approx(max(scans["prob_male"].iloc[0],
                                                                    scans["prob_female"].iloc[0]), abs=1e-5)

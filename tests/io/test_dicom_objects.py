@@ -118,10 +118,7 @@ def test_an_sr_reports_the_finding_its_probability_and_the_model_with_the_images
     evidence = {item.ReferencedSOPInstanceUID for study in report.CurrentRequestedProcedureEvidenceSequence
                 for series_item in study.ReferencedSeriesSequence for item in series_item.ReferencedSOPSequence}
     assert evidence == {str(ds.SOPInstanceUID) for ds in sources}
-    content = report.content
-    groups = content.get_image_measurement_groups() if hasattr(content, "get_image_measurement_groups") else \
-        hd.sr.MeasurementReport.from_sequence(report.ContentSequence).get_image_measurement_groups()
-    sex, age = groups
+    sex, age = report.content.get_image_measurement_groups()
     assert sex.get_qualitative_evaluations()[0].value == FEMALE
     probability = sex.get_measurements()[0]
     assert probability.value == pytest.approx(0.83) and probability.unit.value == "1"
