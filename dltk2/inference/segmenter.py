@@ -11,8 +11,8 @@ import tensorflow as tf
 from dltk2.inference.orientation import plan_orientation, reorient, reoriented_spacing, restore_orientation
 from dltk2.inference.predictor import Predictor
 from dltk2.inference.resampling import resample_volume
-from dltk2.io.orientation import Reorientation, check_codes, direction_of
 from dltk2.inference.sliding_window import sliding_window_inference
+from dltk2.io.orientation import Reorientation, check_codes, direction_of
 from dltk2.transforms import tf_clip_and_scale
 
 
@@ -23,9 +23,9 @@ class SlidingWindowSegmenter(Predictor):
     are the same function: the raw volume (HU) is resampled linearly to the training spacing (points
     outside the volume are air), clipped to the intensity window and scaled to [-1, 1], segmented by
     :func:`sliding_window_inference`, and the label map goes back onto the input grid by nearest
-    neighbour. Origin and direction need not enter the graph: both grids share them (ITK's resampling
-    convention, as :func:`dltk2.preprocessing.resample_to_spacing`), so the caller copies them from
-    the input image.
+    neighbour. The origin need not enter the graph: both grids share it (ITK's resampling
+    convention, as :func:`dltk2.preprocessing.resample_to_spacing`), so the caller copies the input
+    image's geometry onto the labels.
 
     With an ``orientation`` (the training images' axis codes, e.g. ``"LPS"``), the graph also takes
     the input's direction matrix and brings the volume to that orientation first (transposes and
