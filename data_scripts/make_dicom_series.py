@@ -113,11 +113,12 @@ def write_series(image: sitk.Image, folder: str | Path, seed: int = 0, order: Se
 
 
 def write_enhanced(datasets: Sequence[Dataset], path: str | Path) -> Path:
-    """The series as one Legacy Converted Enhanced CT Image file (highdicom), frames in slice order."""
-    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+    """The series as one Legacy Converted Enhanced CT (or MR) Image file (highdicom), frames in slice order."""
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage, LegacyConvertedEnhancedMRImage
 
     series_uid = datasets[0].SeriesInstanceUID
-    enhanced = LegacyConvertedEnhancedCTImage(
+    convert = LegacyConvertedEnhancedMRImage if datasets[0].Modality == "MR" else LegacyConvertedEnhancedCTImage
+    enhanced = convert(
         legacy_datasets=list(datasets), series_instance_uid=generate_uid(entropy_srcs=[series_uid, "enhanced"]),
         series_number=int(datasets[0].SeriesNumber) + 100,
         sop_instance_uid=generate_uid(entropy_srcs=[series_uid, "enhanced", "1"]), instance_number=1)

@@ -91,13 +91,15 @@ def test_a_written_series_in_random_file_order_is_the_volume_and_simpleitks(phan
     assert_same_volume(read_image(tmp_path / "series"), phantom)
 
 
-def test_an_enhanced_multiframe_ct_reads_as_its_single_frame_series(phantom, tmp_path):
+@pytest.mark.parametrize("modality", ["CT", "MR"])
+def test_an_enhanced_multiframe_image_reads_as_its_single_frame_series(phantom, tmp_path, modality):
     (tmp_path / "enhanced").mkdir()
-    make_dicom_series.write_enhanced(make_dicom_series.series_datasets(phantom, seed=2),
-                                     tmp_path / "enhanced" / "ct.dcm")
+    image = phantom if modality == "CT" else phantom + 1000.0  # MR values >= 0
+    make_dicom_series.write_enhanced(make_dicom_series.series_datasets(image, seed=2, modality=modality),
+                                     tmp_path / "enhanced" / "image.dcm")
     volume = read_series(tmp_path / "enhanced")
-    assert len(volume.series.paths) == 1 and volume.series.frame_count == 12
-    assert_same_volume(volume.image, phantom)
+    assert len(volume.series.paths) == 1 and volume.series.frame_count == 12 and volume.series.modality == modality
+    assert_same_volume(volume.image, image)
     assert sorted(frame.index for frame in volume.frames) == list(range(12))
 
 
