@@ -45,7 +45,7 @@ def main(argv):
     import pandas as pd
     import tensorflow as tf
 
-    from dltk2.apps.classification import classify_radiographs, report_classification
+    from dltk2.apps.classification import classify_scans, report_classification
     from dltk2.datasets import chest_xray
     from dltk2.errors import DataError
     from dltk2.inference import load_predictor
@@ -57,7 +57,7 @@ def main(argv):
         from dltk2.io.dicom_objects import CHEST_FINDING_CODES, read_secret
 
         salt = read_secret(FLAGS.deidentify_key) if FLAGS.deidentify_key else None
-        classify_radiographs(FLAGS.model_path, FLAGS.images, CHEST_FINDING_CODES, FLAGS.sr_dir, salt)
+        classify_scans(FLAGS.model_path, FLAGS.images, CHEST_FINDING_CODES, FLAGS.sr_dir, salt)
         return
     if not FLAGS.data_dir:
         raise DataError("--data_dir (the TFRecords of prepare.py) or --images (files to classify) is needed")

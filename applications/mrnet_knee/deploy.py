@@ -13,6 +13,9 @@ its ``--plane``, the same ``--seed`` and data, so the same validation exams). Th
 probabilities are combined by a logistic regression fitted on the models' own held-out validation
 exams (``splits.csv``), never on the exams evaluated, and the combined result is reported as well.
 
+``--images`` classifies DICOM series folders of the model's plane instead (no scores), and
+``--sr_dir`` writes a DICOM Structured Report of each series' finding for a PACS.
+
 Example:
     python applications/mrnet_knee/deploy.py --model_path models/mrnet --data_dir data/MRNet-v1.0
     python applications/mrnet_knee/deploy.py --model_paths models/sag,models/cor,models/ax \\
@@ -32,12 +35,26 @@ flags.DEFINE_string("data_dir", None, "MRNet folder.")
 flags.DEFINE_string("exam_list", None, "Instead of --data_dir: a CSV with path,label columns (one model).")
 flags.DEFINE_string("split", "valid", "MRNet split to evaluate.")
 flags.DEFINE_string("output_dir", None, "Where results go; default <model_path>/evaluation.")
+flags.DEFINE_list("images", [], "Instead of MRNet's exams: DICOM series folders of the model's plane, classified, "
+                  "not scored.")
+flags.DEFINE_string("sr_dir", None, "With --images: a DICOM Structured Report of each series' finding, its "
+                    "probability and the model, referencing the series' images.")
+flags.DEFINE_string("deidentify_key", None, "A file holding a secret: the reports are de-identified with it.")
 
 
 def main(argv):
     del argv
     from dltk2.apps import mrnet
 
+    if FLAGS.images:  # new DICOM series: classified (and reported as DICOM SR), not scored
+        from dltk2.errors import DataError
+        from dltk2.io.dicom_objects import read_secret
+
+        if not FLAGS.model_path:
+            raise DataError("--images needs --model_path (the model of the series' plane)")
+        salt = read_secret(FLAGS.deidentify_key) if FLAGS.deidentify_key else None
+        mrnet.classify_series(FLAGS.model_path, FLAGS.images, FLAGS.sr_dir, salt)
+        return
     mrnet.evaluate(FLAGS.model_paths or ([FLAGS.model_path] if FLAGS.model_path else []), FLAGS.data_dir,
                    FLAGS.exam_list, FLAGS.split, FLAGS.output_dir)
 

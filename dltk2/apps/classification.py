@@ -106,31 +106,50 @@ def read_radiograph(path: str | Path):
     return grey_image_from_dicom(dataset, path), dataset
 
 
-def classify_radiographs(model_path: str | Path, paths: Sequence[str | Path], finding_codes: Mapping[str, object],
-                         sr_dir: str | Path | None = None, salt: str | None = None,
-                         concept: object = None) -> pd.DataFrame:
-    """Classifies radiograph files with a folder's 2D classifier; a Structured Report per DICOM file.
+def read_radiograph_scan(path: str | Path):
+    """``(image, sources)`` of a radiograph file: its grey image and, for DICOM, ``[its dataset]``."""
+    image, dataset = read_radiograph(path)
+    return image, [dataset] if dataset is not None else None
 
-    All files are read before the model is loaded (a bad one stops the run with its name). Prints
-    ``<file>: <class> (p=0.912)[; report=<path>]`` per file.
+
+def read_series_scan(path: str | Path):
+    """``(volume, sources)`` of a DICOM series folder: float32 (slices, rows, columns) and its files' datasets."""
+    from dltk2.io.dicom_objects import source_datasets
+    from dltk2.io.dicom_series import read_series
+
+    volume = read_series(path)
+    return volume.array, source_datasets(volume)
+
+
+def classify_scans(model_path: str | Path, paths: Sequence[str | Path], finding_codes: Mapping[str, object],
+                   sr_dir: str | Path | None = None, salt: str | None = None, concept: object = None,
+                   read=None) -> pd.DataFrame:
+    """Classifies scan files with a folder's single-input classifier; a Structured Report per DICOM scan.
+
+    All scans are read before the model is loaded (a bad one stops the run with its name). Prints
+    ``<scan>: <class> (p=0.912)[; report=<path>]`` per scan.
 
     Args:
-        model_path: The model folder (its predictor: :class:`dltk2.inference.ImageClassifier2D`).
-        paths: PNG or DICOM files.
+        model_path: The model folder (its predictor: :class:`dltk2.inference.ImageClassifier2D` or
+            :class:`dltk2.inference.SeriesClassifier`).
+        paths: The scans.
         finding_codes: Class name -> the coded finding a report states (e.g. SNOMED CT "Nodule").
-        sr_dir: Where ``<SOPInstanceUID>_sr.dcm`` go; None: no reports.
+        sr_dir: Where ``<SOPInstanceUID of the first image>_sr.dcm`` go; None: no reports.
         salt: De-identify the reports with this secret.
         concept: What the finding answers (default DCM 121071 "Finding").
+        read: path -> ``(array, DICOM datasets or None)``; default :func:`read_radiograph_scan`
+            (one image), :func:`read_series_scan` for DICOM series.
 
     Returns:
-        One row per file: ``image``, ``probability_<class>`` per class, ``predicted``, ``report``.
+        One row per scan: ``image``, ``probability_<class>`` per class, ``predicted``, ``report``.
     """
     import numpy as np
 
     from dltk2.inference import load_predictor
     from dltk2.io.dicom_objects import Finding, ModelIdentity, write_finding_report
 
-    images = [(str(path), *read_radiograph(path)) for path in paths]
+    read = read or read_radiograph_scan
+    scans = [(str(path), *read(path)) for path in paths]
     classifier = load_predictor(model_path)
     model = ModelIdentity.of_model_folder(model_path)
     if concept is None:
@@ -138,14 +157,14 @@ def classify_radiographs(model_path: str | Path, paths: Sequence[str | Path], fi
 
         concept = codes.DCM.Finding
     rows = []
-    for name, image, dataset in images:
-        outputs = classifier.classify(image.astype(np.float32))
+    for name, array, sources in scans:
+        outputs = classifier.classify(np.asarray(array, np.float32))
         predicted = classifier.class_names[int(outputs["class_id"])]
         probability = float(np.max(outputs["probabilities"]))
         report = None
-        if sr_dir is not None and dataset is not None:
-            report = write_finding_report([dataset], [Finding(concept, finding_codes[predicted], probability)],
-                                          Path(sr_dir) / f"{dataset.SOPInstanceUID}_sr.dcm", model, salt)
+        if sr_dir is not None and sources:
+            report = write_finding_report(sources, [Finding(concept, finding_codes[predicted], probability)],
+                                          Path(sr_dir) / f"{sources[0].SOPInstanceUID}_sr.dcm", model, salt)
         rows.append({"image": name, **{f"probability_{c}": float(p) for c, p in
                                        zip(classifier.class_names, outputs["probabilities"])},
                      "predicted": predicted, "report": str(report or "")})

@@ -178,6 +178,21 @@ def predict(model_path: Path, exams: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def classify_series(model_path: str | Path, folders: Sequence[str | Path], sr_dir: str | Path | None = None,
+                    salt: str | None = None) -> pd.DataFrame:
+    """deploy.py with ``--images``: DICOM series folders of one plane classified, each reported as a DICOM SR.
+
+    The finding follows the model's target (:data:`dltk2.io.dicom_objects.MRNET_CONCEPTS`): normal or
+    abnormal, or a tear present or absent; the series' images are the report's evidence.
+    """
+    from dltk2.apps.classification import classify_scans, read_series_scan
+    from dltk2.io.dicom_objects import MRNET_CONCEPTS
+    from dltk2.model_folder import ModelFolder
+
+    concept, values = MRNET_CONCEPTS[ModelFolder(model_path).read_config().target]
+    return classify_scans(model_path, folders, values, sr_dir, salt, concept, read=read_series_scan)
+
+
 def training_histories(model_path: Path) -> dict:
     """Every stage's and part's history.csv, in the order they ran."""
     paths = sorted(model_path.glob("stage*/*/history.csv"), key=lambda p: (p.parent.parent.name.split("_")[0],

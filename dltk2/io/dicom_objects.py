@@ -218,6 +218,14 @@ BODY_PART_CODES = {"Skull": codes.SCT.Skull, "Spine": codes.SCT.Spine, "Chest": 
 TARGET_REGION = codes.DCM.TargetRegion
 # The chest classifier's classes as findings (DCM 121071 "Finding").
 CHEST_FINDING_CODES = {"normal": codes.SCT.Normal, "nodule": codes.SCT.Nodule}
+# MRNet's targets: "abnormal" is a normal/abnormal finding; a tear is present or absent. SNOMED CT has
+# no single concept for MRNet's "ACL tear" and "meniscal tear" as its readers graded them: codes of
+# dltk2's private scheme (99DLTK2, as PS3.16 allows for local codes) name them.
+MRNET_CONCEPTS = {"abnormal": (codes.DCM.Finding, {"normal": codes.SCT.Normal, "abnormal": codes.SCT.Abnormal}),
+                  "acl": (Code("ACL-TEAR", "99DLTK2", "Anterior cruciate ligament tear"),
+                          {"normal": codes.SCT.Absent, "abnormal": codes.SCT.Present}),
+                  "meniscus": (Code("MENISCAL-TEAR", "99DLTK2", "Meniscal tear"),
+                               {"normal": codes.SCT.Absent, "abnormal": codes.SCT.Present})}
 SEX = Code("121032", "DCM", "Subject Sex")
 AGE = Code("121033", "DCM", "Subject Age")
 MALE, FEMALE = Code("248153007", "SCT", "Male"), Code("248152002", "SCT", "Female")

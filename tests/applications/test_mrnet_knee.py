@@ -4,14 +4,18 @@ import json
 import shutil
 
 import cv2
+import highdicom as hd
 import numpy as np
 import pandas as pd
 import pytest
+import SimpleITK as sitk
 
+import make_dicom_series
 import make_synthetic_mrnet as synthetic
 from dltk2.export import existing_versions
 from dltk2.inference import load_predictor
-from helpers import promise_huge_series, run_script
+from dltk2.io.dicom_objects import MRNET_CONCEPTS
+from helpers import assert_valid_dicom, promise_huge_series, run_script
 from serving_standin import assert_clients_answer_alike
 
 APP = "applications/mrnet_knee"
@@ -54,6 +58,22 @@ def test_exams_to_progressive_training_to_deploy_and_serving(tmp_path):
     rebuilt = load_predictor(model).predict(series=series)  # from the model folder alone
     np.testing.assert_allclose(rebuilt["probabilities"], [row["probability_normal"], row["probability_abnormal"]],
                                rtol=1e-4, atol=1e-5)
+
+    # That series as a scanner's DICOM MR series, files in random order: the same answer, and a report.
+    image = sitk.GetImageFromArray(series.astype(np.float32))
+    image.SetSpacing((0.6, 0.6, 3.5))
+    make_dicom_series.write_series(image, tmp_path / "dicom" / "knee", modality="MR", patient_id="KNEE01")
+    classified = run_script(f"{APP}/deploy.py", f"--model_path={model}", f"--images={tmp_path / 'dicom' / 'knee'}",
+                            f"--sr_dir={tmp_path / 'reports'}")
+    probability = max(row["probability_normal"], row["probability_abnormal"])
+    assert f"knee: {row['predicted']} (p={probability:.3f}); report=" in classified.stdout
+    (report_path,) = (tmp_path / "reports").iterdir()
+    assert_valid_dicom(report_path)
+    report = hd.sr.srread(report_path)
+    group = report.content.get_image_measurement_groups()[0]
+    assert group.get_qualitative_evaluations()[0].value == MRNET_CONCEPTS["abnormal"][1][row["predicted"]]
+    assert group.get_measurements()[0].value == pytest.approx(probability, abs=1e-4)
+    assert report.PatientID == "KNEE01" and len(group.source_images) == len(series)
 
     # Planes combined: a second model folder standing for the coronal plane.
     coronal = tmp_path / "coronal"
