@@ -159,7 +159,7 @@ def classify(model_path: str | Path, data_path: str, output_file: str | Path, tf
 
     from dltk2.inference import load_predictor
     from dltk2.io.atomic import write_csv_atomically
-    from dltk2.io.dicom_objects import BODY_PART_CODES, TARGET_REGION, Finding, ModelIdentity, write_finding_report
+    from dltk2.io.dicom_objects import BODY_PART_CODES, Finding, ModelIdentity, write_finding_report
     from dltk2.io.record_set import check_held_out, record_sets_of
     from dltk2.io.tfrecord import glob_shards
 
@@ -185,7 +185,7 @@ def classify(model_path: str | Path, data_path: str, output_file: str | Path, tf
         labels.append(label)
         if model is not None and name in datasets:
             dataset = datasets[name]
-            finding = Finding(TARGET_REGION, BODY_PART_CODES[predicted], float(np.max(outputs["probabilities"])))
+            finding = Finding(site=BODY_PART_CODES[predicted], probability=float(np.max(outputs["probabilities"])))
             write_finding_report([dataset], [finding], Path(sr_dir) / f"{dataset.SOPInstanceUID}_sr.dcm", model, salt)
             reports += 1
     columns = ["image", *[f"class{i}" for i in range(len(classes))], "predicted_class"]

@@ -136,7 +136,8 @@ def classify_scans(model_path: str | Path, paths: Sequence[str | Path], finding_
         finding_codes: Class name -> the coded finding a report states (e.g. SNOMED CT "Nodule").
         sr_dir: Where ``<SOPInstanceUID of the first image>_sr.dcm`` go; None: no reports.
         salt: De-identify the reports with this secret.
-        concept: What the finding answers (default DCM 121071 "Finding").
+        concept: What the finding answers, as a qualitative evaluation ``concept: value``; None:
+            the value is the report's own finding (TID 1501's "Finding").
         read: path -> ``(array, DICOM datasets or None)``; default :func:`read_radiograph_scan`
             (one image), :func:`read_series_scan` for DICOM series.
 
@@ -152,10 +153,6 @@ def classify_scans(model_path: str | Path, paths: Sequence[str | Path], finding_
     scans = [(str(path), *read(path)) for path in paths]
     classifier = load_predictor(model_path)
     model = ModelIdentity.of_model_folder(model_path)
-    if concept is None:
-        from pydicom.sr.codedict import codes
-
-        concept = codes.DCM.Finding
     rows = []
     for name, array, sources in scans:
         outputs = classifier.classify(np.asarray(array, np.float32))

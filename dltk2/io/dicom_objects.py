@@ -196,32 +196,35 @@ def write_segmentation(labels: np.ndarray, volume: SeriesVolume, class_names: Ma
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
-    """What a classifier or regressor found.
+    """What a classifier or regressor found, as TID 1501 (a measurement group) states it.
 
     Attributes:
-        concept: What was evaluated (e.g. DCM 121032 "Subject Sex").
-        value: The coded answer (e.g. SCT 248152002 "Female"); None for a measurement only.
-        probability: The model's probability of ``value``, [0, 1].
-        measurement: A number with its unit instead of (or beside) a coded answer, e.g. an age.
+        concept: What was evaluated, for a qualitative evaluation ``concept: value`` (e.g. DCM 121032
+            "Subject Sex": "Female"), or the name of ``measurement``. None: ``value`` is the group's
+            own "Finding" (DCM 121071, e.g. SNOMED CT "Nodule").
+        value: The coded answer; None for a measurement or a site only.
+        probability: The model's probability of its answer, [0, 1].
+        measurement: A number with its unit (e.g. an age in UCUM ``a``), named ``concept``.
+        site: Where: the group's finding site (e.g. SNOMED CT "Chest" for a body part).
     """
 
-    concept: Code
+    concept: Code | None = None
     value: Code | None = None
     probability: float | None = None
     measurement: tuple[float, Code] | None = None
+    site: Code | None = None
 
 
-# dltk2's body-part classes as SNOMED CT anatomy (a finding site: DCM 123014 "Target Region").
+# dltk2's body-part classes as SNOMED CT anatomy (a report's finding site).
 BODY_PART_CODES = {"Skull": codes.SCT.Skull, "Spine": codes.SCT.Spine, "Chest": codes.SCT.Chest,
                    "Breast": codes.SCT.Breast, "Abdomen": codes.SCT.Abdomen, "Musculoskeletal": codes.SCT.Extremity,
                    "none": codes.SCT.Unknown}
-TARGET_REGION = codes.DCM.TargetRegion
-# The chest classifier's classes as findings (DCM 121071 "Finding").
+# The chest classifier's classes as findings (TID 1501's "Finding", DCM 121071).
 CHEST_FINDING_CODES = {"normal": codes.SCT.Normal, "nodule": codes.SCT.Nodule}
 # MRNet's targets: "abnormal" is a normal/abnormal finding; a tear is present or absent. SNOMED CT has
 # no single concept for MRNet's "ACL tear" and "meniscal tear" as its readers graded them: codes of
 # dltk2's private scheme (99DLTK2, as PS3.16 allows for local codes) name them.
-MRNET_CONCEPTS = {"abnormal": (codes.DCM.Finding, {"normal": codes.SCT.Normal, "abnormal": codes.SCT.Abnormal}),
+MRNET_CONCEPTS = {"abnormal": (None, {"normal": codes.SCT.Normal, "abnormal": codes.SCT.Abnormal}),
                   "acl": (Code("ACL-TEAR", "99DLTK2", "Anterior cruciate ligament tear"),
                           {"normal": codes.SCT.Absent, "abnormal": codes.SCT.Present}),
                   "meniscus": (Code("MENISCAL-TEAR", "99DLTK2", "Meniscal tear"),
@@ -235,9 +238,9 @@ def write_finding_report(sources: Sequence[Dataset], findings: Sequence[Finding]
                          model: ModelIdentity, salt: str | None = None, series_number: int = 901) -> Path:
     """Writes the findings as a Comprehensive SR (TID 1500) with the source images as evidence.
 
-    Each finding is one measurement group: a qualitative evaluation (the coded answer), the
-    probability (DCM 122157, unit 1) and any measurement, the model as observer device and algorithm,
-    and every source image referenced.
+    Each finding is one measurement group (TID 1501): its finding, finding site or qualitative
+    evaluation (the coded answer), the probability (DCM 122157, unit 1) and any measurement, the model
+    as observer device and algorithm, and every source image referenced.
 
     Args:
         sources: The images the model evaluated (whole datasets; one series or several).
@@ -259,14 +262,18 @@ def write_finding_report(sources: Sequence[Dataset], findings: Sequence[Finding]
             measurements.append(hd.sr.Measurement(name=codes.DCM.Probability, value=float(finding.probability),
                                                   unit=codes.UCUM.NoUnits))
         if finding.measurement is not None:
+            if finding.concept is None:
+                raise ValueError("a measurement needs its concept (its name)")
             measurements.append(hd.sr.Measurement(name=finding.concept, value=float(finding.measurement[0]),
                                                   unit=finding.measurement[1]))
         evaluations = ([hd.sr.QualitativeEvaluation(name=finding.concept, value=finding.value)]
-                       if finding.value is not None else [])
+                       if finding.value is not None and finding.concept is not None else [])
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=model.uid("finding", str(number),
                                                                        str(sources[0].SeriesInstanceUID)),
                                                          identifier=f"{model.name} finding {number}"),
+            finding_type=finding.value if finding.concept is None else None,
+            finding_sites=[hd.sr.FindingSite(anatomic_location=finding.site)] if finding.site is not None else None,
             measurements=measurements or None, qualitative_evaluations=evaluations or None,
             source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds) for ds in sources],
             algorithm_id=hd.sr.AlgorithmIdentification(name=model.name, version=model.version)))

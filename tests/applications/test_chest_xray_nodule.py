@@ -78,7 +78,7 @@ def test_images_to_prepare_to_both_stages_to_deploy_and_serving(tmp_path):
     # RG1_J2KR.dcm's Referring Physician's Name "ward" is in PN's retired form, as dciodvfy says of it too.
     assert_valid_dicom(report_path, inherited=("<ward> - Retired Person Name form",))
     group = hd.sr.srread(report_path).content.get_image_measurement_groups()[0]
-    assert group.get_qualitative_evaluations()[0].value in CHEST_FINDING_CODES.values()
+    assert group.finding_type in CHEST_FINDING_CODES.values()
     assert 0.5 <= group.get_measurements()[0].value <= 1.0
     assert len(list((tmp_path / "reports").iterdir())) == 1  # none for the PNG
 

@@ -137,7 +137,7 @@ def test_folder_to_database_to_classification(dicom_folder, tmp_path):
     report = hd.sr.srread(report_path)
     group = report.content.get_image_measurement_groups()[0]
     row = listed_table[listed_table["image"] == str(dicom_folder / "real_chest_j2k.dcm")].iloc[0]
-    assert group.get_qualitative_evaluations()[0].value == BODY_PART_CODES[row["predicted_class"]]
+    assert group.finding_sites[0].value == BODY_PART_CODES[row["predicted_class"]]
     assert group.get_measurements()[0].value == pytest.approx(max(row[f"class{i}"] for i in range(7)), abs=1e-5)
     assert report.PatientID == source.PatientID
     assert report.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0] \

@@ -71,7 +71,7 @@ def test_exams_to_progressive_training_to_deploy_and_serving(tmp_path):
     assert_valid_dicom(report_path)
     report = hd.sr.srread(report_path)
     group = report.content.get_image_measurement_groups()[0]
-    assert group.get_qualitative_evaluations()[0].value == MRNET_CONCEPTS["abnormal"][1][row["predicted"]]
+    assert group.finding_type == MRNET_CONCEPTS["abnormal"][1][row["predicted"]]
     assert group.get_measurements()[0].value == pytest.approx(probability, abs=1e-4)
     assert report.PatientID == "KNEE01" and len(group.source_images) == len(series)
 

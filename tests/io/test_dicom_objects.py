@@ -110,20 +110,26 @@ def test_de_identified_seg_and_sr_hold_no_identifier_of_the_source_and_keep_thei
 def test_an_sr_reports_the_finding_its_probability_and_the_model_with_the_images_as_evidence(series, tmp_path):
     volume, _ = series
     sources = source_datasets(volume)
-    path = write_finding_report(sources, [Finding(SEX, FEMALE, 0.83), Finding(AGE, measurement=(47.5, AGE_UNIT))],
-                                tmp_path / "sr.dcm", MODEL)
+    nodule, chest = pydicom.sr.codedict.codes.SCT.Nodule, pydicom.sr.codedict.codes.SCT.Chest
+    findings = [Finding(SEX, FEMALE, 0.83), Finding(AGE, measurement=(47.5, AGE_UNIT)),
+                Finding(value=nodule, probability=0.7, site=chest)]
+    path = write_finding_report(sources, findings, tmp_path / "sr.dcm", MODEL)
     assert_valid_dicom(path)
     report = hd.sr.srread(path)
     assert report.PatientID == sources[0].PatientID
     evidence = {item.ReferencedSOPInstanceUID for study in report.CurrentRequestedProcedureEvidenceSequence
                 for series_item in study.ReferencedSeriesSequence for item in series_item.ReferencedSOPSequence}
     assert evidence == {str(ds.SOPInstanceUID) for ds in sources}
-    sex, age = report.content.get_image_measurement_groups()
+    sex, age, lesion = report.content.get_image_measurement_groups()
     assert sex.get_qualitative_evaluations()[0].value == FEMALE
     probability = sex.get_measurements()[0]
     assert probability.value == pytest.approx(0.83) and probability.unit.value == "1"
     assert age.get_measurements()[0].value == pytest.approx(47.5) and age.get_measurements()[0].unit.value == "a"
     assert len(sex.source_images) == len(sources)
+    assert lesion.finding_type == nodule and lesion.finding_sites[0].value == chest
+    assert not lesion.get_qualitative_evaluations() and lesion.get_measurements()[0].value == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="a measurement needs its concept"):
+        write_finding_report(sources, [Finding(measurement=(1.0, AGE_UNIT))], tmp_path / "bad.dcm", MODEL)
     observer = [item for item in report.ContentSequence if item.ConceptNameCodeSequence[0].CodeMeaning ==
                 "Device Observer Name"]
     assert observer[0].TextValue == "synapse_ct_seg"
