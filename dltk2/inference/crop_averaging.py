@@ -15,6 +15,7 @@ import tensorflow as tf
 from dltk2.inference.orientation import plan_orientation, reorient, reoriented_spacing
 from dltk2.inference.predictor import Predictor
 from dltk2.inference.resampling import resample_volume
+from dltk2.inference.test_time import mirror_combinations, mirrored_outputs
 from dltk2.io.orientation import check_codes, direction_of
 from dltk2.transforms import tf_whitening
 from dltk2.volume_sampling import pad_to_at_least, random_corners
@@ -61,6 +62,9 @@ class CropAveragingPredictor(Predictor):
         orientation: Axis codes the model was trained in; None: the serving functions take the
             volume alone, in the training orientation and spacing (a folder from before orientations).
         spacing_mm: (x, y, z) training voxel size, mm; with an orientation, inputs are resampled to it.
+        mirror_axes: Test-time mirroring: each crop is also predicted flipped along these spatial axes
+            (0 z, 1 y, 2 x; :mod:`dltk2.inference.test_time`), in the same network call; the mean and
+            the spread are then over crops and mirrorings. () is off.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class CropAveragingPredictor(Predictor):
         default_seed: int = 0,
         orientation: str | None = None,
         spacing_mm: Sequence[float] | None = None,
+        mirror_axes: Sequence[int] = (),
     ) -> None:
         super().__init__(name="crop_averaging_predictor")
         if task not in ("classification", "regression"):
@@ -89,6 +94,8 @@ class CropAveragingPredictor(Predictor):
         self.default_seed = int(default_seed)
         self.orientation = check_codes(orientation) if orientation is not None else None
         self.spacing_mm = [float(v) for v in spacing_mm] if spacing_mm is not None else None
+        self.mirror_axes = sorted(set(int(a) for a in mirror_axes))
+        mirror_combinations(self.mirror_axes)  # checks the axes
         if self.spacing_mm is not None and self.orientation is None:
             raise ValueError("spacing_mm needs an orientation (the inputs then carry their spacing)")
         self._functions: dict | None = None
@@ -100,7 +107,8 @@ class CropAveragingPredictor(Predictor):
                 "whiten": self.whiten,
                 "channels": self.channels, "default_seed": self.default_seed,
                 "orientation": self.orientation,
-                "spacing_mm": list(self.spacing_mm) if self.spacing_mm is not None else None}
+                "spacing_mm": list(self.spacing_mm) if self.spacing_mm is not None else None,
+                "mirror_axes": list(self.mirror_axes)}
 
     def warmup_inputs(self) -> dict[str, np.ndarray]:
         """A volume of one crop's size (a deploy may give a real one instead)."""
@@ -157,9 +165,12 @@ class CropAveragingPredictor(Predictor):
             corners,
             fn_output_signature=tf.TensorSpec(self.crop_size + [self.channels], tf.float32),
         )
-        outputs = tf.cast(self.model(crops, training=False), tf.float32)
+        # (mirrorings, crops, ...) -> one axis of predictions: every crop under every mirroring.
+        outputs = mirrored_outputs(self.model, crops, self.mirror_axes,
+                                   activation=tf.nn.softmax if self.task == "classification" else None)
+        outputs = tf.reshape(outputs, tf.concat([[-1], tf.shape(outputs)[2:]], 0))
         if self.task == "classification":
-            probabilities = tf.nn.softmax(outputs, axis=-1)
+            probabilities = outputs
             mean = tf.reduce_mean(probabilities, axis=0)
             return {
                 "probabilities": mean,

@@ -12,6 +12,7 @@ from dltk2.inference.orientation import plan_orientation, reorient, reoriented_s
 from dltk2.inference.predictor import Predictor
 from dltk2.inference.resampling import resample_volume
 from dltk2.inference.sliding_window import sliding_window_inference
+from dltk2.inference.test_time import MirroredProbabilities, entropy, mirror_combinations
 from dltk2.io.orientation import Reorientation, check_codes, direction_of
 from dltk2.transforms import tf_clip_and_scale
 
@@ -43,6 +44,10 @@ class SlidingWindowSegmenter(Predictor):
         num_classes: Model output channels; read from the model if None.
         orientation: Axis codes the model was trained in; None: the graph takes no direction and
             segments the voxel order it is given (a model folder from before orientations).
+        mirror_axes: Test-time mirroring: spatial axes (0 z, 1 y, 2 x, of the training orientation)
+            each window is also predicted flipped along, the softmax averaged (2**len windows per
+            network call per window; :mod:`dltk2.inference.test_time`). () is off.
+        uncertainty: Also return ``entropy``, the per-voxel entropy of the blended probabilities (nats).
     """
 
     def __init__(
@@ -56,6 +61,8 @@ class SlidingWindowSegmenter(Predictor):
         blend: str = "gaussian",
         num_classes: int | None = None,
         orientation: str | None = None,
+        mirror_axes: Sequence[int] = (),
+        uncertainty: bool = False,
     ) -> None:
         super().__init__(name="sliding_window_segmenter")
         low, high = (float(v) for v in intensity_window)
@@ -70,6 +77,9 @@ class SlidingWindowSegmenter(Predictor):
         self.blend = blend
         self.num_classes = int(num_classes or model.output_shape[-1])
         self.orientation = check_codes(orientation) if orientation is not None else None
+        self.mirror_axes = sorted(set(int(a) for a in mirror_axes))
+        mirror_combinations(self.mirror_axes)  # checks the axes
+        self.uncertainty = bool(uncertainty)
         self._segment = tf.function(self.__call__, input_signature=self.input_signature())
 
     kind = "sliding_window_segmenter"
@@ -78,7 +88,8 @@ class SlidingWindowSegmenter(Predictor):
         return {"window": list(self.window), "spacing_mm": list(self.spacing_mm),
                 "intensity_window": list(self.intensity_window),
                 "overlap": self.overlap, "batch_size": self.batch_size, "blend": self.blend,
-                "num_classes": self.num_classes, "orientation": self.orientation}
+                "num_classes": self.num_classes, "orientation": self.orientation,
+                "mirror_axes": list(self.mirror_axes), "uncertainty": self.uncertainty}
 
     def warmup_inputs(self) -> dict[str, np.ndarray]:
         """Air (the window's low end) of one window's size, at the training spacing."""
@@ -128,19 +139,26 @@ class SlidingWindowSegmenter(Predictor):
         Returns:
             ``labels``: int32 (z, y, x), the class of every input voxel. ``probabilities_shape``:
             int32 (4,), the size of the class-probability volume at the training spacing (what
-            bounded the memory).
+            bounded the memory). With ``uncertainty``: ``entropy``, float32 (z, y, x), nats.
         """
         volume, spacing, plan = self.preprocess(image, spacing, direction)
-        probabilities = sliding_window_inference(self.model, volume, self.window, overlap=self.overlap,
+        model = MirroredProbabilities(self.model, self.mirror_axes) if self.mirror_axes else self.model
+        probabilities = sliding_window_inference(model, volume, self.window, overlap=self.overlap,
                                                  batch_size=self.batch_size, blend=self.blend,
-                                                 num_classes=self.num_classes)
+                                                 num_classes=self.num_classes, apply_softmax=not self.mirror_axes)
         labels = tf.cast(tf.argmax(probabilities, axis=-1, output_type=tf.int32), tf.float32)[..., tf.newaxis]
         grid_size = tf.shape(image) if plan is None else plan.resampled_size
         on_input_grid = resample_volume(labels, self.spacing_mm, spacing, new_size=grid_size, method="nearest")
         if plan is not None:
             on_input_grid = restore_orientation(on_input_grid, plan, "nearest")
-        return {"labels": tf.cast(on_input_grid[..., 0], tf.int32),
-                "probabilities_shape": tf.shape(probabilities)}
+        outputs = {"labels": tf.cast(on_input_grid[..., 0], tf.int32), "probabilities_shape": tf.shape(probabilities)}
+        if self.uncertainty:
+            uncertain = resample_volume(entropy(probabilities)[..., tf.newaxis], self.spacing_mm, spacing,
+                                        new_size=grid_size, method="linear")
+            if plan is not None:
+                uncertain = restore_orientation(uncertain, plan, "linear")
+            outputs["entropy"] = uncertain[..., 0]
+        return outputs
 
     def window_count(self, size_zyx: Sequence[int], spacing_xyz: Sequence[float],
                      direction: Sequence[float] | None = None) -> int:
