@@ -286,3 +286,17 @@ def test_an_oriented_segmenter_takes_and_exports_the_direction(tmp_path):
     transposed = sitk.DICOMOrient(image, "SPL")
     assert segmenter.window_count(sitk.GetArrayFromImage(transposed).shape, transposed.GetSpacing(),
                                   transposed.GetDirection()) == segmenter.window_count((14, 18, 22), (1.5, 1.2, 2.5))
+
+
+def test_a_segmenter_with_uncertainty_writes_its_entropy_beside_the_labels(phantom, tmp_path):
+    image, _ = phantom
+    sitk.WriteImage(image, str(tmp_path / "img.nii.gz"))
+    segmenter = make_segmenter(mirror_axes=[0, 2], uncertainty=True)
+    labels, _ = segment_case(segmenter, tmp_path / "img.nii.gz", tmp_path / "out" / "img_seg.nii.gz")
+    uncertainty = read_image(tmp_path / "out" / "img_entropy.nii.gz")
+    assert uncertainty.GetSize() == image.GetSize()
+    np.testing.assert_allclose(uncertainty.GetDirection(), image.GetDirection(), atol=1e-6)
+    values = sitk.GetArrayFromImage(uncertainty)
+    assert values.min() >= -1e-6 and values.max() <= np.log(len(CLASS_HU)) + 1e-5
+    # The nearest-intensity model sees no neighbours: mirroring leaves its labels as they were.
+    np.testing.assert_array_equal(labels, make_segmenter().segment(sitk.GetArrayFromImage(image), image.GetSpacing()))

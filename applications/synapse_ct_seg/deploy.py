@@ -40,6 +40,10 @@ flags.DEFINE_boolean("predict_only", False, "Write label maps only; no labels ne
 flags.DEFINE_float("overlap", 0.5, "Overlap of neighbouring windows, [0, 1).")
 flags.DEFINE_integer("batch_size", 2, "Windows per network call.")
 flags.DEFINE_enum("blend", "gaussian", ["gaussian", "constant"], "Weights of each window's voxels.")
+flags.DEFINE_list("mirror_axes", [], "Test-time mirroring: axes (0 z, 1 y, 2 x) each window is also predicted "
+                  "flipped along, the probabilities averaged (e.g. 0,1,2: 8 predictions per window).")
+flags.DEFINE_boolean("uncertainty", False, "Also write <id>_entropy.nii.gz: the per-voxel entropy of the "
+                     "class probabilities (nats), on the original grid.")
 flags.DEFINE_string("deidentify_key", None, "A file holding a secret: DICOM SEGs are de-identified with it (PS3.15 "
                     "Basic Profile, UIDs as a de-identified copy of the source made with the same secret).")
 flags.mark_flags_as_required(["model_path", "data_csv", "output_dir"])
@@ -61,7 +65,8 @@ def main(argv):
     check_cases(cases, FLAGS.predict_only)  # every case's headers, before the model is loaded
     salt = read_secret(FLAGS.deidentify_key) if FLAGS.deidentify_key else None
     segmenter = load_predictor(FLAGS.model_path, overlap=FLAGS.overlap, batch_size=FLAGS.batch_size,
-                               blend=FLAGS.blend)
+                               blend=FLAGS.blend, mirror_axes=[int(a) for a in FLAGS.mirror_axes],
+                               uncertainty=FLAGS.uncertainty)
     output_dir = Path(FLAGS.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     dicom = DicomOutput(ModelIdentity.of_model_folder(FLAGS.model_path), synapse.ORGANS, salt)

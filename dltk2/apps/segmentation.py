@@ -72,7 +72,8 @@ def segment_case(segmenter: SlidingWindowSegmenter, image_path: str | Path, outp
     """Segments one image file (or DICOM series folder) and writes the label map on its own grid, atomically.
 
     The label map is uint8 NIfTI (or what ``output_path``'s suffix says); for a DICOM series and a
-    ``dicom`` output, also a DICOM SEG beside it (``<output_path stem>.dcm``) referencing the slices.
+    ``dicom`` output, also a DICOM SEG beside it (``<output_path stem>.dcm``) referencing the slices;
+    for a segmenter with ``uncertainty``, its per-voxel entropy (``<id>_entropy.nii.gz``).
 
     Returns:
         ``(labels, image)``: int32 (z, y, x) labels and the SimpleITK image read (for its geometry).
@@ -86,13 +87,27 @@ def segment_case(segmenter: SlidingWindowSegmenter, image_path: str | Path, outp
         raise DataError(f"{image_path}: a volume to segment must be 3D with one value per voxel; this image is "
                         f"{image.GetDimension()}D of size {image.GetSize()}")
     array = volume.array if volume is not None else sitk.GetArrayFromImage(image).astype(np.float32)
-    labels = segmenter.segment(array, image.GetSpacing(), image.GetDirection())
+    inputs = {"image": array, "spacing": image.GetSpacing()}
+    if segmenter.orientation is not None:
+        inputs["direction"] = image.GetDirection()
+    outputs = segmenter.predict(**inputs)
+    labels = outputs["labels"]
     output = sitk.GetImageFromArray(labels.astype(np.uint8))
     output.CopyInformation(image)
     write_image(output, output_path)
+    if "entropy" in outputs:  # the segmenter's uncertainty, beside the labels
+        uncertainty = sitk.GetImageFromArray(outputs["entropy"].astype(np.float32))
+        uncertainty.CopyInformation(image)
+        write_image(uncertainty, entropy_path(output_path))
     if volume is not None and dicom is not None:
         write_segmentation(labels, volume, dicom.class_names, dicom_path(output_path), dicom.model, dicom.salt)
     return labels, image
+
+
+def entropy_path(output_path: str | Path) -> Path:
+    """``<id>_seg.nii.gz`` -> ``<id>_entropy.nii.gz``: where a segmenter's uncertainty goes."""
+    output_path = Path(output_path)
+    return output_path.with_name(output_path.name.replace("_seg.", "_entropy.", 1))
 
 
 def dicom_path(output_path: str | Path) -> Path:
