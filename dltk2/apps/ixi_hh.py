@@ -56,6 +56,9 @@ class TrainingConfig:
     adam_epsilon: float = 1e-5
     run_validation: bool = True
     num_crops: int = 4
+    fold: int | None = None
+    num_folds: int = 5
+    fold_seed: int = 0
 
     def __post_init__(self) -> None:
         self.example_size = [int(s) for s in self.example_size]
@@ -77,7 +80,9 @@ def run_training(settings: RunSettings, config: TrainingConfig, target: str, hea
     """train.py's body: trains (resuming) and exports. Returns the model folder."""
     # The inputs first: a bad CSV or a missing volume is one line before any folder is written.
     subjects = ixi.load_subjects(config.data_csv, target, config.spacing_mm, config.data_dir)
-    train_subjects, val_subjects = ixi.split_subjects(subjects, config.num_train)
+    split = {"num_train": config.num_train} if config.fold is None else \
+        {"fold": config.fold, "num_folds": config.num_folds, "fold_seed": config.fold_seed}
+    train_subjects, val_subjects = ixi.split_of_run(subjects, target, split)
     run = TrainingRun(settings)
     example_size = config.example_size
     params = {"example_size": example_size, "n_examples": config.n_examples, "target": target}
@@ -111,8 +116,7 @@ def run_training(settings: RunSettings, config: TrainingConfig, target: str, hea
         application=f"IXI_HH_{target}", task=head.task, target=target, example_size=example_size,
         spacing_mm=[config.spacing_mm] * 3, orientation=orientation,
         intensity={"method": "whitening"}, class_names=CLASS_NAMES[target],
-        data={"data_csv": str(Path(config.data_csv).resolve()), "data_dir": config.data_dir,
-              "num_train": config.num_train},
+        data={"data_csv": str(Path(config.data_csv).resolve()), "data_dir": config.data_dir, **split},
         training={"n_examples": config.n_examples, "max_steps": config.max_steps, "num_crops": config.num_crops}))
     run.announce(f"model: {model.count_params():,} parameters; {len(train_subjects)} training and "
                  f"{len(val_subjects)} validation subjects")
@@ -164,8 +168,8 @@ def predict_subjects(config: DeployConfig, target: str) -> Iterator[Prediction]:
     run_config = ModelFolder(config.model_path).read_config()
     subjects = ixi.load_subjects(config.data_csv or run_config.data["data_csv"], target, run_config.spacing_mm[0],
                                  config.data_dir or run_config.data.get("data_dir"))
-    if config.subjects == "validation":
-        _, subjects = ixi.split_subjects(subjects, run_config.data["num_train"])
+    if config.subjects == "validation":  # those the run held out: DLTK's last rows, or its fold
+        _, subjects = ixi.split_of_run(subjects, target, run_config.data)
     predictor = load_predictor(config.model_path, num_crops=config.num_crops)
     for subject_id, image_path, label in subjects[["id", "image", "label"]].itertuples(index=False):
         volume = read_voxels(image_path)
@@ -247,6 +251,45 @@ def deploy_images(config: DeployConfig, target: str) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     write_csv_atomically(table, predictions_csv_path(config, target), float_format="%.6f")
     return table
+
+
+def cross_validate(model_paths: list[str], target: str, output_csv: str | Path | None = None) -> pd.DataFrame:
+    """The cross-validated metrics of one model folder per fold, on out-of-fold predictions.
+
+    Each fold's model predicts its own held-out subjects (seed 0, as its ``serving_default``); the
+    predictions are joined, each subject checked to be predicted exactly once and every subject of
+    the CSV covered, and summarised: sex by ROC AUC and accuracy, age by mean absolute error, pooled
+    and as mean and spread over folds (:func:`dltk2.cross_validation.summarise_folds`).
+
+    Raises:
+        DataError: Folders of different fold sets (folds, seed, CSV), or not a fold each.
+    """
+    from dltk2.cross_validation import out_of_fold, summarise_folds
+    from dltk2.errors import DataError
+    from dltk2.io.atomic import write_csv_atomically
+
+    datas = [ModelFolder(path).read_config().data for path in model_paths]
+    keys = {(d.get("num_folds"), d.get("fold_seed"), d.get("data_csv")) for d in datas}
+    folds = sorted(d.get("fold") if d.get("fold") is not None else -1 for d in datas)
+    if len(keys) != 1 or folds != list(range(int(datas[0].get("num_folds") or 0))):
+        raise DataError(f"{', '.join(map(str, model_paths))}: not the folds 0..k-1 of one cross-validation "
+                        f"(folds {folds}, settings {sorted(map(str, keys))})")
+    tables = []
+    for path, data in sorted(zip(model_paths, datas), key=lambda pair: pair[1]["fold"]):
+        rows = []
+        crops = int(ModelFolder(path).read_config().training.get("num_crops", 4))  # as its serving_default
+        for prediction in predict_subjects(DeployConfig(model_path=str(path), num_crops=crops), target):
+            outputs = prediction.outputs
+            score = float(outputs["probabilities"][1]) if target == "sex" else float(outputs["prediction"])
+            rows.append({"id": prediction.subject_id, "label": float(prediction.label), "score": score})
+        tables.append(pd.DataFrame(rows))
+    subjects = ixi.load_subjects(datas[0]["data_csv"], target, ModelFolder(model_paths[0]).read_config().spacing_mm[0],
+                                 datas[0].get("data_dir"))
+    table = out_of_fold(tables, "id", expected_ids=subjects["id"])
+    summary = summarise_folds(table, "classification" if target == "sex" else "regression")
+    if output_csv is not None:
+        write_csv_atomically(table, output_csv, float_format="%.6f")
+    return summary
 
 
 def predictions_csv_path(config: DeployConfig, target: str) -> Path:

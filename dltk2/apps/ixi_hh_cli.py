@@ -43,6 +43,10 @@ def define_training_flags(l2: float) -> None:
     flags.DEFINE_boolean("run_validation", True, "Evaluate on the validation subjects after each epoch.")
     define_run_flags(export=True)
     flags.DEFINE_integer("num_crops", 4, "Crops averaged by the exported serving signature.")
+    flags.DEFINE_integer("fold", None, "Cross-validation: train fold k (0..num_folds-1) of a split by subject "
+                         "(stratified by sex) instead of --num_train's; one model folder per fold.")
+    flags.DEFINE_integer("num_folds", 5, "Folds of --fold's cross-validation.")
+    flags.DEFINE_integer("fold_seed", 0, "Seed of --fold's split: every fold of one cross-validation uses the same.")
     flags.mark_flags_as_required(["model_path", "data_csv"])
 
 

@@ -86,6 +86,22 @@ def split_subjects(subjects: pd.DataFrame, num_train: int) -> tuple[pd.DataFrame
     return subjects.iloc[:num_train].reset_index(drop=True), subjects.iloc[num_train:].reset_index(drop=True)
 
 
+def split_fold(subjects: pd.DataFrame, target: str, fold: int, num_folds: int, seed: int = 0
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fold ``fold`` of ``num_folds`` by subject (:func:`dltk2.cross_validation.fold_split`); stratified by sex."""
+    from dltk2.cross_validation import fold_split
+
+    training, validation = fold_split(subjects, fold, num_folds, "id", "label" if target == "sex" else None, seed)
+    return training.reset_index(drop=True), validation.reset_index(drop=True)
+
+
+def split_of_run(subjects: pd.DataFrame, target: str, data: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training and validation subjects a run used, from its run configuration's ``data``."""
+    if data.get("fold") is not None:
+        return split_fold(subjects, target, int(data["fold"]), int(data["num_folds"]), int(data.get("fold_seed", 0)))
+    return split_subjects(subjects, int(data["num_train"]))
+
+
 def read_fn(file_reference: Sequence[str], mode: Mode, params: Mapping[str, Any]) -> Iterator[dict]:
     """Reads one subject's T1 volume and yields examples.
 

@@ -183,3 +183,28 @@ def test_bad_image_stops_training_with_the_file_named(tiny_ixi, tmp_path, damage
     _expect_one_line_error("applications/IXI_HH_sex/train.py", f"--model_path={tmp_path / 'm'}",
                            f"--data_csv={data / 'demographic_HH.csv'}", "--max_steps=50", "--export=false", *TINY,
                            pattern=r"^error: reading \['IXI014', .*" + pattern)
+
+
+def test_folds_by_subject_and_their_cross_validated_metrics(tiny_ixi, tmp_path):
+    """Two folds, one model folder each: every subject validated once, by the model that never saw it."""
+    folders = [tmp_path / f"fold{fold}" for fold in (0, 1)]
+    for fold, folder in enumerate(folders):
+        run_script("applications/IXI_HH_sex/train.py", f"--model_path={folder}", f"--data_csv={tiny_ixi}",
+                   "--max_steps=2", f"--fold={fold}", "--num_folds=2", "--export=false", *TINY)
+    subjects = ixi.load_subjects(tiny_ixi, "sex", 8.0)
+    splits = [ixi.split_of_run(subjects, "sex", json.loads((f / "run_config.json").read_text())["data"])
+              for f in folders]
+    for training, validation in splits:
+        assert not set(training["id"]) & set(validation["id"]) and len(training) + len(validation) == 12
+        assert set(validation["label"]) == {"0", "1"}  # stratified by sex
+    result = run_script("applications/IXI_HH_sex/cross_validate.py", f"--model_paths={folders[1]},{folders[0]}",
+                        f"--output_csv={tmp_path / 'oof.csv'}")
+    table = pd.read_csv(tmp_path / "oof.csv", dtype={"id": str})
+    assert sorted(table["id"]) == sorted(subjects["id"]) and table["id"].is_unique
+    for fold, (_, validation) in enumerate(splits):
+        assert set(table.loc[table["fold"] == fold, "id"]) == set(validation["id"])
+    assert "roc_auc" in result.stdout and "accuracy" in result.stdout and "fold_mean" in result.stdout
+    with pytest.raises(AssertionError) as failed:  # the same fold twice: one line, no traceback
+        run_script("applications/IXI_HH_sex/cross_validate.py", f"--model_paths={folders[0]},{folders[0]}")
+    assert "not the folds 0..k-1 of one cross-validation" in str(failed.value)
+    assert "Traceback" not in str(failed.value)
