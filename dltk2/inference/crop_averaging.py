@@ -65,6 +65,8 @@ class CropAveragingPredictor(Predictor):
         mirror_axes: Test-time mirroring: each crop is also predicted flipped along these spatial axes
             (0 z, 1 y, 2 x; :mod:`dltk2.inference.test_time`), in the same network call; the mean and
             the spread are then over crops and mirrorings. () is off.
+        model_outputs: ``"logits"``, or ``"probabilities"`` for a classifier that gives them already
+            (a fold ensemble, :func:`dltk2.inference.ensemble.fold_ensemble`).
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class CropAveragingPredictor(Predictor):
         orientation: str | None = None,
         spacing_mm: Sequence[float] | None = None,
         mirror_axes: Sequence[int] = (),
+        model_outputs: str = "logits",
     ) -> None:
         super().__init__(name="crop_averaging_predictor")
         if task not in ("classification", "regression"):
@@ -96,6 +99,9 @@ class CropAveragingPredictor(Predictor):
         self.spacing_mm = [float(v) for v in spacing_mm] if spacing_mm is not None else None
         self.mirror_axes = sorted(set(int(a) for a in mirror_axes))
         mirror_combinations(self.mirror_axes)  # checks the axes
+        if model_outputs not in ("logits", "probabilities"):
+            raise ValueError(f"model_outputs must be 'logits' or 'probabilities', got {model_outputs!r}")
+        self.model_outputs = model_outputs
         if self.spacing_mm is not None and self.orientation is None:
             raise ValueError("spacing_mm needs an orientation (the inputs then carry their spacing)")
         self._functions: dict | None = None
@@ -108,7 +114,7 @@ class CropAveragingPredictor(Predictor):
                 "channels": self.channels, "default_seed": self.default_seed,
                 "orientation": self.orientation,
                 "spacing_mm": list(self.spacing_mm) if self.spacing_mm is not None else None,
-                "mirror_axes": list(self.mirror_axes)}
+                "mirror_axes": list(self.mirror_axes), "model_outputs": self.model_outputs}
 
     def warmup_inputs(self) -> dict[str, np.ndarray]:
         """A volume of one crop's size (a deploy may give a real one instead)."""
@@ -166,8 +172,8 @@ class CropAveragingPredictor(Predictor):
             fn_output_signature=tf.TensorSpec(self.crop_size + [self.channels], tf.float32),
         )
         # (mirrorings, crops, ...) -> one axis of predictions: every crop under every mirroring.
-        outputs = mirrored_outputs(self.model, crops, self.mirror_axes,
-                                   activation=tf.nn.softmax if self.task == "classification" else None)
+        logits = self.task == "classification" and self.model_outputs == "logits"
+        outputs = mirrored_outputs(self.model, crops, self.mirror_axes, activation=tf.nn.softmax if logits else None)
         outputs = tf.reshape(outputs, tf.concat([[-1], tf.shape(outputs)[2:]], 0))
         if self.task == "classification":
             probabilities = outputs

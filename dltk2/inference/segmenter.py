@@ -48,6 +48,8 @@ class SlidingWindowSegmenter(Predictor):
             each window is also predicted flipped along, the softmax averaged (2**len windows per
             network call per window; :mod:`dltk2.inference.test_time`). () is off.
         uncertainty: Also return ``entropy``, the per-voxel entropy of the blended probabilities (nats).
+        model_outputs: ``"logits"``, or ``"probabilities"`` for a model that gives them already (a fold
+            ensemble, :func:`dltk2.inference.ensemble.fold_ensemble`).
     """
 
     def __init__(
@@ -63,8 +65,12 @@ class SlidingWindowSegmenter(Predictor):
         orientation: str | None = None,
         mirror_axes: Sequence[int] = (),
         uncertainty: bool = False,
+        model_outputs: str = "logits",
     ) -> None:
         super().__init__(name="sliding_window_segmenter")
+        if model_outputs not in ("logits", "probabilities"):
+            raise ValueError(f"model_outputs must be 'logits' or 'probabilities', got {model_outputs!r}")
+        self.model_outputs = model_outputs
         low, high = (float(v) for v in intensity_window)
         if not high > low:
             raise ValueError(f"intensity_window must be (low, high) with high > low, got {intensity_window}")
@@ -89,7 +95,8 @@ class SlidingWindowSegmenter(Predictor):
                 "intensity_window": list(self.intensity_window),
                 "overlap": self.overlap, "batch_size": self.batch_size, "blend": self.blend,
                 "num_classes": self.num_classes, "orientation": self.orientation,
-                "mirror_axes": list(self.mirror_axes), "uncertainty": self.uncertainty}
+                "mirror_axes": list(self.mirror_axes), "uncertainty": self.uncertainty,
+                "model_outputs": self.model_outputs}
 
     def warmup_inputs(self) -> dict[str, np.ndarray]:
         """Air (the window's low end) of one window's size, at the training spacing."""
@@ -142,10 +149,11 @@ class SlidingWindowSegmenter(Predictor):
             bounded the memory). With ``uncertainty``: ``entropy``, float32 (z, y, x), nats.
         """
         volume, spacing, plan = self.preprocess(image, spacing, direction)
-        model = MirroredProbabilities(self.model, self.mirror_axes) if self.mirror_axes else self.model
+        logits = self.model_outputs == "logits"
+        model = MirroredProbabilities(self.model, self.mirror_axes, logits) if self.mirror_axes else self.model
         probabilities = sliding_window_inference(model, volume, self.window, overlap=self.overlap,
-                                                 batch_size=self.batch_size, blend=self.blend,
-                                                 num_classes=self.num_classes, apply_softmax=not self.mirror_axes)
+                                                 batch_size=self.batch_size, blend=self.blend, num_classes=self.num_classes,
+                                                 apply_softmax=logits and not self.mirror_axes)
         labels = tf.cast(tf.argmax(probabilities, axis=-1, output_type=tf.int32), tf.float32)[..., tf.newaxis]
         grid_size = tf.shape(image) if plan is None else plan.resampled_size
         on_input_grid = resample_volume(labels, self.spacing_mm, spacing, new_size=grid_size, method="nearest")

@@ -57,14 +57,15 @@ class MirroredProbabilities:
     model's.
     """
 
-    def __init__(self, model, axes: Sequence[int]) -> None:
+    def __init__(self, model, axes: Sequence[int], logits: bool = True) -> None:
         self.model = model
         self.axes = [int(a) for a in axes]
+        self.activation = tf.nn.softmax if logits else None  # a fold ensemble gives probabilities already
         self.output_shape = model.output_shape
 
     def __call__(self, windows: tf.Tensor, training: bool = False) -> tf.Tensor:
         del training
-        return tf.reduce_mean(mirrored_outputs(self.model, windows, self.axes), axis=0)
+        return tf.reduce_mean(mirrored_outputs(self.model, windows, self.axes, self.activation), axis=0)
 
 
 def entropy(probabilities: tf.Tensor) -> tf.Tensor:

@@ -204,6 +204,15 @@ def test_folds_by_subject_and_their_cross_validated_metrics(tiny_ixi, tmp_path):
     for fold, (_, validation) in enumerate(splits):
         assert set(table.loc[table["fold"] == fold, "id"]) == set(validation["id"])
     assert "roc_auc" in result.stdout and "accuracy" in result.stdout and "fold_mean" in result.stdout
+    # The folds as one served model: the mean of their probabilities, with a single model's signature.
+    exported = run_script("scripts/export_ensemble.py", f"--model_paths={folders[0]},{folders[1]}",
+                          f"--output_path={tmp_path / 'ensemble'}")
+    assert "exported the ensemble of 2 folds" in exported.stdout
+    volume, _ = read_array(subjects["image"].iloc[0])
+    ensemble = call_signature(tmp_path / "ensemble" / "export" / "1", {"image": volume})
+    folds = [load_predictor(folder).predict(image=volume)["probabilities"] for folder in folders]
+    np.testing.assert_allclose(ensemble["probabilities"], np.mean(folds, axis=0), atol=1e-5)
+
     with pytest.raises(AssertionError) as failed:  # the same fold twice: one line, no traceback
         run_script("applications/IXI_HH_sex/cross_validate.py", f"--model_paths={folders[0]},{folders[0]}")
     assert "not the folds 0..k-1 of one cross-validation" in str(failed.value)
