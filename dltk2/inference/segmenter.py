@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from dltk2.inference.orientation import plan_orientation, reorient, reoriented_spacing, restore_orientation
+from dltk2.inference.postprocessing import keep_largest_components
 from dltk2.inference.predictor import Predictor
 from dltk2.inference.resampling import resample_volume
 from dltk2.inference.sliding_window import sliding_window_inference
@@ -50,6 +51,9 @@ class SlidingWindowSegmenter(Predictor):
         uncertainty: Also return ``entropy``, the per-voxel entropy of the blended probabilities (nats).
         model_outputs: ``"logits"``, or ``"probabilities"`` for a model that gives them already (a fold
             ensemble, :func:`dltk2.inference.ensemble.fold_ensemble`).
+        keep_largest: Classes whose largest connected component alone is kept, at the training
+            spacing before the labels go back (:mod:`dltk2.inference.postprocessing`; chosen where
+            cross-validation shows it raises Dice).
     """
 
     def __init__(
@@ -66,8 +70,10 @@ class SlidingWindowSegmenter(Predictor):
         mirror_axes: Sequence[int] = (),
         uncertainty: bool = False,
         model_outputs: str = "logits",
+        keep_largest: Sequence[int] = (),
     ) -> None:
         super().__init__(name="sliding_window_segmenter")
+        self.keep_largest = sorted(set(int(c) for c in keep_largest))
         if model_outputs not in ("logits", "probabilities"):
             raise ValueError(f"model_outputs must be 'logits' or 'probabilities', got {model_outputs!r}")
         self.model_outputs = model_outputs
@@ -96,7 +102,7 @@ class SlidingWindowSegmenter(Predictor):
                 "overlap": self.overlap, "batch_size": self.batch_size, "blend": self.blend,
                 "num_classes": self.num_classes, "orientation": self.orientation,
                 "mirror_axes": list(self.mirror_axes), "uncertainty": self.uncertainty,
-                "model_outputs": self.model_outputs}
+                "model_outputs": self.model_outputs, "keep_largest": list(self.keep_largest)}
 
     def warmup_inputs(self) -> dict[str, np.ndarray]:
         """Air (the window's low end) of one window's size, at the training spacing."""
@@ -154,7 +160,10 @@ class SlidingWindowSegmenter(Predictor):
         probabilities = sliding_window_inference(model, volume, self.window, overlap=self.overlap,
                                                  batch_size=self.batch_size, blend=self.blend, num_classes=self.num_classes,
                                                  apply_softmax=logits and not self.mirror_axes)
-        labels = tf.cast(tf.argmax(probabilities, axis=-1, output_type=tf.int32), tf.float32)[..., tf.newaxis]
+        labels = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        if self.keep_largest:
+            labels = keep_largest_components(labels, self.keep_largest)
+        labels = tf.cast(labels, tf.float32)[..., tf.newaxis]
         grid_size = tf.shape(image) if plan is None else plan.resampled_size
         on_input_grid = resample_volume(labels, self.spacing_mm, spacing, new_size=grid_size, method="nearest")
         if plan is not None:
