@@ -21,7 +21,8 @@ from pathlib import Path
 APPLICATIONS: dict[str, tuple[str, dict[str, str]]] = {
     "ixi_sex": ("IXI_HH_sex", {"train": "train.py", "deploy": "deploy.py", "cross_validate": "cross_validate.py"}),
     "ixi_age": ("IXI_HH_age", {"train": "train.py", "deploy": "deploy.py", "cross_validate": "cross_validate.py"}),
-    "synapse": ("synapse_ct_seg", {"preprocess": "preprocessing.py", "train": "train.py", "deploy": "deploy.py"}),
+    "synapse": ("synapse_ct_seg", {"preprocess": "preprocessing.py", "train": "train.py", "deploy": "deploy.py",
+                                   "cross_validate": "cross_validate.py"}),
     "bodypart": ("dicom_bodypart", {"create_database": "create_database.py", "fetch": "fetch_image.py",
                                     "preprocess": "preprocess_image.py", "convert": "tf_convert_data.py",
                                     "train": "train.py", "classify": "classify_image.py"}),

@@ -32,7 +32,9 @@ flags.DEFINE_string("orientation", "LPS", "Axis codes every case is transposed a
                     "default); the model and its served graph work in this orientation.")
 flags.DEFINE_enum("interpolator", "linear", ["linear", "bspline"], "Image interpolation (labels: nearest).")
 flags.DEFINE_float("val_fraction", 0.2, "Share of cases in val.csv.")
-flags.DEFINE_integer("seed", 0, "Seed of the train/val split.")
+flags.DEFINE_integer("seed", 0, "Seed of the train/val split (and of --num_folds' folds).")
+flags.DEFINE_integer("num_folds", 0, "Also write folds.csv: every case with its fold (0..K-1) of a K-fold split by "
+                     "case, for train.py --fold k; 0: none.")
 flags.DEFINE_integer("workers", max(1, min(4, os.cpu_count() or 1)), "Processes resampling cases.")
 flags.mark_flags_as_required(["data_dir", "output_dir"])
 
@@ -88,6 +90,11 @@ def main(argv):
     if FLAGS.no_split:
         _write_csv(processed, output_dir / "no_split.csv")
         return
+    if FLAGS.num_folds:  # cross-validation: every case once in a validation fold (BTCV: one scan per patient)
+        from dltk2.cross_validation import assign_folds
+
+        _write_csv(processed.assign(fold=assign_folds(processed["id"], FLAGS.num_folds, seed=FLAGS.seed)),
+                   output_dir / "folds.csv")
     train, val = synapse.split_cases(processed, FLAGS.val_fraction, FLAGS.seed)
     _write_csv(train, output_dir / "train.csv")
     _write_csv(val, output_dir / "val.csv")

@@ -35,6 +35,8 @@ flags.DEFINE_alias("train_csv", "data_csv")
 flags.DEFINE_string("validation_csv", None, "val.csv from preprocessing.py; without it, no validation.")
 flags.DEFINE_alias("val_csv", "validation_csv")
 flags.DEFINE_integer("max_steps", None, "Overrides the configuration's max_steps.")
+flags.DEFINE_integer("fold", None, "Cross-validation: --data_csv is preprocessing.py's folds.csv; fold k "
+                     "validates, the others train (--validation_csv unused).")
 flags.DEFINE_list("patch_size", None, "Overrides the configuration's patch_size (z,y,x voxels), e.g. for a smaller GPU.")
 define_run_flags(export=True)
 flags.mark_flags_as_required(["model_path", "data_csv"])
@@ -47,7 +49,7 @@ def main(argv):
     config = synapse.TrainingConfig(
         data_csv=FLAGS.data_csv, network=synapse.load_network_config(FLAGS.config),
         validation_csv=FLAGS.validation_csv, max_steps=FLAGS.max_steps,
-        patch_size=[int(size) for size in FLAGS.patch_size] if FLAGS.patch_size else None)
+        patch_size=[int(size) for size in FLAGS.patch_size] if FLAGS.patch_size else None, fold=FLAGS.fold)
     synapse.run_training(run_settings(), config)
 
 

@@ -14,6 +14,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
 
 from dltk2.errors import DataError
 from dltk2.training.run import RunSettings
@@ -56,6 +60,8 @@ class TrainingConfig:
         validation_csv: val.csv; None: no validation (and no best checkpoint by Dice).
         max_steps: Overrides the configuration's.
         patch_size: Overrides the configuration's (z, y, x).
+        fold: Cross-validation: ``data_csv`` is preprocessing's ``folds.csv`` (a ``fold`` column);
+            fold ``fold`` validates, the others train (``validation_csv`` is then unused).
     """
 
     data_csv: str
@@ -63,6 +69,79 @@ class TrainingConfig:
     validation_csv: str | None = None
     max_steps: int | None = None
     patch_size: list[int] | None = None
+    fold: int | None = None
+
+
+def fold_cases(folds_csv: str | Path, fold: int):
+    """``(training, validation)`` cases of fold ``fold`` of preprocessing's ``folds.csv`` (``id, imgs, lbls, ..., fold``).
+
+    Raises:
+        CsvError: No ``fold`` column (not a folds.csv).
+        DataError: A fold that holds no case.
+    """
+    from dltk2.io.reader import read_csv_columns
+
+    columns = ["id", "imgs", "lbls", "orig_imgs", "orig_lbls", "fold"]
+    table = read_csv_columns(folds_csv, columns, path_columns=columns[1:5])
+    folds = table["fold"].astype(int)
+    if fold not in set(folds):
+        raise DataError(f"{folds_csv}: no case of fold {fold} (folds {sorted(set(folds))})")
+    return table[folds != fold].reset_index(drop=True), table[folds == fold].reset_index(drop=True)
+
+
+def cross_validate(model_paths: Sequence[str | Path], output_dir: str | Path) -> tuple[pd.DataFrame, dict]:
+    """Each fold's model segments its own validation cases; Dice and HD95 per organ over all; postprocessing chosen.
+
+    The out-of-fold label maps (each case segmented by the one model that never trained on it) go to
+    ``<output_dir>/fold<k>/``; every case of ``folds.csv`` must be segmented exactly once. Printed and
+    written: ``cross_validation.csv`` (per organ: Dice and HD95 pooled over cases, mean and spread over
+    folds) and ``postprocessing.json``: per organ, the mean Dice with and without keeping its largest
+    connected component, and whether to keep it (:func:`dltk2.inference.postprocessing.choose_postprocessing`).
+
+    Returns:
+        ``(summary, postprocessing)``.
+
+    Raises:
+        DataError: Folders that are not the folds 0..k-1 of one folds.csv.
+    """
+    from dltk2.apps.segmentation import segment_cases
+    from dltk2.cross_validation import out_of_fold, summarise_folds
+    from dltk2.datasets import synapse
+    from dltk2.inference import load_predictor
+    from dltk2.inference.postprocessing import choose_postprocessing
+    from dltk2.io.atomic import write_csv_atomically, write_text_atomically
+    from dltk2.io.image import read_array
+    from dltk2.io.reader import read_csv_columns
+    from dltk2.model_folder import ModelFolder
+
+    datas = [ModelFolder(path).read_config().data for path in model_paths]
+    folds_csvs = {d.get("train_csv") for d in datas}
+    folds = sorted(d.get("fold", -1) for d in datas)
+    if len(folds_csvs) != 1 or folds != list(range(len(datas))):
+        raise DataError(f"{', '.join(map(str, model_paths))}: not the folds 0..k-1 of one folds.csv "
+                        f"(folds {folds}, CSVs {sorted(map(str, folds_csvs))})")
+    (folds_csv,) = folds_csvs
+    output_dir = Path(output_dir)
+    tables, predictions, references = [], [], []
+    for path, data in sorted(zip(model_paths, datas), key=lambda pair: pair[1]["fold"]):
+        _, validation = fold_cases(folds_csv, int(data["fold"]))
+        cases = [{"id": row.id, "image": row.orig_imgs, "label": row.orig_lbls} for row in validation.itertuples()]
+        results = segment_cases(load_predictor(path), cases, output_dir / f"fold{data['fold']}", synapse.ORGANS,
+                                overlays=False)
+        tables.append(results)
+        for case, result in zip(cases, results.itertuples()):
+            predictions.append(read_array(result.output_path, dtype=np.int32)[0])
+            references.append(read_array(case["label"], dtype=np.int32)[0])
+    every = read_csv_columns(folds_csv, ["id"])["id"]
+    table = out_of_fold(tables, "id", expected_ids=every)
+    metrics = [c for c in table.columns if c.startswith(("dice/", "hd95_mm/"))]
+    finite = table.replace([np.inf, -np.inf], np.nan)  # a missed organ's HD95 is counted as missed, not averaged
+    summary = summarise_folds(finite, "segmentation", metrics=["mean_dice", *metrics])
+    decision = choose_postprocessing(predictions, references, sorted(synapse.ORGANS))
+    write_csv_atomically(summary, output_dir / "cross_validation.csv", float_format="%.4f")
+    write_text_atomically(output_dir / "postprocessing.json", json.dumps(
+        {synapse.ORGANS[c]: row for c, row in decision.items()}, indent=1))
+    return summary, decision
 
 
 def optimizer(network: dict, max_steps: int):
@@ -100,9 +179,12 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     max_steps = config.max_steps or network["max_steps"]
     patch = list(network["patch_size"])
     columns = ["id", "imgs", "lbls"]
-    train_cases = read_csv_columns(config.data_csv, columns, path_columns=columns[1:])[columns]
-    val_cases = (read_csv_columns(config.validation_csv, columns, path_columns=columns[1:])
-                 if config.validation_csv else None)
+    if config.fold is None:
+        train_cases = read_csv_columns(config.data_csv, columns, path_columns=columns[1:])[columns]
+        val_cases = (read_csv_columns(config.validation_csv, columns, path_columns=columns[1:])
+                     if config.validation_csv else None)
+    else:
+        train_cases, val_cases = fold_cases(config.data_csv, config.fold)
     # Every case's headers before anything is built: a missing or mismatched file is one line now,
     # not a traceback from the reader's threads after the network was built.
     for cases in (train_cases, val_cases):
@@ -131,7 +213,9 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     run.write_config(RunConfig(
         application="synapse_ct_seg", task="segmentation", example_size=patch, spacing_mm=list(geometry.spacing),
         orientation=axis_codes(geometry.direction), intensity={"method": "window", "low": low, "high": high},
-        class_names=["background", *synapse.ORGANS.values()], data={"train_csv": str(Path(config.data_csv).resolve())},
+        class_names=["background", *synapse.ORGANS.values()],
+        data={"train_csv": str(Path(config.data_csv).resolve()),
+              **({"fold": config.fold} if config.fold is not None else {})},
         training={**{key: value for key, value in network.items() if key != "patch_size"}, "max_steps": max_steps}))
     run.announce(f"model: {model.count_params():,} parameters; {len(train_cases)} training cases")
     run.train(model, dataset, max_steps, network["steps_per_epoch"], monitor="val_mean_dice", mode="max",

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
+from dltk2.datasets.synapse import ORGANS
 from dltk2.export import call_signature, existing_versions
 from dltk2.inference import load_predictor
 from dltk2.io.deidentification import pseudonymous_uid
@@ -206,3 +207,36 @@ def test_end_to_end_train_deploy_export_and_serve(preprocessed, tmp_path):
     np.testing.assert_array_equal(seg.get_pixels_by_source_instance(uids, combine_segments=True,
                                                                     skip_overlap_checks=True),
                                   sitk.GetArrayFromImage(upright))
+
+
+def test_folds_cross_validation_postprocessing_and_the_ensemble(raw, tmp_path):
+    """Two folds: every case segmented once out of fold, per-organ scores, postprocessing chosen, one ensemble."""
+    prepared = tmp_path / "pp"
+    run_script("applications/synapse_ct_seg/preprocessing.py", "-d", str(raw), "-p", str(prepared), "--spacing_mm=8",
+               "--workers=1", "--num_folds=2")
+    folds = pd.read_csv(prepared / "folds.csv")
+    assert sorted(folds["id"]) == [f"img{i:04d}" for i in range(1, 6)] and set(folds["fold"]) == {0, 1}
+    models = [tmp_path / f"fold{k}" for k in (0, 1)]
+    for k, model in enumerate(models):
+        run_script("applications/synapse_ct_seg/train.py", "-p", str(model), "--config=applications/synapse_ct_seg/"
+                   "config_cpu.json", f"--data_csv={prepared / 'folds.csv'}", f"--fold={k}", "--max_steps=2")
+        assert ModelFolder(model).read_config().data["fold"] == k
+    result = run_script("applications/synapse_ct_seg/cross_validate.py", f"--model_paths={models[1]},{models[0]}",
+                        f"--output_dir={tmp_path / 'cv'}", f"--ensemble_path={tmp_path / 'ensemble'}")
+    for k in (0, 1):  # each fold's validation cases, segmented by that fold's model
+        written = sorted(p.name for p in (tmp_path / "cv" / f"fold{k}").glob("*_seg.nii.gz"))
+        assert written == sorted(f"{i}_seg.nii.gz" for i in folds.loc[folds["fold"] == k, "id"])
+    summary = pd.read_csv(tmp_path / "cv" / "cross_validation.csv").set_index("metric")
+    assert {"mean_dice", "dice/liver", "hd95_mm/liver"} <= set(summary.index) and summary.loc["cases", "pooled"] == 5
+    decision = json.loads((tmp_path / "cv" / "postprocessing.json").read_text())
+    assert list(decision) == list(ORGANS.values())
+    assert "keep the largest component of:" in result.stdout and "dice/liver" in result.stdout
+    ensemble = load_predictor(tmp_path / "ensemble")  # the folds' mean, with the chosen postprocessing in its graph
+    assert ensemble.keep_largest == sorted(number for number, name in ORGANS.items() if decision[name]["keep_largest"])
+    assert ensemble.model_outputs == "probabilities"
+    case = folds.iloc[0]
+    image = sitk.ReadImage(case["orig_imgs"])
+    labels = ensemble.predict(image=sitk.GetArrayFromImage(image).astype(np.float32), spacing=image.GetSpacing(),
+                              direction=image.GetDirection())["labels"]
+    assert labels.shape == sitk.GetArrayFromImage(image).shape
+
