@@ -16,22 +16,16 @@ Example:
 
 import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDNN on, before TensorFlow loads)
 
-from absl import flags
-
+from dltk2.apps import ixi_hh_cli
 from dltk2.cli import run
 
-FLAGS = flags.FLAGS
-flags.DEFINE_list("model_paths", None, "One model folder per fold (train.py --fold k), in any order.")
-flags.DEFINE_string("output_csv", None, "Also write the out-of-fold predictions (id, label, score, fold) here.")
-flags.mark_flags_as_required(["model_paths"])
+TARGET = "age"
+ixi_hh_cli.define_cross_validation_flags()
 
 
 def main(argv):
     del argv
-    from dltk2.apps import ixi_hh
-
-    summary = ixi_hh.cross_validate(FLAGS.model_paths, "age", FLAGS.output_csv)
-    print(summary.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
+    ixi_hh_cli.cross_validation_main(TARGET)
 
 
 if __name__ == "__main__":

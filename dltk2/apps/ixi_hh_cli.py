@@ -81,3 +81,18 @@ def deploy_config():
     from dltk2.apps.ixi_hh import DeployConfig
 
     return from_flags(DeployConfig)
+
+
+def define_cross_validation_flags() -> None:
+    """Defines cross_validate.py's flags."""
+    flags.DEFINE_list("model_paths", None, "One model folder per fold (train.py --fold k), in any order.")
+    flags.DEFINE_string("output_csv", None, "Also write the out-of-fold predictions (id, label, score, fold) here.")
+    flags.mark_flags_as_required(["model_paths"])
+
+
+def cross_validation_main(target: str) -> None:
+    """cross_validate.py's body: the out-of-fold metrics of the folds, printed."""
+    from dltk2.apps import ixi_hh
+
+    summary = ixi_hh.cross_validate(FLAGS.model_paths, target, FLAGS.output_csv)
+    print(summary.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
