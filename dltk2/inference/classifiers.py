@@ -3,6 +3,11 @@
 ``ImageClassifier2D`` classifies one grey 2D image of any size (scaling and padding inside);
 ``SeriesClassifier`` one MRI series (slices, height, width) of any size (resampling and whitening
 inside). Both export whole: deploy calls the same compiled function as ``serving_default``.
+
+Both take test-time mirroring (``mirror_axes``: the input also predicted flipped, in the same network
+call) and a fold ensemble's per-fold probabilities (``model_outputs="fold_probabilities"``,
+:func:`dltk2.inference.ensemble.fold_ensemble` with ``stack=True``); ``probabilities`` is then the
+mean over mirrorings and folds, ``probabilities_std`` the spread, the classifier's uncertainty.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from dltk2.inference.predictor import Predictor
+from dltk2.inference.test_time import mirror_combinations, mirrored_outputs
 from dltk2.transforms import tf_normalise_zero_one, tf_whitening
 
 
@@ -30,16 +36,41 @@ def grey_image_input(image: tf.Tensor, size: int) -> tf.Tensor:
 
 
 
+MODEL_OUTPUTS = ("logits", "probabilities", "fold_probabilities")
+
+
+def spread_of_predictions(outputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Mean and standard deviation over every prediction of one input: (..., classes) -> 2 x (classes,).
+
+    The leading axes are mirrorings, crops or folds (any number of them): each counts once.
+    """
+    outputs = tf.convert_to_tensor(outputs, tf.float32)
+    flat = tf.reshape(outputs, tf.stack([-1, tf.shape(outputs)[-1]]))
+    return tf.reduce_mean(flat, axis=0), tf.math.reduce_std(flat, axis=0)
+
+
+def check_model_outputs(model_outputs: str) -> str:
+    if model_outputs not in MODEL_OUTPUTS:
+        raise ValueError(f"model_outputs must be one of {', '.join(MODEL_OUTPUTS)}, got {model_outputs!r}")
+    return model_outputs
+
+
 class _SingleInputClassifier(Predictor):
     """A classifier of one input of any size: ``preprocess`` (in the graph), model, softmax, argmax."""
 
     input_name = "image"
     input_rank = 2
 
-    def __init__(self, model: keras.Model, class_names: Sequence[str], name: str) -> None:
+    def __init__(self, model: keras.Model, class_names: Sequence[str], name: str, mirror_axes: Sequence[int] = (),
+                 model_outputs: str = "logits") -> None:
         super().__init__(name=name)
         self.model = model
         self.class_names = [str(name) for name in class_names]
+        self.mirror_axes = sorted({int(a) for a in mirror_axes})
+        mirror_combinations(self.mirror_axes)
+        if any(a >= self.input_rank for a in self.mirror_axes):
+            raise ValueError(f"a {self.input_rank}D input has no mirror axis {max(self.mirror_axes)}")
+        self.model_outputs = check_model_outputs(model_outputs)
         self._names = tf.constant(self.class_names)
         self._classify = tf.function(self.__call__, input_signature=[
             tf.TensorSpec([None] * self.input_rank, tf.float32, name=self.input_name)])
@@ -47,12 +78,20 @@ class _SingleInputClassifier(Predictor):
     def preprocess(self, value: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
 
+    def extra_config(self) -> dict:
+        return {"mirror_axes": list(self.mirror_axes), "model_outputs": self.model_outputs}
+
     def __call__(self, value: tf.Tensor) -> dict[str, tf.Tensor]:
-        """One input -> ``probabilities`` (classes,), ``class_id``, ``class_name``."""
-        logits = self.model(self.preprocess(value)[tf.newaxis], training=False)
-        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)[0]
+        """One input -> ``probabilities`` (classes,), the mean over mirrorings and folds;
+        ``probabilities_std`` (classes,), their spread (zeros for one model without mirroring);
+        ``class_id`` () int32; ``class_name`` () string."""
+        activation = tf.nn.softmax if self.model_outputs == "logits" else None
+        # (mirrorings, 1, classes), or (mirrorings, 1, folds, classes) for a stacked fold ensemble.
+        outputs = mirrored_outputs(self.model, self.preprocess(value)[tf.newaxis], self.mirror_axes, activation)
+        probabilities, spread = spread_of_predictions(outputs)
         class_id = tf.argmax(probabilities, output_type=tf.int32)
-        return {"probabilities": probabilities, "class_id": class_id, "class_name": tf.gather(self._names, class_id)}
+        return {"probabilities": probabilities, "probabilities_std": spread, "class_id": class_id,
+                "class_name": tf.gather(self._names, class_id)}
 
     def classify(self, value: np.ndarray) -> dict[str, np.ndarray]:
         """Numpy in and out, through the compiled function that is exported."""
@@ -79,19 +118,24 @@ class ImageClassifier2D(_SingleInputClassifier):
     ``class_id``, ``class_name``.
 
     Args:
-        model: (batch, size, size, 1) in [0, 1] -> (batch, classes) logits.
+        model: (batch, size, size, 1) in [0, 1] -> (batch, classes) logits (or, see ``model_outputs``,
+            probabilities, or (batch, folds, classes) per-fold probabilities).
         size: The model's input size.
         class_names: Name of each class index.
+        mirror_axes: Test-time mirroring along 0 (rows) and/or 1 (columns); () is off. Off for
+            radiographs unless the finding is symmetric: a flipped chest puts the heart on the right.
+        model_outputs: ``"logits"``, ``"probabilities"`` or ``"fold_probabilities"``.
     """
 
-    def __init__(self, model: keras.Model, size: int, class_names: Sequence[str]) -> None:
+    def __init__(self, model: keras.Model, size: int, class_names: Sequence[str], mirror_axes: Sequence[int] = (),
+                 model_outputs: str = "logits") -> None:
         self.size = int(size)
-        super().__init__(model, class_names, "image_classifier_2d")
+        super().__init__(model, class_names, "image_classifier_2d", mirror_axes, model_outputs)
 
     kind = "image_classifier_2d"
 
     def get_config(self) -> dict:
-        return {"size": self.size, "class_names": list(self.class_names)}
+        return {"size": self.size, "class_names": list(self.class_names), **self.extra_config()}
 
     def input_shape(self) -> list[int]:
         return [self.size, self.size]
@@ -124,22 +168,27 @@ class SeriesClassifier(_SingleInputClassifier):
     ``class_id``, ``class_name``.
 
     Args:
-        model: (batch, depth, size, size, 1) whitened series -> (batch, classes) logits.
+        model: (batch, depth, size, size, 1) whitened series -> (batch, classes) logits (or, see
+            ``model_outputs``, probabilities, or (batch, folds, classes) per-fold probabilities).
         depth, size: The model's input depth and in-plane size (:func:`series_input`).
         class_names: Name of each class index.
+        mirror_axes: Test-time mirroring along 0 (slices), 1 (rows), 2 (columns); () is off. All
+            flips of the series go through the network in one call.
+        model_outputs: ``"logits"``, ``"probabilities"`` or ``"fold_probabilities"``.
     """
 
     input_name = "series"
     input_rank = 3
 
-    def __init__(self, model: keras.Model, depth: int, size: int, class_names: Sequence[str]) -> None:
+    def __init__(self, model: keras.Model, depth: int, size: int, class_names: Sequence[str],
+                 mirror_axes: Sequence[int] = (), model_outputs: str = "logits") -> None:
         self.depth, self.size = int(depth), int(size)
-        super().__init__(model, class_names, "series_classifier")
+        super().__init__(model, class_names, "series_classifier", mirror_axes, model_outputs)
 
     kind = "series_classifier"
 
     def get_config(self) -> dict:
-        return {"depth": self.depth, "size": self.size, "class_names": list(self.class_names)}
+        return {"depth": self.depth, "size": self.size, "class_names": list(self.class_names), **self.extra_config()}
 
     def input_shape(self) -> list[int]:
         return [self.depth, self.size, self.size]

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dltk2.inference.classifiers import check_model_outputs, spread_of_predictions
 from dltk2.inference.orientation import plan_orientation, reorient, reoriented_spacing
 from dltk2.inference.predictor import Predictor
 from dltk2.inference.resampling import resample_volume
@@ -65,8 +66,10 @@ class CropAveragingPredictor(Predictor):
         mirror_axes: Test-time mirroring: each crop is also predicted flipped along these spatial axes
             (0 z, 1 y, 2 x; :mod:`dltk2.inference.test_time`), in the same network call; the mean and
             the spread are then over crops and mirrorings. () is off.
-        model_outputs: ``"logits"``, or ``"probabilities"`` for a classifier that gives them already
-            (a fold ensemble, :func:`dltk2.inference.ensemble.fold_ensemble`).
+        model_outputs: ``"logits"`` (a regressor's values); ``"probabilities"`` for a classifier that
+            gives them already; ``"fold_probabilities"`` for a fold ensemble that gives each fold's
+            (batch, folds, classes or 1) (:func:`dltk2.inference.ensemble.fold_ensemble` with
+            ``stack=True``): the mean and spread are then over crops, mirrorings and folds.
     """
 
     def __init__(
@@ -99,9 +102,7 @@ class CropAveragingPredictor(Predictor):
         self.spacing_mm = [float(v) for v in spacing_mm] if spacing_mm is not None else None
         self.mirror_axes = sorted(set(int(a) for a in mirror_axes))
         mirror_combinations(self.mirror_axes)  # checks the axes
-        if model_outputs not in ("logits", "probabilities"):
-            raise ValueError(f"model_outputs must be 'logits' or 'probabilities', got {model_outputs!r}")
-        self.model_outputs = model_outputs
+        self.model_outputs = check_model_outputs(model_outputs)
         if self.spacing_mm is not None and self.orientation is None:
             raise ValueError("spacing_mm needs an orientation (the inputs then carry their spacing)")
         self._functions: dict | None = None
@@ -171,25 +172,18 @@ class CropAveragingPredictor(Predictor):
             corners,
             fn_output_signature=tf.TensorSpec(self.crop_size + [self.channels], tf.float32),
         )
-        # (mirrorings, crops, ...) -> one axis of predictions: every crop under every mirroring.
+        # (mirrorings, crops[, folds], classes or 1): every crop under every mirroring (by every fold).
         logits = self.task == "classification" and self.model_outputs == "logits"
         outputs = mirrored_outputs(self.model, crops, self.mirror_axes, activation=tf.nn.softmax if logits else None)
-        outputs = tf.reshape(outputs, tf.concat([[-1], tf.shape(outputs)[2:]], 0))
+        mean, spread = spread_of_predictions(outputs)
         if self.task == "classification":
-            probabilities = outputs
-            mean = tf.reduce_mean(probabilities, axis=0)
             return {
                 "probabilities": mean,
                 "class_id": tf.argmax(mean, output_type=tf.int32),
-                "probabilities_std": tf.math.reduce_std(probabilities, axis=0),
+                "probabilities_std": spread,
                 "crop_corners": corners,
             }
-        values = outputs[:, 0]
-        return {
-            "prediction": tf.reduce_mean(values),
-            "prediction_std": tf.math.reduce_std(values),
-            "crop_corners": corners,
-        }
+        return {"prediction": mean[0], "prediction_std": spread[0], "crop_corners": corners}
 
     def serving_functions(self) -> dict[str, tf.types.experimental.GenericFunction]:
         """``serving_default(image[, spacing, direction])`` with the default seed, and ``predict_with_seed``

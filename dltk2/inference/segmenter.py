@@ -13,6 +13,7 @@ from dltk2.inference.postprocessing import keep_largest_components
 from dltk2.inference.predictor import Predictor
 from dltk2.inference.resampling import resample_volume
 from dltk2.inference.sliding_window import sliding_window_inference
+from dltk2.inference.ensemble import fold_models
 from dltk2.inference.test_time import MirroredProbabilities, entropy, mirror_combinations
 from dltk2.io.orientation import Reorientation, check_codes, direction_of
 from dltk2.transforms import tf_clip_and_scale
@@ -156,10 +157,16 @@ class SlidingWindowSegmenter(Predictor):
         """
         volume, spacing, plan = self.preprocess(image, spacing, direction)
         logits = self.model_outputs == "logits"
-        model = MirroredProbabilities(self.model, self.mirror_axes, logits) if self.mirror_axes else self.model
+        folds = fold_models(self.model)
+        if folds is not None:  # a fold ensemble: one fold (and one mirroring) at a time, each from its logits
+            model = MirroredProbabilities(folds, self.mirror_axes, logits=True)
+        elif self.mirror_axes:
+            model = MirroredProbabilities(self.model, self.mirror_axes, logits)
+        else:
+            model = self.model
         probabilities = sliding_window_inference(model, volume, self.window, overlap=self.overlap,
                                                  batch_size=self.batch_size, blend=self.blend, num_classes=self.num_classes,
-                                                 apply_softmax=logits and not self.mirror_axes)
+                                                 apply_softmax=logits and model is self.model)
         labels = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         if self.keep_largest:
             labels = keep_largest_components(labels, self.keep_largest)

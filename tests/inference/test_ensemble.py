@@ -7,8 +7,9 @@ import pytest
 from dltk2.errors import DataError
 from dltk2.export import call_signature, export_predictor
 from dltk2.inference import CropAveragingPredictor, SlidingWindowSegmenter, load_predictor
-from dltk2.inference.ensemble import export_ensemble, fold_ensemble
+from dltk2.inference.ensemble import export_ensemble, fold_ensemble, fold_models
 from dltk2.model_folder import ModelFolder
+from dltk2.preprocessing import whitening
 from dltk2.run_config import RunConfig
 
 
@@ -37,6 +38,8 @@ def test_the_ensemble_is_the_mean_of_the_folds_softmax_or_values(rng):
     np.testing.assert_allclose(fold_ensemble(folds).predict(crops, verbose=0), expected, atol=1e-6)
     values = np.mean([m.predict(crops, verbose=0) for m in folds], axis=0)
     np.testing.assert_allclose(fold_ensemble(folds, "regression").predict(crops, verbose=0), values, atol=1e-5)
+    stacked = fold_ensemble(folds, stack=True).predict(crops, verbose=0)
+    np.testing.assert_allclose(stacked, np.stack([_softmax(m.predict(crops, verbose=0)) for m in folds], 1), atol=1e-6)
     with pytest.raises(DataError, match="two or more"):
         fold_ensemble(folds[:1])
     other = keras.Sequential([keras.Input((6, 6, 6, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
@@ -60,10 +63,16 @@ def test_an_exported_crop_averaging_ensemble_answers_the_mean_of_its_folds(rng, 
     paths = [_fold_folder(tmp_path / f"fold{k}", p, "IXI_HH_sex", "classification") for k, p in enumerate(folds)]
     saved_model = export_ensemble(paths, tmp_path / "ensemble")
     ensemble = load_predictor(tmp_path / "ensemble")
-    assert ensemble.model_outputs == "probabilities" and ensemble.input_names() == folds[0].input_names()
+    assert ensemble.model_outputs == "fold_probabilities" and ensemble.input_names() == folds[0].input_names()
     expected = np.mean([p.predict(**request)["probabilities"] for p in folds], axis=0)  # linear in the crops
-    np.testing.assert_allclose(ensemble.predict(**request)["probabilities"], expected, atol=1e-6)
+    outputs = ensemble.predict(**request)
+    np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-6)
     np.testing.assert_allclose(call_signature(saved_model, request)["probabilities"], expected, atol=1e-6)
+    # The spread is over every crop of every fold (same crops: same seed and grid).
+    whitened = whitening(volume)
+    crops = np.stack([whitened[z:z + 6, y:y + 6, x:x + 6] for z, y, x in outputs["crop_corners"]])[..., None]
+    every = np.concatenate([_softmax(p.model.predict(crops, verbose=0)) for p in folds])
+    np.testing.assert_allclose(outputs["probabilities_std"], every.std(0), atol=1e-5)
     assert ModelFolder(tmp_path / "ensemble").read_config().data["ensemble_of"] == [str(p.resolve()) for p in paths]
     mirrored = export_ensemble(paths, tmp_path / "mirrored", mirror_axes=[2])
     assert load_predictor(tmp_path / "mirrored").mirror_axes == [2] and mirrored.exists()
@@ -75,7 +84,10 @@ def test_a_segmentation_ensemble_labels_by_the_mean_probability_and_refuses_mixe
                                     num_classes=3) for seed in range(2)]
     paths = [_fold_folder(tmp_path / f"fold{k}", p, "synapse_ct_seg", "segmentation") for k, p in enumerate(folds)]
     export_ensemble(paths, tmp_path / "ensemble")
-    labels = load_predictor(tmp_path / "ensemble").predict(image=image, spacing=[2.0, 2.0, 2.0])["labels"]
+    served = load_predictor(tmp_path / "ensemble")
+    assert [m.name for m in fold_models(served.model)] == ["fold_0", "fold_1"]  # run one after the other
+    assert fold_models(folds[0].model) is None
+    labels = served.predict(image=image, spacing=[2.0, 2.0, 2.0])["labels"]
     window = ((np.clip(image, -1000, 800) + 1000) / 1800 * 2 - 1)[None, ..., None]
     mean = np.mean([_softmax(p.model.predict(window, verbose=0)) for p in folds], axis=0)[0]
     np.testing.assert_array_equal(labels, np.argmax(mean, -1))
@@ -84,3 +96,27 @@ def test_a_segmentation_ensemble_labels_by_the_mean_probability_and_refuses_mixe
                        "synapse_ct_seg", "segmentation")
     with pytest.raises(DataError, match="the folds' predictors differ"):
         export_ensemble([paths[0], odd], tmp_path / "mixed")
+
+
+def _image_classifier(seed):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 1))
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)), name="bodypart_mobilenet")
+
+
+def test_a_2d_classifier_ensemble_reports_the_spread_across_folds(rng, tmp_path):
+    from dltk2.inference import ImageClassifier2D
+
+    folds = [ImageClassifier2D(_image_classifier(seed), 8, ["head", "chest", "abdomen"]) for seed in range(3)]
+    paths = [_fold_folder(tmp_path / f"fold{k}", p, "dicom_bodypart", "classification") for k, p in enumerate(folds)]
+    saved_model = export_ensemble(paths, tmp_path / "ensemble")
+    image = rng.integers(0, 4096, (11, 7)).astype(np.float32)
+    per_fold = np.stack([p.classify(image)["probabilities"] for p in folds])
+    outputs = load_predictor(tmp_path / "ensemble").classify(image)
+    np.testing.assert_allclose(outputs["probabilities"], per_fold.mean(0), atol=1e-6)
+    np.testing.assert_allclose(outputs["probabilities_std"], per_fold.std(0), atol=1e-6)
+    assert outputs["probabilities_std"].max() > 1e-3
+    served = call_signature(saved_model, {"image": image})
+    np.testing.assert_allclose(served["probabilities"], per_fold.mean(0), atol=1e-6)
+    name = np.asarray(served["class_name"]).item()
+    assert (name.decode() if isinstance(name, bytes) else name) == ["head", "chest", "abdomen"][int(np.argmax(per_fold.mean(0)))]

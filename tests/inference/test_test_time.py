@@ -42,6 +42,19 @@ def test_mirrored_probabilities_are_the_mean_of_the_flipped_predictions_flipped_
     assert mirrored_outputs(model, windows, [1]).shape == (2, 2, 6, 5, 7, 3)
 
 
+def test_folds_and_mirrorings_one_at_a_time_equal_numpy_eagerly_and_in_a_graph(rng):
+    models = [_conv_model(seed=seed) for seed in range(3)]
+    windows = rng.normal(size=(2, 6, 5, 7, 1)).astype(np.float32)
+    expected = np.mean([np.flip(_softmax(m.predict(np.flip(windows, [a + 1 for a in combo]), verbose=0)),
+                                [a + 1 for a in combo]) for m in models for combo in mirror_combinations([1])], axis=0)
+    ensemble = MirroredProbabilities(models, [1])
+    np.testing.assert_allclose(ensemble(tf.constant(windows)).numpy(), expected, atol=1e-5)
+    graph = tf.function(ensemble, input_signature=[tf.TensorSpec([None, None, None, None, 1], tf.float32)])
+    np.testing.assert_allclose(graph(tf.constant(windows)).numpy(), expected, atol=1e-5)
+    folds_only = np.mean([_softmax(m.predict(windows, verbose=0)) for m in models], axis=0)
+    np.testing.assert_allclose(MirroredProbabilities(models, [])(tf.constant(windows)).numpy(), folds_only, atol=1e-5)
+
+
 def test_a_mirrored_segmenter_with_uncertainty_equals_numpy_on_one_window(rng):
     model = _conv_model(seed=1)
     image = rng.normal(-200, 300, size=(8, 8, 8)).astype(np.float32)
@@ -74,3 +87,27 @@ def test_mirrored_crop_averaging_averages_over_crops_and_mirrorings(rng):
     np.testing.assert_allclose(outputs["probabilities"], probabilities.mean(0), atol=1e-5)
     np.testing.assert_allclose(outputs["probabilities_std"], probabilities.std(0), atol=1e-5)
     assert predictor.get_config()["mirror_axes"] == [2]
+
+
+def test_a_mirrored_series_classifier_averages_the_flipped_series(rng):
+    from dltk2.inference import SeriesClassifier, series_input
+
+    inputs = keras.Input((4, 8, 8, 1))
+    flat = keras.layers.Flatten()(keras.layers.Conv3D(2, 3, padding="same")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(flat))
+    series = rng.normal(300, 50, size=(6, 12, 12)).astype(np.float32)
+    classifier = SeriesClassifier(model, 4, 8, ["normal", "abnormal"], mirror_axes=[0, 2])
+    outputs = classifier.classify(series)
+    network_input = series_input(tf.constant(series), 4, 8).numpy()[None]
+    flips = [network_input, np.flip(network_input, 1), np.flip(network_input, 3), np.flip(network_input, (1, 3))]
+    probabilities = np.concatenate([_softmax(model.predict(x, verbose=0)) for x in flips])
+    np.testing.assert_allclose(outputs["probabilities"], probabilities.mean(0), atol=1e-5)
+    np.testing.assert_allclose(outputs["probabilities_std"], probabilities.std(0), atol=1e-5)
+    assert outputs["probabilities_std"].max() > 1e-4  # the flips disagree: the spread is not a constant zero
+    plain = SeriesClassifier(model, 4, 8, ["normal", "abnormal"]).classify(series)
+    np.testing.assert_allclose(plain["probabilities"], probabilities[0], atol=1e-5)
+    np.testing.assert_array_equal(plain["probabilities_std"], [0.0, 0.0])
+    assert classifier.get_config()["mirror_axes"] == [0, 2]
+    with pytest.raises(ValueError, match="no mirror axis 2"):
+        from dltk2.inference import ImageClassifier2D
+        ImageClassifier2D(model, 8, ["a", "b"], mirror_axes=[2])
