@@ -59,6 +59,29 @@ def fold_split(table: pd.DataFrame, fold: int, k: int, group_column: str, label_
     return table[folds != fold], table[folds == fold]
 
 
+def folds_of_one_cross_validation(model_paths: Sequence, keys: Sequence[str] = ("num_folds", "fold_seed")
+                                  ) -> list[tuple[str, dict]]:
+    """The model folders of folds 0..k-1 of one cross-validation, in fold order, with their ``data``.
+
+    Args:
+        model_paths: One model folder per fold, in any order (``train.py --fold k``).
+        keys: ``run_config.json`` data entries every fold must share (number of folds, seed, data set).
+
+    Raises:
+        DataError: A folder not trained as a fold, folds missing or repeated, or folds of different
+            settings; the line lists the folders.
+    """
+    from dltk2.model_folder import ModelFolder
+
+    datas = [ModelFolder(path).read_config().data for path in model_paths]
+    settings = {tuple(str(d.get(key)) for key in keys) for d in datas}
+    folds = sorted(d.get("fold") if d.get("fold") is not None else -1 for d in datas)
+    if len(settings) != 1 or folds != list(range(int(datas[0].get("num_folds") or 0))):
+        raise DataError(f"{', '.join(map(str, model_paths))}: not the folds 0..k-1 of one cross-validation "
+                        f"(folds {folds}, settings {sorted(map(str, settings))})")
+    return sorted(((str(path), data) for path, data in zip(model_paths, datas)), key=lambda pair: pair[1]["fold"])
+
+
 def out_of_fold(predictions: Sequence[pd.DataFrame], id_column: str, expected_ids: Sequence | None = None
                 ) -> pd.DataFrame:
     """The folds' validation predictions as one table with a ``fold`` column; each case exactly once.
@@ -84,10 +107,17 @@ def out_of_fold(predictions: Sequence[pd.DataFrame], id_column: str, expected_id
     return table
 
 
-def _classification_metrics(frame: pd.DataFrame, label: str, score: str) -> dict:
+def _classification_metrics(frame: pd.DataFrame, label: str, score: str, probabilities: Sequence[str] = ()) -> dict:
     from sklearn.metrics import accuracy_score, roc_auc_score
 
     labels = frame[label].to_numpy().astype(int)
+    if len(probabilities) > 2:  # several classes: one-vs-rest macro AUC where every class is present
+        values = frame[list(probabilities)].to_numpy(float)
+        present = len(np.unique(labels)) == len(probabilities)
+        auc = roc_auc_score(labels, values / values.sum(1, keepdims=True), multi_class="ovr",
+                            labels=list(range(len(probabilities)))) if present else float("nan")
+        return {"roc_auc": float(auc), "accuracy": float(accuracy_score(labels, values.argmax(1))),
+                "cases": int(len(frame))}
     scores = frame[score].to_numpy(float)
     both = len(np.unique(labels)) == 2
     return {"roc_auc": float(roc_auc_score(labels, scores)) if both else float("nan"),
@@ -95,7 +125,7 @@ def _classification_metrics(frame: pd.DataFrame, label: str, score: str) -> dict
 
 
 def summarise_folds(table: pd.DataFrame, task: str, label: str = "label", score: str = "score",
-                    metrics: Sequence[str] = ()) -> pd.DataFrame:
+                    metrics: Sequence[str] = (), probabilities: Sequence[str] = ()) -> pd.DataFrame:
     """Cross-validated metrics of an out-of-fold table: pooled over all cases, and mean and std over folds.
 
     Args:
@@ -104,6 +134,8 @@ def summarise_folds(table: pd.DataFrame, task: str, label: str = "label", score:
             and accuracy), ``"regression"`` (``label`` true, ``score`` predicted: MAE and mean error)
             or ``"segmentation"`` (per-case ``metrics`` columns such as ``dice/liver``, averaged).
         metrics: The per-case columns of a segmentation table.
+        probabilities: For a classification of more than two classes, the per-class probability
+            columns in class order: ROC AUC one-vs-rest (macro), accuracy of the most probable class.
 
     Returns:
         One row per metric: ``metric``, ``pooled`` (over every case), ``fold_mean``, ``fold_std``
@@ -113,7 +145,7 @@ def summarise_folds(table: pd.DataFrame, task: str, label: str = "label", score:
 
     def measure(frame: pd.DataFrame) -> dict:
         if task == "classification":
-            return _classification_metrics(frame, label, score)
+            return _classification_metrics(frame, label, score, probabilities)
         if task == "regression":
             error = frame[score].to_numpy(float) - frame[label].to_numpy(float)
             return {"mean_absolute_error": float(np.mean(np.abs(error))), "mean_error": float(np.mean(error)),

@@ -1,9 +1,11 @@
 """Exports a cross-validation's fold models as one model folder whose SavedModel averages them.
 
-The folds (each trained with ``train.py --fold k``: IXI sex or age, or any application whose
-predictor is crop averaging or the sliding-window segmenter) become one Keras model averaging their
-softmax (or values), exported with the first fold's predictor settings: the same signatures as a
-single model, so ``deploy.py --model_path <output>`` and TF Serving use it as they use one.
+The folds (each trained with ``train.py --fold k``: IXI sex or age, Synapse, MRNet) become one Keras
+model of their softmax (or values), exported with the first fold's predictor settings: the same
+signatures as a single model, so ``deploy.py --model_path <output>`` and TF Serving use it as they
+use one. A segmentation averages the folds inside each window; a classifier or regressor keeps each
+fold's output, so its ``probabilities_std`` (``prediction_std``) is the spread across crops,
+mirrorings and folds together.
 
 Example:
     python scripts/export_ensemble.py --model_paths models/sex_fold0,models/sex_fold1,models/sex_fold2 \\
@@ -19,7 +21,8 @@ from dltk2.cli import run
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model_paths", None, "The folds' model folders.")
 flags.DEFINE_string("output_path", None, "The ensemble's model folder.")
-flags.DEFINE_list("mirror_axes", [], "Test-time mirroring of the exported predictor: axes 0 (z), 1 (y), 2 (x).")
+flags.DEFINE_list("mirror_axes", [], "Test-time mirroring of the exported predictor: axes 0 (z), 1 (y), 2 (x) "
+                  "(for a series, 0 slices).")
 flags.mark_flags_as_required(["model_paths", "output_path"])
 
 

@@ -39,6 +39,8 @@ flags.DEFINE_list("images", [], "Instead of MRNet's exams: DICOM series folders 
                   "not scored.")
 flags.DEFINE_string("sr_dir", None, "With --images: a DICOM Structured Report of each series' finding, its "
                     "probability and the model, referencing the series' images.")
+flags.DEFINE_list("mirror_axes", [], "Test-time mirroring: each series also classified flipped along these axes "
+                  "(0 slices, 1 rows, 2 columns), in one network call; probability_std is the spread.")
 flags.DEFINE_string("deidentify_key", None, "A file holding a secret: the reports are de-identified with it.")
 
 
@@ -56,7 +58,7 @@ def main(argv):
         mrnet.classify_series(FLAGS.model_path, FLAGS.images, FLAGS.sr_dir, salt)
         return
     mrnet.evaluate(FLAGS.model_paths or ([FLAGS.model_path] if FLAGS.model_path else []), FLAGS.data_dir,
-                   FLAGS.exam_list, FLAGS.split, FLAGS.output_dir)
+                   FLAGS.exam_list, FLAGS.split, FLAGS.output_dir, [int(a) for a in FLAGS.mirror_axes])
 
 
 if __name__ == "__main__":

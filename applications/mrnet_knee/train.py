@@ -3,7 +3,9 @@
 1. The exams of MRNet's ``train`` split are divided by exam into training and validation
    (``--validation_fraction``, stratified, seeded); only then are the minority class's exams of the
    training part repeated until both classes are equal (``oversample_minority``). ``splits.csv`` lists
-   every row used. MRNet's own ``valid`` split stays untouched for ``deploy.py``.
+   every row used. MRNet's own ``valid`` split stays untouched for ``deploy.py``. With ``--fold k``
+   the held-out exams are fold k of ``--num_folds`` instead (by exam, stratified, ``--seed``);
+   ``cross_validate.py`` scores the folds out of fold.
 2. Stage by stage (``--stage_sizes``, e.g. 112,224 at ``--depth`` 20 slices) the same weights train
    at a growing input size (``dltk2.training.train_progressively``); each stage may first train the
    head alone for ``--freeze_epochs`` (fastai's ``fine_tune``). Batches are augmented (slice-order
@@ -51,6 +53,9 @@ flags.DEFINE_string("weights", None, "A Keras weights file of an r3d_18 with one
 flags.DEFINE_boolean("augment", True, "Augment training batches.")
 flags.DEFINE_boolean("cache", False, "Keep resampled series in memory (depth x size^2 x 4 bytes each, per stage).")
 flags.DEFINE_integer("seed", 0, "Split, oversampling, shuffle and augmentation seed.")
+flags.DEFINE_integer("fold", None, "Cross-validation: train fold k (0..num_folds-1) of a split by exam (stratified "
+                     "by label) instead of --validation_fraction's; one model folder per fold, same --seed.")
+flags.DEFINE_integer("num_folds", 5, "Folds of --fold's cross-validation.")
 define_run_flags(export=True)
 flags.mark_flags_as_required(["model_path"])
 

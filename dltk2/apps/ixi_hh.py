@@ -145,8 +145,14 @@ class DeployConfig:
     output_csv: str | None = None
     output_dir: str | None = None
     images: list[str] = field(default_factory=list)
+    mirror_axes: list[int] = field(default_factory=list)
     sr_dir: str | None = None
     deidentify_key: str | None = None
+
+
+def mirroring(axes) -> dict:
+    """The predictor override of a deploy's ``--mirror_axes`` (none when empty: the folder's own setting)."""
+    return {"mirror_axes": [int(a) for a in axes]} if axes else {}
 
 
 class Prediction(NamedTuple):
@@ -170,7 +176,7 @@ def predict_subjects(config: DeployConfig, target: str) -> Iterator[Prediction]:
                                  config.data_dir or run_config.data.get("data_dir"))
     if config.subjects == "validation":  # those the run held out: DLTK's last rows, or its fold
         _, subjects = ixi.split_of_run(subjects, target, run_config.data)
-    predictor = load_predictor(config.model_path, num_crops=config.num_crops)
+    predictor = load_predictor(config.model_path, num_crops=config.num_crops, **mirroring(config.mirror_axes))
     for subject_id, image_path, label in subjects[["id", "image", "label"]].itertuples(index=False):
         volume = read_voxels(image_path)
         geometry = read_image_information(image_path).geometry
@@ -191,7 +197,7 @@ def predict_images(config: DeployConfig) -> Iterator[Prediction]:
     from dltk2.io.image import read_volume
 
     scans = [(Path(path).name.split(".")[0], *read_volume(path)) for path in config.images]
-    predictor = load_predictor(config.model_path, num_crops=config.num_crops)
+    predictor = load_predictor(config.model_path, num_crops=config.num_crops, **mirroring(config.mirror_axes))
     for name, array, geometry, volume in scans:
         start = time.perf_counter()
         outputs = predictor.run("predict_with_seed", image=array, spacing=geometry.spacing,
@@ -264,18 +270,13 @@ def cross_validate(model_paths: list[str], target: str, output_csv: str | Path |
     Raises:
         DataError: Folders of different fold sets (folds, seed, CSV), or not a fold each.
     """
-    from dltk2.cross_validation import out_of_fold, summarise_folds
-    from dltk2.errors import DataError
+    from dltk2.cross_validation import folds_of_one_cross_validation, out_of_fold, summarise_folds
     from dltk2.io.atomic import write_csv_atomically
 
-    datas = [ModelFolder(path).read_config().data for path in model_paths]
-    keys = {(d.get("num_folds"), d.get("fold_seed"), d.get("data_csv")) for d in datas}
-    folds = sorted(d.get("fold") if d.get("fold") is not None else -1 for d in datas)
-    if len(keys) != 1 or folds != list(range(int(datas[0].get("num_folds") or 0))):
-        raise DataError(f"{', '.join(map(str, model_paths))}: not the folds 0..k-1 of one cross-validation "
-                        f"(folds {folds}, settings {sorted(map(str, keys))})")
+    folds = folds_of_one_cross_validation(model_paths, ("num_folds", "fold_seed", "data_csv"))
+    datas = [data for _, data in folds]
     tables = []
-    for path, data in sorted(zip(model_paths, datas), key=lambda pair: pair[1]["fold"]):
+    for path, data in folds:
         rows = []
         crops = int(ModelFolder(path).read_config().training.get("num_crops", 4))  # as its serving_default
         for prediction in predict_subjects(DeployConfig(model_path=str(path), num_crops=crops), target):

@@ -66,6 +66,8 @@ def define_deploy_flags(target: str) -> None:
                       "Which subjects: those after the training ones (validation), or every row.")
     flags.DEFINE_integer("num_crops", 4, "Random crops averaged per subject.")
     flags.DEFINE_integer("seed", 0, "Seed of the crop positions (0: as the SavedModel's serving_default).")
+    flags.DEFINE_list("mirror_axes", [], "Test-time mirroring: each crop also predicted flipped along these axes "
+                      "(0 z, 1 y, 2 x), in the same network call; the spread covers crops and mirrorings.")
     flags.DEFINE_string("output_csv", None, f"Predictions CSV; default: <model_path>/predictions_{target}.csv.")
     flags.DEFINE_string("output_dir", None, "Plots, metrics.json and report.html; default: <model_path>/evaluation.")
     flags.DEFINE_list("images", [], "New scans instead of the CSV's subjects: NIfTI files or DICOM series folders, "

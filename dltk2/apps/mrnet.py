@@ -1,7 +1,8 @@
 """The MRNet knee-MRI workflow: r3d_18 trained with progressive resizing, evaluated per plane and combined.
 
 1. The exams of MRNet's ``train`` split are divided by exam into training and validation
-   (``validation_fraction``, stratified, seeded); only then are the minority class's exams of the
+   (``validation_fraction``, stratified, seeded; or, with ``fold``, fold k of ``num_folds`` by exam,
+   stratified, :mod:`dltk2.cross_validation`); only then are the minority class's exams of the
    training part repeated until both classes are equal. ``splits.csv`` lists every row used.
 2. Stage by stage (``stage_sizes`` at ``depth`` slices) the same weights train at a growing input size
    (:func:`dltk2.training.train_progressively`), each stage optionally head first
@@ -9,7 +10,7 @@
    stages is exported as a :class:`dltk2.inference.SeriesClassifier`.
 
 ``applications/mrnet_knee/train.py`` and ``deploy.py`` turn their flags into :class:`TrainingConfig`
-and :func:`evaluate`'s arguments.
+and :func:`evaluate`'s arguments; ``cross_validate.py`` calls :func:`cross_validate` on the folds.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class TrainingConfig:
     augment: bool = True
     cache: bool = False
     seed: int = 0
+    fold: int | None = None
+    num_folds: int = 5
 
     def __post_init__(self) -> None:
         self.stage_sizes = [int(size) for size in (self.stage_sizes or [112, 224])]
@@ -107,6 +110,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     """Splits, oversamples, trains stage by stage (resuming), exports the best checkpoint. Returns the folder."""
     import functools
 
+    from dltk2.cross_validation import fold_split
     from dltk2.datasets import mrnet
     from dltk2.inference import SeriesClassifier
     from dltk2.io.atomic import write_csv_atomically
@@ -116,7 +120,13 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
 
     sizes, epochs = config.stage_sizes, config.stage_epochs
     exams = load_exams(config.data_dir, config.exam_list, "train", config.task, config.plane)
-    train_exams, validation_exams = mrnet.split_exams(exams, config.validation_fraction, config.seed)
+    if config.fold is None:
+        train_exams, validation_exams = mrnet.split_exams(exams, config.validation_fraction, config.seed)
+        split = {}
+    else:
+        train_exams, validation_exams = fold_split(exams, config.fold, config.num_folds, "id", "label", config.seed)
+        train_exams, validation_exams = train_exams.reset_index(drop=True), validation_exams.reset_index(drop=True)
+        split = {"fold": config.fold, "num_folds": config.num_folds, "fold_seed": config.seed}
     oversampled = mrnet.oversample_minority(train_exams, config.seed)
     run = TrainingRun(settings)
     write_csv_atomically(mrnet.splits_table([("train", oversampled), ("validation", validation_exams)]),
@@ -128,7 +138,9 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
         application="mrnet_knee", task="classification", target=config.task,
         example_size=[config.depth, sizes[-1], sizes[-1]], intensity={"method": "whitening"},
         class_names=list(mrnet.CLASSES),
-        data={"data": str(Path(config.exam_list or config.data_dir).resolve()), "plane": config.plane},
+        data={"data": str(Path(config.exam_list or config.data_dir).resolve()), "plane": config.plane,
+              "data_dir": config.data_dir and str(Path(config.data_dir).resolve()),
+              "exam_list": config.exam_list and str(Path(config.exam_list).resolve()), **split},
         training={"stage_sizes": sizes, "stage_epochs": epochs, "seed": config.seed}))
 
     def datasets(input_shape):
@@ -160,12 +172,15 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     return run.path
 
 
-def predict(model_path: Path, exams: pd.DataFrame) -> pd.DataFrame:
-    """Each exam's class probabilities from the model folder's predictor (its exported serving function)."""
+def predict(model_path: Path, exams: pd.DataFrame, mirror_axes: Sequence[int] = ()) -> pd.DataFrame:
+    """Each exam's class probabilities from the model folder's predictor (its exported serving function).
+
+    ``mirror_axes``: test-time mirroring (0 slices, 1 rows, 2 columns); () keeps the folder's setting.
+    """
     from dltk2.datasets import mrnet
     from dltk2.inference import load_predictor
 
-    classifier = load_predictor(model_path)
+    classifier = load_predictor(model_path, **({"mirror_axes": [int(a) for a in mirror_axes]} if mirror_axes else {}))
     classes = classifier.class_names
     rows = []
     for exam in exams.itertuples():
@@ -173,9 +188,42 @@ def predict(model_path: Path, exams: pd.DataFrame) -> pd.DataFrame:
         result = classifier.classify(mrnet.read_series(exam.path))
         rows.append({"id": exam.id, "label": int(exam.label),
                      **{f"probability_{name}": float(p) for name, p in zip(classes, result["probabilities"])},
+                     **({"probability_std": float(result["probabilities_std"][1])} if "probabilities_std" in result else {}),
                      "predicted": classes[int(result["class_id"])],
                      "seconds": time.perf_counter() - started})
     return pd.DataFrame(rows)
+
+
+def cross_validate(model_paths: Sequence[str | Path], output_csv: str | Path | None = None) -> pd.DataFrame:
+    """The cross-validated ROC AUC and accuracy of one model folder per fold, on out-of-fold predictions.
+
+    Each fold's model classifies the exams it held out (its ``splits.csv``); the predictions are
+    joined, each exam checked to be predicted exactly once and every exam of the training data covered,
+    and summarised pooled and as mean and spread over folds (:func:`dltk2.cross_validation.summarise_folds`;
+    the score is the positive class's probability).
+
+    Raises:
+        DataError: Folders that are not the folds 0..k-1 of one cross-validation (same folds, seed,
+            data, task and plane).
+    """
+    from dltk2.cross_validation import folds_of_one_cross_validation, out_of_fold, summarise_folds
+    from dltk2.datasets import mrnet
+    from dltk2.io.atomic import write_csv_atomically
+    from dltk2.model_folder import ModelFolder
+
+    folds = folds_of_one_cross_validation(model_paths, ("num_folds", "fold_seed", "data", "plane"))
+    targets = {ModelFolder(path).read_config().target for path, _ in folds}
+    if len(targets) != 1:
+        raise DataError(f"{', '.join(map(str, model_paths))}: folds of different tasks {sorted(targets)}")
+    positive = f"probability_{mrnet.CLASSES[1]}"
+    tables = [predict(Path(path), mrnet.held_out_exams(path)).rename(columns={positive: "score"})
+              [["id", "label", "score", "predicted"]] for path, _ in folds]
+    data = folds[0][1]
+    exams = load_exams(data.get("data_dir"), data.get("exam_list"), "train", targets.pop(), data["plane"])
+    table = out_of_fold(tables, "id", expected_ids=exams["id"])
+    if output_csv is not None:
+        write_csv_atomically(table, output_csv, float_format="%.6f")
+    return summarise_folds(table, "classification")
 
 
 def classify_series(model_path: str | Path, folders: Sequence[str | Path], sr_dir: str | Path | None = None,
@@ -201,13 +249,14 @@ def training_histories(model_path: Path) -> dict:
 
 
 def evaluate(model_paths: Sequence[str | Path], data_dir: str | None, exam_list: str | None, split: str = "valid",
-             output_dir: str | Path | None = None) -> Path:
+             output_dir: str | Path | None = None, mirror_axes: Sequence[int] = ()) -> Path:
     """Evaluates one model, or one per plane combined (Stanford's MRNet), on ``split``; returns the output folder.
 
     Each model's table, metrics and plots go to ``output_dir`` (default ``<first model>/evaluation``),
     per plane when there are several; their abnormal probabilities are combined by a logistic
     regression fitted on the models' own held-out validation exams (``splits.csv``), never on the
-    exams evaluated, and reported under ``combined/``.
+    exams evaluated, and reported under ``combined/``. ``mirror_axes``: test-time mirroring of every
+    model (0 slices, 1 rows, 2 columns).
     """
     from dltk2.apps.classification import report_classification
     from dltk2.datasets import mrnet
@@ -225,7 +274,7 @@ def evaluate(model_paths: Sequence[str | Path], data_dir: str | None, exam_list:
         plane = config.data["plane"]
         exams = load_exams(data_dir, exam_list, split, config.target, plane)
         output_dir = output_root / plane if len(paths) > 1 else output_root
-        tables[plane] = predict(path, exams)
+        tables[plane] = predict(path, exams, mirror_axes)
         table = tables[plane]
         report_classification(table, classes, output_dir, f"{plane}, {split} set",
                               training_histories(path), extra={"seconds_per_exam": float(table["seconds"].mean())},

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 import make_dicom_series
 import make_synthetic_mrnet as synthetic
-from dltk2.export import existing_versions
+from dltk2.export import call_signature, existing_versions
 from dltk2.inference import load_predictor
 from dltk2.io.dicom_objects import MRNET_CONCEPTS
 from helpers import assert_valid_dicom, promise_huge_series, run_script
@@ -87,6 +87,40 @@ def test_exams_to_progressive_training_to_deploy_and_serving(tmp_path):
     table = pd.read_csv(tmp_path / "planes" / "combined" / "predictions.csv")
     assert len(table) == 6 and table["probability_abnormal"].between(0, 1).all()
     assert (tmp_path / "planes" / "coronal" / "metrics.json").exists()
+
+
+def test_folds_by_exam_cross_validated_and_exported_as_one_mirrored_ensemble(tmp_path):
+    """Two folds: each exam validated once, by the fold that never trained on it; then one served model."""
+    data = synthetic.make_dataset(tmp_path / "mrnet", num_exams=10, num_valid=2, seed=5, min_slices=4, max_slices=5,
+                                  size=16, abnormal_fraction=0.5)
+    folders = [tmp_path / f"fold{fold}" for fold in (0, 1)]
+    for fold, folder in enumerate(folders):
+        run_script(f"{APP}/train.py", f"--data_dir={data}", f"--model_path={folder}", "--stage_sizes=16",
+                   "--stage_epochs=1", "--depth=4", "--steps_per_epoch=1", "--batch_size=2", f"--fold={fold}",
+                   "--num_folds=2", "--export=false")
+    held_out = [pd.read_csv(f / "splits.csv", dtype={"id": str}) for f in folders]
+    exams = pd.read_csv(data / "train-abnormal.csv", header=None, dtype={0: str})
+    for splits in held_out:
+        training, validation = splits[splits["split"] == "train"], splits[splits["split"] == "validation"]
+        assert not set(training["id"]) & set(validation["id"]) and set(validation["label"]) == {0, 1}
+    assert sorted(set(held_out[0].query("split == 'validation'")["id"]) |
+                  set(held_out[1].query("split == 'validation'")["id"])) == sorted(exams[0])
+    result = run_script(f"{APP}/cross_validate.py", f"--model_paths={folders[1]},{folders[0]}",
+                        f"--output_csv={tmp_path / 'oof.csv'}")
+    table = pd.read_csv(tmp_path / "oof.csv", dtype={"id": str})
+    assert sorted(table["id"]) == sorted(exams[0]) and table["id"].is_unique
+    for fold, splits in enumerate(held_out):
+        assert set(table.loc[table["fold"] == fold, "id"]) == set(splits.query("split == 'validation'")["id"])
+    assert "roc_auc" in result.stdout and "fold_std" in result.stdout
+
+    exported = run_script("scripts/export_ensemble.py", f"--model_paths={folders[0]},{folders[1]}",
+                          f"--output_path={tmp_path / 'ensemble'}", "--mirror_axes=0,2")
+    assert "exported the ensemble of 2 folds" in exported.stdout
+    series = np.load(data / "valid" / "sagittal" / f"{10:04d}.npy").astype(np.float32)
+    served = call_signature(tmp_path / "ensemble" / "export" / "1", {"series": series})
+    folds = [load_predictor(folder, mirror_axes=[0, 2]).classify(series)["probabilities"] for folder in folders]
+    np.testing.assert_allclose(served["probabilities"], np.mean(folds, axis=0), atol=1e-5)
+    assert served["probabilities_std"].shape == (2,) and served["probabilities_std"].max() > 0
 
 
 @pytest.mark.parametrize("damage, expected", [
