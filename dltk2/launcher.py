@@ -25,9 +25,11 @@ APPLICATIONS: dict[str, tuple[str, dict[str, str]]] = {
                                    "cross_validate": "cross_validate.py"}),
     "bodypart": ("dicom_bodypart", {"create_database": "create_database.py", "fetch": "fetch_image.py",
                                     "preprocess": "preprocess_image.py", "convert": "tf_convert_data.py",
-                                    "train": "train.py", "classify": "classify_image.py"}),
-    "chest": ("chest_xray_nodule", {"prepare": "prepare.py", "train": "train.py", "deploy": "deploy.py"}),
-    "mrnet": ("mrnet_knee", {"train": "train.py", "deploy": "deploy.py"}),
+                                    "train": "train.py", "classify": "classify_image.py",
+                                    "cross_validate": "cross_validate.py"}),
+    "chest": ("chest_xray_nodule", {"prepare": "prepare.py", "train": "train.py", "deploy": "deploy.py",
+                                    "cross_validate": "cross_validate.py"}),
+    "mrnet": ("mrnet_knee", {"train": "train.py", "deploy": "deploy.py", "cross_validate": "cross_validate.py"}),
 }
 """Command name -> (folder under ``applications/``, stage -> script)."""
 

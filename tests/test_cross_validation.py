@@ -66,3 +66,21 @@ def test_the_metrics_are_scikit_learns_pooled_and_per_fold(cases, rng):
     segmentation = summarise_folds(organs, "segmentation", metrics=["dice/liver", "dice/spleen"]).set_index("metric")
     assert segmentation.loc["dice/liver", "pooled"] == pytest.approx(organs["dice/liver"].mean())
     assert np.isnan(segmentation.loc["dice/spleen", "pooled"])  # absent everywhere: not scored
+
+
+def test_several_classes_are_scored_one_vs_rest_as_scikit_learn(rng):
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    labels = np.tile(np.arange(4), 10)
+    logits = rng.normal(size=(40, 4)) + 1.5 * np.eye(4)[labels]
+    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    columns = [f"probability_{c}" for c in "abcd"]
+    table = pd.DataFrame(probabilities, columns=columns).assign(label=labels, score=probabilities[:, -1],
+                                                                 fold=np.arange(40) % 2)
+    summary = summarise_folds(table, "classification", probabilities=columns).set_index("metric")
+    assert summary.loc["roc_auc", "pooled"] == pytest.approx(roc_auc_score(labels, probabilities, multi_class="ovr"))
+    assert summary.loc["accuracy", "pooled"] == pytest.approx(accuracy_score(labels, probabilities.argmax(1)))
+    first = table[table["fold"] == 0]
+    folds = [accuracy_score(f["label"], f[columns].to_numpy().argmax(1)) for _, f in table.groupby("fold")]
+    assert summary.loc["accuracy", "fold_mean"] == pytest.approx(np.mean(folds))
+    assert len(first) == 20

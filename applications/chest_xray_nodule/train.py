@@ -51,6 +51,8 @@ flags.DEFINE_integer("adapt_batch_norm", 0, "Before stage 1, re-estimate the bac
                      "to this many training batches (AdaBN; 0: keep the weights' own). Needed with random weights.")
 flags.DEFINE_integer("steps_per_epoch", 50, "Stage-2 steps between checkpoints and validation.")
 flags.DEFINE_integer("seed", 0, "Shuffle and augmentation seed.")
+flags.DEFINE_integer("fold", None, "Cross-validation: train on every fold of the record set but k and validate on "
+                     "fold k (prepare.py --num_folds K); one model folder per fold.")
 define_run_flags(export=True)
 flags.mark_flags_as_required(["model_path", "data_dir"])
 

@@ -2,7 +2,10 @@
 
 ``--need_split``: ``None`` (one set, ``<name>-*.tfrecord``), ``tt_split`` (train and test) or
 ``tvt_split`` (train, validation, test), with sizes from ``--val_fraction`` and ``--test_fraction``,
-shuffled with ``--seed``, stratified by class, and no patient in two splits. Writes one record set
+shuffled with ``--seed``, stratified by class, and no patient in two splits; or ``folds``, for
+cross-validation: a ``test`` split of ``--test_fraction`` (0 for none) and ``--num_folds`` folds
+``fold0`` .. ``fold<k-1>`` of the rest, by patient and stratified (``train.py --fold k`` trains on
+the other folds and validates on fold k). Writes one record set
 (:mod:`dltk2.io.record_set`): ``<output_dir>/<name>_<split>-NNNNN-of-NNNNN-<set>.tfrecord`` and
 ``<name>.manifest.json`` (every shard with its size, checksum and example count, each split's
 examples per class and patients, the split's parameters), with ``labels.txt`` (``index:class``) and
@@ -31,7 +34,8 @@ flags.DEFINE_string("data_dir", None, "Dataset folder: images/, labels/, index.c
 flags.DEFINE_alias("dataset_dir", "data_dir")
 flags.DEFINE_string("output_dir", None, "Folder for the shards.")
 flags.DEFINE_string("output_name", "bodypart", "Shard name prefix.")
-flags.DEFINE_enum("need_split", "tvt_split", ["None", "tt_split", "tvt_split"], "Which splits to make.")
+flags.DEFINE_enum("need_split", "tvt_split", ["None", "tt_split", "tvt_split", "folds"], "Which splits to make.")
+flags.DEFINE_integer("num_folds", 5, "Folds of --need_split folds (cross-validation by patient).")
 flags.DEFINE_float("val_fraction", 0.15, "Share of the validation split (tvt_split).")
 flags.DEFINE_float("test_fraction", 0.15, "Share of the test split (tt_split, tvt_split).")
 flags.DEFINE_integer("seed", 0, "Seed of the split.")
@@ -52,6 +56,10 @@ def main(argv):
     table = bodypart.list_dataset(FLAGS.data_dir)
     if FLAGS.need_split == "None":
         parts = {"": table}
+    elif FLAGS.need_split == "folds":
+        if not (0 <= FLAGS.test_fraction < 1 and FLAGS.num_folds >= 2):
+            raise app.UsageError("--need_split folds needs --num_folds >= 2 and --test_fraction in [0, 1)")
+        parts = bodypart.fold_parts(table, FLAGS.num_folds, FLAGS.seed, FLAGS.test_fraction)
     else:
         test = FLAGS.test_fraction
         val = FLAGS.val_fraction if FLAGS.need_split == "tvt_split" else 0.0
@@ -67,6 +75,7 @@ def main(argv):
                          for split, part in parts.items()])
     description = {"source": str(Path(FLAGS.data_dir).resolve()), "need_split": FLAGS.need_split,
                    "val_fraction": FLAGS.val_fraction, "test_fraction": FLAGS.test_fraction, "seed": FLAGS.seed,
+                   **({"num_folds": FLAGS.num_folds} if FLAGS.need_split == "folds" else {}),
                    "num_shards": FLAGS.num_shards, "stratified_by": "class", "grouped_by": "patient",
                    "classes": list(bodypart.CLASSES)}
     with locked_folder(output_dir, "record set folder"):  # the tables and the set: one conversion at a time

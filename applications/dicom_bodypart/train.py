@@ -35,6 +35,8 @@ flags.DEFINE_integer("steps_per_epoch", 100, "Steps between checkpoints and vali
 flags.DEFINE_integer("batch_norm_batches", 8, "Training batches on which batch-norm statistics are re-estimated "
                      "before each validation and checkpoint (0: Keras' moving averages only).")
 flags.DEFINE_integer("seed", 0, "Shuffle seed.")
+flags.DEFINE_integer("fold", None, "Cross-validation: train on every fold of the record set but k and validate on "
+                     "fold k (convert with --need_split folds); one model folder per fold.")
 define_run_flags(export=True)
 flags.mark_flags_as_required(["model_path", "data_dir"])
 

@@ -33,6 +33,7 @@ class TrainingConfig:
     steps_per_epoch: int = 100
     batch_norm_batches: int = 8
     seed: int = 0
+    fold: int | None = None
 
     def __post_init__(self) -> None:
         self.head_widths = [int(width) for width in self.head_widths]
@@ -43,7 +44,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     import keras
 
     from dltk2.datasets import bodypart
-    from dltk2.datasets.images2d import class_coverage
+    from dltk2.datasets.images2d import class_coverage, fold_files, fold_of_record_set
     from dltk2.inference import ImageClassifier2D
     from dltk2.io.record_set import check_same_record_set, manifest_path, read_record_set
     from dltk2.networks.transfer import PreciseBatchNorm, check_backbone_weights, transfer_classifier
@@ -53,11 +54,10 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
 
     data_dir = Path(config.data_dir)
     record_set = read_record_set(data_dir, config.data_name)
-    train_files, val_files = record_set.files("train"), record_set.files("validation")
+    train_files, val_files, counts = fold_files(record_set, config.fold)
     if not train_files:
         raise DataError(f"{manifest_path(data_dir, config.data_name)}: the record set has no training split "
-                        "(convert with --need_split tt_split or tvt_split)")
-    counts = record_set.label_counts("train")
+                        "(convert with --need_split tt_split, tvt_split or folds)")
     coverage = class_coverage(counts, bodypart.CLASSES,
                               f"{manifest_path(data_dir, config.data_name)}: the training split's images")
     if coverage:
@@ -79,7 +79,8 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     run.write_config(RunConfig(
         application="dicom_bodypart", task="classification", example_size=[size, size],
         intensity={"method": "min_max"}, class_names=list(bodypart.CLASSES),
-        data={"data_dir": str(data_dir.resolve()), "record_set": record_set.manifest["set_id"]},
+        data={"data_dir": str(data_dir.resolve()), "data_name": config.data_name,
+              "record_set": record_set.manifest["set_id"], **fold_of_record_set(record_set, config.fold)},
         training={"backbone": config.backbone, "class_weights": weights.tolist(), "max_steps": config.max_steps}))
     run.announce(f"model: {model.count_params():,} parameters ({config.backbone}, {size}x{size}); training images per "
                  f"class: { {bodypart.CLASSES[c]: n for c, n in sorted(counts.items())} }")

@@ -45,6 +45,7 @@ class TrainingConfig:
     adapt_batch_norm: int = 0
     steps_per_epoch: int = 50
     seed: int = 0
+    fold: int | None = None
 
     def __post_init__(self) -> None:
         self.head_widths = [int(width) for width in self.head_widths]
@@ -115,9 +116,9 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
 
     classes = chest_xray.CLASSES
     record_set = read_record_set(config.data_dir, config.data_name)
-    train_files = chest_xray.split_files(record_set, "train")
-    val_files = record_set.files("validation")
-    counts = record_set.label_counts("train")
+    if config.fold is None:
+        train_files = chest_xray.split_files(record_set, "train")
+    train_files, val_files, counts = images2d.fold_files(record_set, config.fold)
     weights = images2d.class_weights([label for label, n in counts.items() for _ in range(n)], len(classes))
     check_backbone_weights(config.backbone, config.weights, (config.image_size, config.image_size, 3))
     run = TrainingRun(settings)
@@ -127,7 +128,8 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     run.write_config(RunConfig(
         application="chest_xray_nodule", task="classification", example_size=[size, size],
         intensity={"method": "min_max"}, class_names=list(classes),
-        data={"data_dir": str(Path(config.data_dir).resolve()), "record_set": record_set.manifest["set_id"]},
+        data={"data_dir": str(Path(config.data_dir).resolve()), "data_name": config.data_name,
+              "record_set": record_set.manifest["set_id"], **images2d.fold_of_record_set(record_set, config.fold)},
         training={"backbone": config.backbone, "weights": config.weights, "class_weights": weights.tolist(),
                   "head_widths": config.head_widths, "fine_tune_steps": config.fine_tune_steps}))
     run.announce(f"training images per class: { {classes[c]: n for c, n in sorted(counts.items())} }")

@@ -167,3 +167,60 @@ def classify_scans(model_path: str | Path, paths: Sequence[str | Path], finding_
                      "predicted": predicted, "report": str(report or "")})
         print(f"{name}: {predicted} (p={probability:.3f})" + (f"; report={report}" if report else ""), flush=True)
     return pd.DataFrame(rows)
+
+
+def cross_validate_record_set(model_paths: Sequence[str | Path], output_csv: str | Path | None = None
+                              ) -> pd.DataFrame:
+    """Cross-validated metrics of 2D classifiers trained ``--fold k`` on one record set's folds.
+
+    Each fold's model classifies the images of its own fold (the one it validated on, never trained
+    on); the predictions are joined, each image checked to be predicted exactly once and as many as
+    the folds hold, and summarised pooled and as mean and spread over folds: ROC AUC (one-vs-rest,
+    macro, for more than two classes) and accuracy (:func:`dltk2.cross_validation.summarise_folds`).
+
+    Args:
+        model_paths: One model folder per fold, in any order (body part or chest X-ray).
+        output_csv: Also write the out-of-fold table (``id`` the image's file name, ``label``,
+            ``probability_<class>``, ``predicted``, ``fold``).
+
+    Raises:
+        DataError: Folders that are not the folds 0..k-1 of one record set, or a record set
+            converted again since they were trained.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from dltk2.cross_validation import folds_of_one_cross_validation, out_of_fold, summarise_folds
+    from dltk2.errors import DataError
+    from dltk2.inference import load_predictor
+    from dltk2.io.record_set import manifest_path, read_record_set
+    from dltk2.io.tfrecord import image_dataset
+
+    folds = folds_of_one_cross_validation(model_paths, ("num_folds", "fold_seed", "record_set"))
+    data = folds[0][1]
+    record_set = read_record_set(data["data_dir"], data["data_name"])
+    if record_set.manifest["set_id"] != data["record_set"]:
+        raise DataError(f"{manifest_path(data['data_dir'], data['data_name'])}: converted again after the folds "
+                        f"were trained (set {data['record_set']}, now {record_set.manifest['set_id']})")
+    tables = []
+    for path, fold_data in folds:
+        classifier = load_predictor(path)
+        classes = classifier.class_names
+        rows = []
+        for features in image_dataset(record_set.files(f"fold{fold_data['fold']}"), channels=1, dtype=tf.uint16):
+            outputs = classifier.classify(features["image"].numpy()[..., 0].astype(np.float32))
+            rows.append({"id": features["image/filename"].numpy().decode(),
+                         "label": int(features["image/class/label"]),
+                         **{f"probability_{c}": float(p) for c, p in zip(classes, outputs["probabilities"])},
+                         "predicted": classes[int(outputs["class_id"])]})
+        tables.append(pd.DataFrame(rows))
+    table = out_of_fold(tables, "id")
+    expected = sum(record_set.examples(f"fold{k}") for k in range(len(folds)))
+    if len(table) != expected:
+        raise DataError(f"{manifest_path(data['data_dir'], data['data_name'])}: the folds hold {expected} images, "
+                        f"{len(table)} were predicted")
+    if output_csv is not None:
+        write_csv_atomically(table, output_csv, float_format="%.6f")
+    columns = [f"probability_{c}" for c in classes]
+    return summarise_folds(table.assign(score=table[columns[-1]]), "classification",
+                           probabilities=columns if len(columns) > 2 else ())

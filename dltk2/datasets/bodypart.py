@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dltk2.datasets import images2d
-from dltk2.datasets.images2d import classification_dataset, read_png, split_by_patient, write_png
+from dltk2.datasets.images2d import classification_dataset, fold_parts, read_png, split_by_patient, write_png
 from dltk2.io.atomic import write_bytes_atomically
 from dltk2.io.record_set import RecordSet
 from dltk2.io.dicom import BODY_PART_CLASSES, read_pixels, remove_pixel_data, to_unsigned
@@ -131,5 +131,5 @@ def class_weights(labels: Sequence[int], num_classes: int = len(CLASSES)) -> np.
 
 
 __all__ = ["CLASSES", "CLASS_INDEX", "class_weights", "classification_dataset", "export_image",
-           "grey_image_from_dicom", "list_dataset", "read_png", "representative_image", "split_by_patient",
+           "fold_parts", "grey_image_from_dicom", "list_dataset", "read_png", "representative_image", "split_by_patient",
            "write_index", "write_png", "write_record_set"]

@@ -103,9 +103,28 @@ def balance_by_flipping(train: pd.DataFrame, flipped_dir: str | Path, seed: int)
     return pd.concat([train, pd.DataFrame(copies, columns=train.columns)], ignore_index=True)
 
 
+def fold_parts_balanced(table: pd.DataFrame, num_folds: int, test_fraction: float, seed: int, balance: bool,
+                        flipped_dir: Path) -> dict[str, pd.DataFrame]:
+    """A cross-validation's splits: ``test``, ``fold<k>`` and, balancing, ``flipped<k>``: fold k's copies.
+
+    The flipped copies of a fold's images are kept apart from the fold, so that training fold j reads
+    the other folds with their copies and validates on fold j's originals alone.
+    """
+    parts = images2d.fold_parts(table, num_folds, seed, test_fraction)
+    if balance:
+        for fold in range(num_folds):
+            balanced = balance_by_flipping(parts[f"fold{fold}"], flipped_dir, seed + fold)
+            parts[f"flipped{fold}"] = balanced[balanced["flipped"]].reset_index(drop=True)
+    return parts
+
+
 def prepare(data_dir: str | Path, output_dir: str | Path, fractions: Sequence[float] = (0.7, 0.15, 0.15),
-            seed: int = 0, balance: bool = True, name: str = "chest", num_shards: int = 1) -> pd.DataFrame:
+            seed: int = 0, balance: bool = True, name: str = "chest", num_shards: int = 1,
+            num_folds: int | None = None) -> pd.DataFrame:
     """Splits by patient, balances the training split, writes the record set and ``splits.csv``.
+
+    With ``num_folds``, for cross-validation: a ``test`` split of ``fractions[2]`` and ``num_folds``
+    folds of the rest by patient, stratified (:func:`fold_parts_balanced`; ``train.py --fold k``).
 
     Returns:
         The ``splits.csv`` table: ``split, name, image, text, label, patient, source, flipped``.
@@ -116,9 +135,12 @@ def prepare(data_dir: str | Path, output_dir: str | Path, fractions: Sequence[fl
     output_dir = Path(output_dir)
     table = list_labelled_images(data_dir)
     with locked_folder(output_dir, "record set folder"):
-        parts = dict(zip(SPLITS, images2d.split_by_patient(table, fractions, seed)))
-        if balance:
-            parts["train"] = balance_by_flipping(parts["train"], output_dir / "flipped", seed)
+        if num_folds:
+            parts = fold_parts_balanced(table, num_folds, fractions[2], seed, balance, output_dir / "flipped")
+        else:
+            parts = dict(zip(SPLITS, images2d.split_by_patient(table, fractions, seed)))
+            if balance:
+                parts["train"] = balance_by_flipping(parts["train"], output_dir / "flipped", seed)
         written = {}
         for split, part in parts.items():
             part = part.assign(source=part.get("source", part["name"]), flipped=part.get("flipped", False))
@@ -127,6 +149,7 @@ def prepare(data_dir: str | Path, output_dir: str | Path, fractions: Sequence[fl
             ["split", "name", "image", "text", "label", "patient", "source", "flipped"]]
         write_csv_atomically(splits, output_dir / "splits.csv")
         description = {"source": str(Path(data_dir).resolve()), "fractions": list(fractions), "seed": seed,
+                       **({"num_folds": int(num_folds)} if num_folds else {}),
                        "balance": balance, "num_shards": num_shards, "stratified_by": "class",
                        "grouped_by": "patient", "classes": list(CLASSES)}
         images2d.write_image_record_set(written, output_dir, name, num_shards, "text", description,

@@ -8,6 +8,7 @@ row per image: ``image`` (a PNG path), ``label`` (int class index), a text colum
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from dltk2.errors import DataError
 from dltk2.inference import grey_image_input
 from dltk2.io.image import ImageReadError
 from dltk2.io.atomic import write_bytes_atomically
@@ -93,6 +95,75 @@ def split_by_patient(table: pd.DataFrame, fractions: Sequence[float], seed: int)
             counts[part][c] = counts[part].get(c, 0) + n
     parts = table["patient"].map(assignment)
     return [table[parts == part].reset_index(drop=True) for part in range(len(fractions))]
+
+
+FOLD_SPLIT = re.compile(r"^fold(\d+)$")
+
+
+def fold_parts(table: pd.DataFrame, num_folds: int, seed: int, test_fraction: float = 0.0) -> dict[str, pd.DataFrame]:
+    """A cross-validation's splits of an image table: ``test`` (if any) and ``fold0`` .. ``fold<k-1>``.
+
+    The test images are split off first (:func:`split_by_patient`), then the rest is divided into
+    ``num_folds`` folds by patient, stratified by class (:func:`dltk2.cross_validation.assign_folds`).
+    Training fold k then reads every other fold, and validates on fold k (:func:`fold_files`).
+
+    Raises:
+        DataError: Fewer patients than folds.
+    """
+    from dltk2.cross_validation import assign_folds
+
+    parts: dict[str, pd.DataFrame] = {}
+    rest = table.reset_index(drop=True)
+    if test_fraction > 0:
+        rest, parts["test"] = split_by_patient(rest, [1 - test_fraction, test_fraction], seed)
+    folds = assign_folds(rest["patient"], num_folds, rest["label"], seed)
+    for fold in range(num_folds):
+        parts[f"fold{fold}"] = rest[folds == fold].reset_index(drop=True)
+    return parts
+
+
+def fold_count(record_set: RecordSet) -> int:
+    """How many ``fold<k>`` splits a record set holds (0: it was not converted for cross-validation)."""
+    return sum(1 for split in record_set.splits if FOLD_SPLIT.match(split))
+
+
+def fold_files(record_set: RecordSet, fold: int | None) -> tuple[list[Path], list[Path], dict[int, int]]:
+    """Training shards, validation shards and the training images per class, of a split or a fold.
+
+    Args:
+        record_set: The converted images.
+        fold: None: the ``train`` and ``validation`` splits. k: every fold but k (with its
+            ``flipped<j>`` balancing copies, if the conversion made them) for training, fold k,
+            originals only, for validation.
+
+    Raises:
+        DataError: A fold asked of a set without folds, or one beyond its folds; named.
+    """
+    from dltk2.io.record_set import manifest_path
+
+    if fold is None:
+        return record_set.files("train"), record_set.files("validation"), record_set.label_counts("train")
+    where = manifest_path(record_set.folder, record_set.name)
+    folds = fold_count(record_set)
+    if folds == 0:
+        raise DataError(f"{where}: the record set has no folds (convert it with --num_folds K to train --fold)")
+    if not 0 <= fold < folds:
+        raise DataError(f"{where}: the record set has folds 0..{folds - 1}, not {fold}")
+    training = [split for other in range(folds) if other != fold for split in (f"fold{other}", f"flipped{other}")
+                if split in record_set.splits]
+    counts: dict[int, int] = {}
+    for split in training:
+        for label, count in record_set.label_counts(split).items():
+            counts[label] = counts.get(label, 0) + count
+    return [f for split in training for f in record_set.files(split)], record_set.files(f"fold{fold}"), counts
+
+
+def fold_of_record_set(record_set: RecordSet, fold: int | None) -> dict:
+    """What a fold's ``run_config.json`` records of its cross-validation (nothing without a fold)."""
+    if fold is None:
+        return {}
+    return {"fold": int(fold), "num_folds": fold_count(record_set),
+            "fold_seed": record_set.manifest.get("description", {}).get("seed")}
 
 
 def image_examples(table: pd.DataFrame, text_column: str = "text") -> list:

@@ -145,3 +145,25 @@ def test_folder_to_database_to_classification(dicom_folder, tmp_path):
     for reason in ("truncated.dcm: ", "no_pixels.dcm: has no pixel data", "missing.png: no such file"):
         assert f"  skipped {odd if 'dcm' in reason else tmp_path}/{reason}" in classified.stdout, reason
     assert "Traceback" not in classified.stderr
+
+    # Cross-validation: the same images in two folds by patient, one model folder per fold, scored out of fold.
+    folds = tmp_path / "folds"
+    run_script(f"{APP}/tf_convert_data.py", f"--dataset_dir={fetched / 'contrast_enhancing'}",
+               f"--output_dir={folds}", "--need_split=folds", "--num_folds=2", "--test_fraction=0")
+    fold_split = pd.read_csv(folds / "split.csv")
+    assert set(fold_split["split"]) == {"fold0", "fold1"} and fold_split.groupby("patient")["split"].nunique().max() == 1
+    models = [tmp_path / f"fold{k}" for k in (0, 1)]
+    for k, folder in enumerate(models):
+        run_script(f"{APP}/train.py", f"--model_path={folder}", f"--data_dir={folds}", "--image_size=32",
+                   "--backbone=MobileNet", "--max_steps=2", "--steps_per_epoch=2", "--batch_size=8",
+                   "--head_widths=16", "--batch_norm_batches=1", f"--fold={k}", "--export=false")
+    scored = run_script(f"{APP}/cross_validate.py", f"--model_paths={models[1]},{models[0]}",
+                        f"--output_csv={tmp_path / 'oof.csv'}")
+    oof = pd.read_csv(tmp_path / "oof.csv")
+    assert sorted(oof["id"].str.removesuffix(".png")) == sorted(fold_split["name"])  # every image once
+    for k in (0, 1):
+        assert set(oof.loc[oof["fold"] == k, "id"].str.removesuffix(".png")) == \
+            set(fold_split.loc[fold_split["split"] == f"fold{k}", "name"])
+    accuracy = float((oof["predicted"] == oof["label"].map(dict(enumerate(pd.read_csv(
+        folds / "labels.txt", sep=":", header=None)[1])))).mean())
+    assert "roc_auc" in scored.stdout and f"{accuracy:.4f}" in scored.stdout

@@ -81,6 +81,42 @@ def test_balancing_flips_only_training_images_and_never_leaks(chest_folder, tmp_
         assert names == expected
 
 
+def test_folds_by_patient_keep_each_folds_copies_out_of_its_own_validation(chest_folder, tmp_path):
+    from dltk2.datasets.images2d import fold_files, fold_of_record_set
+    from dltk2.io.record_set import read_record_set
+
+    splits = chest_xray.prepare(chest_folder, tmp_path, (0.7, 0.15, 0.15), seed=2, num_folds=3)
+    originals = splits[~splits["flipped"]]
+    assert set(splits["split"]) == {"test", "fold0", "fold1", "fold2", "flipped0", "flipped1", "flipped2"}
+    assert sorted(originals["name"]) == sorted(chest_xray.list_labelled_images(chest_folder)["name"])
+    assert (originals.groupby("patient")["split"].nunique() == 1).all()  # a patient in one fold (or the test)
+    assert set(splits.loc[splits["flipped"], "split"]) == {"flipped0", "flipped1", "flipped2"}
+    record_set = read_record_set(tmp_path, "chest")
+
+    def names(files):
+        return sorted(f["image/filename"].numpy().decode() for f in image_dataset(files))
+
+    def file_names(rows):
+        return sorted(rows["image"].map(lambda p: p.split("/")[-1]))
+
+    for fold in range(3):
+        training, validation, counts = fold_files(record_set, fold)
+        assert names(validation) == file_names(splits[splits["split"] == f"fold{fold}"])
+        others = splits[splits["split"].isin([f"{kind}{k}" for k in range(3) if k != fold
+                                              for kind in ("fold", "flipped")])]
+        assert names(training) == file_names(others)
+        assert sum(counts.values()) == len(others)
+        # No copy of a validation image trains (a flipped twin would leak it).
+        assert not set(others["source"]) & set(splits.loc[splits["split"] == f"fold{fold}", "name"])
+        assert fold_of_record_set(record_set, fold) == {"fold": fold, "num_folds": 3, "fold_seed": 2}
+    with pytest.raises(DataError, match="has folds 0..2, not 3"):
+        fold_files(record_set, 3)
+    plain = tmp_path / "plain"
+    chest_xray.prepare(chest_folder, plain, seed=2)
+    with pytest.raises(DataError, match="has no folds"):
+        fold_files(read_record_set(plain, "chest"), 0)
+
+
 def test_without_balancing_no_copies(chest_folder, tmp_path):
     splits = chest_xray.prepare(chest_folder, tmp_path, seed=1, balance=False)
     assert not splits["flipped"].any() and not (tmp_path / "flipped").exists()
