@@ -63,6 +63,17 @@ CASES = {
                  ("monai_linear", "MONAI, one 1x1x1 convolution", "peer")],
         "ratios": [("dltk2_unet", "monai_unet"), ("dltk2_linear", "monai_linear")],
     },
+    "fold_ensemble": {
+        "script": "fold_ensemble.py", "unit": "volumes/s", "args": [],
+        # One ensemble pass of MONAI takes about half an hour here: the ensembles' first call is the timed one.
+        "row_args": {"dltk2_ensemble": ["--warmup", "0"], "monai_ensemble": ["--warmup", "0"]},
+        "rows": [("dltk2_single", "dltk2, one CPU-preset U-Net, one pass", "dltk2"),
+                 ("monai_single", "MONAI, its twin, one pass", "peer"),
+                 ("dltk2_ensemble", "dltk2, 5 folds x 8 mirrorings (tracing included)", "dltk2"),
+                 ("monai_ensemble", "MONAI, 5 twins x 8 mirrorings", "peer")],
+        "ratios": [("dltk2_single", "monai_single"), ("dltk2_ensemble", "monai_ensemble"),
+                   ("dltk2_ensemble", "dltk2_single")],
+    },
     "deploy_latency": {
         "script": "deploy_latency.py", "unit": "subjects/s", "args": [],
         "rows": [("dltk2_deploy", "dltk2 deploy.py (4 crops)", "dltk2"),
@@ -112,7 +123,8 @@ def main() -> None:
         runs: dict[str, list[dict]] = {key: [] for key, _, _ in spec["rows"]}
         for repetition in range(args.repetitions):
             for key, _, python in spec["rows"]:
-                runs[key].append(measure(pythons[python], spec["script"], key, args.data_dir, spec["args"]))
+                extra = [*spec["args"], *spec.get("row_args", {}).get(key, [])]
+                runs[key].append(measure(pythons[python], spec["script"], key, args.data_dir, extra))
             print(f"{case} round {repetition + 1}: "
                   + ", ".join(f"{key} {value[-1]['value']:.3g}" for key, value in runs.items()), flush=True)
         rows = {}

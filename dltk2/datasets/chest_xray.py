@@ -152,8 +152,9 @@ def prepare(data_dir: str | Path, output_dir: str | Path, fractions: Sequence[fl
                        **({"num_folds": int(num_folds)} if num_folds else {}),
                        "balance": balance, "num_shards": num_shards, "stratified_by": "class",
                        "grouped_by": "patient", "classes": list(CLASSES)}
+        companions = {split: f"fold{split[7:]}" for split in written if split.startswith("flipped")}
         images2d.write_image_record_set(written, output_dir, name, num_shards, "text", description,
-                                        tables=[output_dir / "splits.csv"])
+                                        tables=[output_dir / "splits.csv"], companions=companions)
     return splits
 
 

@@ -178,7 +178,8 @@ def image_examples(table: pd.DataFrame, text_column: str = "text") -> list:
 
 def write_image_record_set(parts: Mapping[str, pd.DataFrame], output_dir: str | Path, name: str,
                            num_shards: int = 1, text_column: str = "text", description: Mapping | None = None,
-                           tables: Sequence[str | Path] = ()) -> RecordSet:
+                           tables: Sequence[str | Path] = (), companions: Mapping[str, str] | None = None
+                           ) -> RecordSet:
     """Writes the splits' images as one record set (:func:`dltk2.io.record_set.write_record_set`).
 
     Args:
@@ -189,11 +190,12 @@ def write_image_record_set(parts: Mapping[str, pd.DataFrame], output_dir: str | 
         text_column: The column holding the class text.
         description: What made the split, kept in the manifest.
         tables: Tables written beside the set (``split.csv``), tied to it by their SHA-256.
+        companions: Split -> the split whose patients it shares (``flipped<k>`` -> ``fold<k>``).
     """
     return write_record_set(output_dir, name,
                             {split: functools.partial(image_examples, table, text_column)
                              for split, table in parts.items()},
-                            num_shards, description, tables)
+                            num_shards, description, tables, companions)
 
 
 def class_coverage(counts: Mapping[int, int], classes: Sequence[str], what: str) -> str | None:

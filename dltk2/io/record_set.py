@@ -267,7 +267,7 @@ def read_record_set(folder: str | Path, name: str, checksums: bool = False, warn
 def write_record_set(folder: str | Path, name: str,
                      splits: Mapping[str, Sequence[tf.train.Example] | Callable[[], Sequence[tf.train.Example]]],
                      num_shards: int = 1, description: Mapping | None = None,
-                     tables: Iterable[str | Path] = ()) -> RecordSet:
+                     tables: Iterable[str | Path] = (), companions: Mapping[str, str] | None = None) -> RecordSet:
     """Writes a complete record set and makes it the folder's set ``name`` in one rename.
 
     Args:
@@ -281,6 +281,8 @@ def write_record_set(folder: str | Path, name: str,
         description: What made the split (seed, fractions, source...), stored in the manifest.
         tables: Files written beside the set before this call (``split.csv``); their SHA-256 goes
             into the manifest, tying them to this set.
+        companions: Split -> the one split whose patients it may share (a fold's flipped copies
+            beside the fold: they train and are held out together); every other pair shares none.
 
     Returns:
         The committed set.
@@ -319,7 +321,9 @@ def write_record_set(folder: str | Path, name: str,
                             "examples": len(examples[index::shards])} for index, path in enumerate(paths)],
             }
         names = list(patients)
-        shared = {(a, b): len(patients[a] & patients[b]) for i, a in enumerate(names) for b in names[i + 1:]}
+        paired = {frozenset(pair) for pair in (companions or {}).items()}
+        shared = {(a, b): len(patients[a] & patients[b]) for i, a in enumerate(names) for b in names[i + 1:]
+                  if frozenset((a, b)) not in paired}
         if any(shared.values()):
             raise ValueError(f"patients in two splits: {shared}")
         manifest = {

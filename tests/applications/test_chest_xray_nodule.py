@@ -45,6 +45,21 @@ def test_images_to_prepare_to_both_stages_to_deploy_and_serving(tmp_path):
     assert "stage 1: done before" in resumed.stdout and "(computed)" not in resumed.stdout
     assert json.loads((model / "training_state.json").read_text())["steps_done"] == 3
 
+    # Cross-validation's folds: fold 1 of 2 trains on fold 0 and its flipped copies, validates on fold 1.
+    folds = tmp_path / "folds"
+    run_script(f"{APP}/prepare.py", f"--data_dir={images}", f"--output_dir={folds}", "--seed=2", "--num_folds=2",
+               "--test_fraction=0.2")
+    fold_splits = pd.read_csv(folds / "splits.csv")
+    fold_model = tmp_path / "fold1"
+    fold_args = [f"--model_path={fold_model}", f"--data_dir={folds}", *args[2:], "--fold=1", "--noexport"]
+    fold_trained = run_script(f"{APP}/train.py", *fold_args)
+    training = int(fold_splits["split"].isin(["fold0", "flipped0"]).sum())
+    validation = int((fold_splits["split"] == "fold1").sum())
+    assert f"stage 1: train features ({training}, " in fold_trained.stdout
+    assert f"stage 1: validation features ({validation}, " in fold_trained.stdout
+    data = json.loads((fold_model / "run_config.json").read_text())["data"]
+    assert (data["fold"], data["num_folds"], data["fold_seed"]) == (1, 2, 2)
+
     deployed = run_script(f"{APP}/deploy.py", f"--model_path={model}", f"--data_dir={records}")
     assert "accuracy=" in deployed.stdout and "roc_auc=" in deployed.stdout and "sensitivity=" in deployed.stdout
     evaluation = model / "evaluation"

@@ -53,3 +53,16 @@ def test_train_deploy_export_age(tiny_ixi, tmp_path):
             assert_clients_answer_alike(model_path / "export" / "1", "ixi_age", request)
         rebuilt = load_predictor(model_path).predict(**request)  # from the model folder alone
         assert float(rebuilt["prediction"]) == pytest.approx(row.pred_yrs, abs=1e-3)
+
+    # Test-time mirroring at deploy: each crop also predicted flipped left-right, as the predictor does it.
+    mirrored_csv = tmp_path / "mirrored.csv"
+    run_script("applications/IXI_HH_age/deploy.py", f"--model_path={model_path}", "--num_crops=2",
+               "--mirror_axes=2", f"--output_csv={mirrored_csv}", f"--output_dir={tmp_path / 'mirrored'}")
+    mirrored = pd.read_csv(mirrored_csv)
+    predictor = load_predictor(model_path, num_crops=2, mirror_axes=[2])
+    for row, subject in zip(mirrored.itertuples(), subjects.itertuples()):
+        volume, geometry = read_array(subject.image)
+        expected = predictor.predict(image=volume, spacing=np.asarray(geometry.spacing),
+                                     direction=np.asarray(geometry.direction))["prediction"]
+        assert row.pred_yrs == pytest.approx(float(expected), abs=1e-3)
+    assert not np.allclose(mirrored["pred_yrs"], predictions["pred_yrs"], atol=1e-6)  # the flips were predicted

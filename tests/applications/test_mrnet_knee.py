@@ -97,7 +97,7 @@ def test_folds_by_exam_cross_validated_and_exported_as_one_mirrored_ensemble(tmp
     for fold, folder in enumerate(folders):
         run_script(f"{APP}/train.py", f"--data_dir={data}", f"--model_path={folder}", "--stage_sizes=16",
                    "--stage_epochs=1", "--depth=4", "--steps_per_epoch=1", "--batch_size=2", f"--fold={fold}",
-                   "--num_folds=2", "--export=false")
+                   "--num_folds=2")  # exported: MRNet's best checkpoint is per stage, model.keras the one to serve
     held_out = [pd.read_csv(f / "splits.csv", dtype={"id": str}) for f in folders]
     exams = pd.read_csv(data / "train-abnormal.csv", header=None, dtype={0: str})
     for splits in held_out:
