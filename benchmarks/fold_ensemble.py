@@ -22,7 +22,9 @@ larger U-Net costs 43 s per pass here, so 40 passes of each framework would take
 Prints one JSON line: ``value`` (volumes per second; with ``--warmup 1`` the first call, tracing, is
 not timed; ``--warmup 0`` times it, tracing included, which counts against dltk2 only: a MONAI ensemble
 pass takes half an hour here, so the ensemble rows are measured that way),
-``seconds``, ``peak_memory_mb`` (peak resident memory above the post-import baseline).
+``seconds``, ``first_call_seconds`` (with a warm-up), ``peak_memory_mb`` (peak resident memory above
+the post-import baseline). The tracing does not depend on the volume's size: ``--volume 64,64,64
+--warmup 1`` (one window) gives it as ``first_call_seconds - seconds``.
 """
 
 from __future__ import annotations
@@ -32,19 +34,18 @@ import itertools
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sliding_window import CLASSES, VOLUME_ZYX, WINDOW  # noqa: E402  (the same volume and windows)
-from training_step import peak_rss_mb, rss_mb  # noqa: E402
+from training_step import rss_mb, timed_calls  # noqa: E402
 
 FOLDS = 5
 MIRROR_AXES = (0, 1, 2)
 NETWORK = {"filters": (8, 16, 32, 64), "strides": (1, 2, 2, 2), "units": 1}  # config_cpu.json
 
 
-def run_dltk2(ensemble: bool, repeats: int, warmup: int, folds: int, axes: tuple) -> dict:
+def run_dltk2(ensemble: bool, repeats: int, warmup: int, folds: int, axes: tuple, shape: tuple) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import dltk2  # noqa: F401
     import keras
@@ -56,7 +57,7 @@ def run_dltk2(ensemble: bool, repeats: int, warmup: int, folds: int, axes: tuple
     from dltk2.inference.test_time import MirroredProbabilities
     from dltk2.networks.unet import asymmetric_residual_unet_3d
 
-    volume = tf.constant(np.random.default_rng(0).normal(size=(*VOLUME_ZYX, 1)).astype(np.float32))
+    volume = tf.constant(np.random.default_rng(0).normal(size=(*shape, 1)).astype(np.float32))
     baseline = rss_mb()
 
     def network(seed: int):
@@ -73,23 +74,18 @@ def run_dltk2(ensemble: bool, repeats: int, warmup: int, folds: int, axes: tuple
     infer = tf.function(lambda image: sliding_window_inference(
         model, image, WINDOW, overlap=0.5, batch_size=4, blend="gaussian", num_classes=CLASSES,
         apply_softmax=not ensemble))
-    for _ in range(warmup):
-        np.asarray(infer(volume))
-    started = time.perf_counter()
-    for _ in range(repeats):
-        probabilities = np.asarray(infer(volume))
-    seconds = (time.perf_counter() - started) / repeats
-    assert probabilities.shape == (*VOLUME_ZYX, CLASSES)
-    return {"value": 1 / seconds, "seconds": seconds, "peak_memory_mb": peak_rss_mb() - baseline, "baseline_mb": baseline}
+    probabilities, result = timed_calls(lambda: np.asarray(infer(volume)), repeats, warmup, baseline)
+    assert probabilities.shape == (*shape, CLASSES)
+    return result
 
 
-def run_monai(ensemble: bool, repeats: int, warmup: int, folds: int, axes: tuple) -> dict:
+def run_monai(ensemble: bool, repeats: int, warmup: int, folds: int, axes: tuple, shape: tuple) -> dict:
     import torch
     from monai.inferers import sliding_window_inference
     from torch_twins import AsymmetricResidualUNet3D
 
     torch.set_num_threads(os.cpu_count())
-    volume = torch.randn((1, 1, *VOLUME_ZYX), generator=torch.Generator().manual_seed(0))
+    volume = torch.randn((1, 1, *shape), generator=torch.Generator().manual_seed(0))
     baseline = rss_mb()
 
     def network(seed: int):
@@ -113,14 +109,9 @@ def run_monai(ensemble: bool, repeats: int, warmup: int, folds: int, axes: tuple
         with torch.inference_mode():
             return sliding_window_inference(volume, WINDOW, 4, predictor, overlap=0.5, mode="gaussian")
 
-    for _ in range(warmup):
-        infer()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        probabilities = infer().numpy()
-    seconds = (time.perf_counter() - started) / repeats
-    assert probabilities.shape == (1, CLASSES, *VOLUME_ZYX)
-    return {"value": 1 / seconds, "seconds": seconds, "peak_memory_mb": peak_rss_mb() - baseline, "baseline_mb": baseline}
+    probabilities, result = timed_calls(lambda: infer().numpy(), repeats, warmup, baseline)
+    assert probabilities.shape == (1, CLASSES, *shape)
+    return result
 
 
 def main() -> None:
@@ -132,10 +123,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls first (0: the first call is timed)")
     parser.add_argument("--folds", type=int, default=FOLDS, help="models in the ensemble")
     parser.add_argument("--mirror_axes", default=",".join(map(str, MIRROR_AXES)), help="e.g. 0,1,2; '' for none")
+    parser.add_argument("--volume", default=",".join(map(str, VOLUME_ZYX)),
+                        help="z,y,x of the random volume; 64,64,64 (one window) times the tracing alone")
     args = parser.parse_args()
     framework, kind = args.framework.split("_")
-    result = (run_dltk2 if framework == "dltk2" else run_monai)(kind == "ensemble", args.repeats, args.warmup, args.folds,
-                                                                tuple(int(a) for a in args.mirror_axes.split(",") if a))
+    result = (run_dltk2 if framework == "dltk2" else run_monai)(
+        kind == "ensemble", args.repeats, args.warmup, args.folds, tuple(int(a) for a in args.mirror_axes.split(",") if a),
+        tuple(int(n) for n in args.volume.split(",")))
     print(json.dumps({"framework": args.framework, **result}), flush=True)
     os._exit(0)
 

@@ -20,11 +20,10 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from training_step import NETWORKS, peak_rss_mb, rss_mb  # noqa: E402
+from training_step import NETWORKS, rss_mb, timed_calls  # noqa: E402
 
 VOLUME_ZYX = (150, 200, 200)
 WINDOW = (64, 64, 64)
@@ -54,13 +53,9 @@ def run_dltk2(network: str, repeats: int) -> dict:
                                                                blend="gaussian", num_classes=CLASSES))
     # np.asarray shares the tensor's buffer; EagerTensor.numpy() would copy it (336 MB here), where
     # torch's .numpy() below shares.
-    np.asarray(infer(volume))
-    started = time.perf_counter()
-    for _ in range(repeats):
-        probabilities = np.asarray(infer(volume))
-    seconds = (time.perf_counter() - started) / repeats
+    probabilities, result = timed_calls(lambda: np.asarray(infer(volume)), repeats, 1, baseline)
     assert probabilities.shape == (*VOLUME_ZYX, CLASSES)
-    return {"value": 1 / seconds, "seconds": seconds, "peak_memory_mb": peak_rss_mb() - baseline, "baseline_mb": baseline}
+    return result
 
 
 def run_monai(network: str, repeats: int) -> dict:
@@ -83,13 +78,9 @@ def run_monai(network: str, repeats: int) -> dict:
             return sliding_window_inference(volume, WINDOW, 4, lambda x: torch.softmax(model(x), dim=1),
                                             overlap=0.5, mode="gaussian")
 
-    infer()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        probabilities = infer().numpy()
-    seconds = (time.perf_counter() - started) / repeats
+    probabilities, result = timed_calls(lambda: infer().numpy(), repeats, 1, baseline)
     assert probabilities.shape == (1, CLASSES, *VOLUME_ZYX)
-    return {"value": 1 / seconds, "seconds": seconds, "peak_memory_mb": peak_rss_mb() - baseline, "baseline_mb": baseline}
+    return result
 
 
 def main() -> None:

@@ -53,6 +53,29 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
+def timed_calls(call, repeats: int, warmup: int, baseline_mb: float):
+    """Times ``call()`` ``repeats`` times after ``warmup`` untimed calls.
+
+    Returns:
+        The last call's result, and the JSON fields of a whole-volume case: ``value`` (calls per
+        second), ``seconds`` (per call), ``first_call_seconds`` (the first warm-up call's, where there
+        is one: it traces a ``tf.function``), ``peak_memory_mb`` (peak resident memory above
+        ``baseline_mb``, warm-up included), ``baseline_mb``.
+    """
+    fields = {}
+    for index in range(warmup):
+        started = time.perf_counter()
+        call()
+        if index == 0:
+            fields["first_call_seconds"] = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(repeats):
+        result = call()
+    seconds = (time.perf_counter() - started) / repeats
+    return result, {"value": 1 / seconds, "seconds": seconds, **fields, "peak_memory_mb": peak_rss_mb() - baseline_mb,
+                    "baseline_mb": baseline_mb}
+
+
 def build_keras(network: str):
     """The Keras model of ``NETWORKS[network]``, built by dltk2."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 from dltk2.inference import CropAveragingPredictor, SlidingWindowSegmenter
-from dltk2.inference.test_time import MirroredProbabilities, entropy, mirror_combinations, mirrored_outputs
+from dltk2.inference.test_time import (MirroredProbabilities, entropy, gray_order, mirror_combinations,
+                                       mirrored_outputs)
 from dltk2.preprocessing import whitening
 
 
@@ -28,6 +29,13 @@ def test_every_subset_of_the_axes_identity_first():
         mirror_combinations([3])
 
 
+def test_gray_order_visits_every_mirroring_once_one_axis_apart():
+    order = gray_order([2, 0, 1])
+    assert order[0] == () and sorted(order) == sorted(mirror_combinations([0, 1, 2]))
+    assert all(len(set(a) ^ set(b)) == 1 for a, b in zip(order, order[1:]))
+    assert gray_order([]) == [()]
+
+
 def test_mirrored_probabilities_are_the_mean_of_the_flipped_predictions_flipped_back(rng):
     model = _conv_model()
     windows = rng.normal(size=(2, 6, 5, 7, 1)).astype(np.float32)
@@ -46,8 +54,9 @@ def test_folds_and_mirrorings_one_at_a_time_equal_numpy_eagerly_and_in_a_graph(r
     models = [_conv_model(seed=seed) for seed in range(3)]
     windows = rng.normal(size=(2, 6, 5, 7, 1)).astype(np.float32)
     expected = np.mean([np.flip(_softmax(m.predict(np.flip(windows, [a + 1 for a in combo]), verbose=0)),
-                                [a + 1 for a in combo]) for m in models for combo in mirror_combinations([1])], axis=0)
-    ensemble = MirroredProbabilities(models, [1])
+                                [a + 1 for a in combo]) for m in models for combo in mirror_combinations([0, 1, 2])],
+                       axis=0)
+    ensemble = MirroredProbabilities(models, [0, 1, 2])  # the sum moves between 8 grids, then back
     np.testing.assert_allclose(ensemble(tf.constant(windows)).numpy(), expected, atol=1e-5)
     graph = tf.function(ensemble, input_signature=[tf.TensorSpec([None, None, None, None, 1], tf.float32)])
     np.testing.assert_allclose(graph(tf.constant(windows)).numpy(), expected, atol=1e-5)
