@@ -52,6 +52,24 @@ def run_settings():
                        export=FLAGS.export if "export" in FLAGS else True)
 
 
+def define_cross_validation_flags(output_columns: str | None = None) -> None:
+    """cross_validate.py's flags: --model_paths (one folder per fold) and, given its columns, --output_csv.
+
+    Args:
+        output_columns: The out-of-fold table's columns, for --output_csv's help; None: no --output_csv
+            (an application that writes a folder of its own instead).
+    """
+    flags.DEFINE_list("model_paths", None, "One model folder per fold (train.py --fold k), in any order.")
+    if output_columns:
+        flags.DEFINE_string("output_csv", None, f"Also write the out-of-fold predictions ({output_columns}) here.")
+    flags.mark_flags_as_required(["model_paths"])
+
+
+def print_table(table) -> None:
+    """Prints a metrics table (a pandas DataFrame) as the scripts do: no index, four decimals."""
+    print(table.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
+
+
 def from_flags(config_class, **values):
     """An instance of a dataclass whose fields are named as flags, from the parsed flags.
 

@@ -22,21 +22,17 @@ import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDN
 
 from absl import flags
 
-from dltk2.cli import run
+from dltk2.cli import define_cross_validation_flags, print_table, run
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("model_paths", None, "One model folder per fold (train.py --fold k), in any order.")
-flags.DEFINE_string("output_csv", None, "Also write the out-of-fold predictions (id, label, probability_<class>, "
-                    "predicted, fold).")
-flags.mark_flags_as_required(["model_paths"])
+define_cross_validation_flags("id, label, probability_<class>, predicted, fold")
 
 
 def main(argv):
     del argv
     from dltk2.apps.classification import cross_validate_record_set
 
-    summary = cross_validate_record_set(FLAGS.model_paths, FLAGS.output_csv)
-    print(summary.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
+    print_table(cross_validate_record_set(FLAGS.model_paths, FLAGS.output_csv))
 
 
 if __name__ == "__main__":

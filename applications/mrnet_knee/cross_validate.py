@@ -20,23 +20,17 @@ import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDN
 
 from absl import flags
 
-from dltk2.cli import run
+from dltk2.cli import define_cross_validation_flags, print_table, run
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("model_paths", None, "One model folder per fold (train.py --fold k), in any order.")
-flags.DEFINE_string("output_csv", None, "Also write the out-of-fold predictions (id, label, score, predicted, fold).")
-flags.mark_flags_as_required(["model_paths"])
+define_cross_validation_flags("id, label, score, predicted, fold")
 
 
 def main(argv):
     del argv
-    import pandas as pd
-
     from dltk2.apps import mrnet
 
-    summary = mrnet.cross_validate(FLAGS.model_paths, FLAGS.output_csv)
-    with pd.option_context("display.float_format", "{:.4f}".format):
-        print(summary.to_string(index=False))
+    print_table(mrnet.cross_validate(FLAGS.model_paths, FLAGS.output_csv))
 
 
 if __name__ == "__main__":

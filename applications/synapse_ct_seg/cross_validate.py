@@ -16,14 +16,14 @@ import dltk2.cli  # noqa: F401  (first: quiets TensorFlow's C++ log, turns oneDN
 
 from absl import flags
 
-from dltk2.cli import run
+from dltk2.cli import define_cross_validation_flags, print_table, run
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("model_paths", None, "One model folder per fold (train.py --fold k), in any order.")
+define_cross_validation_flags()
 flags.DEFINE_string("output_dir", None, "Out-of-fold label maps, cross_validation.csv and postprocessing.json.")
 flags.DEFINE_string("ensemble_path", None, "Also export the folds as one model folder (their mean, and the "
                     "postprocessing cross-validation chose).")
-flags.mark_flags_as_required(["model_paths", "output_dir"])
+flags.mark_flags_as_required(["output_dir"])
 
 
 def main(argv):
@@ -34,7 +34,7 @@ def main(argv):
     from dltk2.inference.postprocessing import chosen_classes
 
     summary, decision = synapse.cross_validate(FLAGS.model_paths, FLAGS.output_dir)
-    print(summary.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
+    print_table(summary)
     keep = chosen_classes(decision)
     print("keep the largest component of: " + (", ".join(ORGANS[c] for c in keep) or "no organ"))
     if FLAGS.ensemble_path:

@@ -55,9 +55,6 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     data_dir = Path(config.data_dir)
     record_set = read_record_set(data_dir, config.data_name)
     train_files, val_files, counts = fold_files(record_set, config.fold)
-    if not train_files:
-        raise DataError(f"{manifest_path(data_dir, config.data_name)}: the record set has no training split "
-                        "(convert with --need_split tt_split, tvt_split or folds)")
     coverage = class_coverage(counts, bodypart.CLASSES,
                               f"{manifest_path(data_dir, config.data_name)}: the training split's images")
     if coverage:

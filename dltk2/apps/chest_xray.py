@@ -116,8 +116,6 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
 
     classes = chest_xray.CLASSES
     record_set = read_record_set(config.data_dir, config.data_name)
-    if config.fold is None:
-        train_files = chest_xray.split_files(record_set, "train")
     train_files, val_files, counts = images2d.fold_files(record_set, config.fold)
     weights = images2d.class_weights([label for label, n in counts.items() for _ in range(n)], len(classes))
     check_backbone_weights(config.backbone, config.weights, (config.image_size, config.image_size, 3))

@@ -20,7 +20,7 @@ import pandas as pd
 import keras
 
 from dltk2.datasets import ixi
-from dltk2.inference import CropAveragingPredictor, load_predictor
+from dltk2.inference import CropAveragingPredictor, load_predictor, mirror_override
 from dltk2.io.image import read_array, read_image_information, read_voxels
 from dltk2.io.orientation import axis_codes
 from dltk2.io.reader import Mode
@@ -150,11 +150,6 @@ class DeployConfig:
     deidentify_key: str | None = None
 
 
-def mirroring(axes) -> dict:
-    """The predictor override of a deploy's ``--mirror_axes`` (none when empty: the folder's own setting)."""
-    return {"mirror_axes": [int(a) for a in axes]} if axes else {}
-
-
 class Prediction(NamedTuple):
     subject_id: str
     label: str | None
@@ -176,7 +171,7 @@ def predict_subjects(config: DeployConfig, target: str) -> Iterator[Prediction]:
                                  config.data_dir or run_config.data.get("data_dir"))
     if config.subjects == "validation":  # those the run held out: DLTK's last rows, or its fold
         _, subjects = ixi.split_of_run(subjects, target, run_config.data)
-    predictor = load_predictor(config.model_path, num_crops=config.num_crops, **mirroring(config.mirror_axes))
+    predictor = load_predictor(config.model_path, num_crops=config.num_crops, **mirror_override(config.mirror_axes))
     for subject_id, image_path, label in subjects[["id", "image", "label"]].itertuples(index=False):
         volume = read_voxels(image_path)
         geometry = read_image_information(image_path).geometry
@@ -197,7 +192,7 @@ def predict_images(config: DeployConfig) -> Iterator[Prediction]:
     from dltk2.io.image import read_volume
 
     scans = [(Path(path).name.split(".")[0], *read_volume(path)) for path in config.images]
-    predictor = load_predictor(config.model_path, num_crops=config.num_crops, **mirroring(config.mirror_axes))
+    predictor = load_predictor(config.model_path, num_crops=config.num_crops, **mirror_override(config.mirror_axes))
     for name, array, geometry, volume in scans:
         start = time.perf_counter()
         outputs = predictor.run("predict_with_seed", image=array, spacing=geometry.spacing,

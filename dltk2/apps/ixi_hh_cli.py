@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from absl import flags
 
-from dltk2.cli import define_run_flags, from_flags
+from dltk2 import cli
+from dltk2.cli import define_run_flags, from_flags, print_table
 
 FLAGS = flags.FLAGS
 
@@ -87,14 +88,11 @@ def deploy_config():
 
 def define_cross_validation_flags() -> None:
     """Defines cross_validate.py's flags."""
-    flags.DEFINE_list("model_paths", None, "One model folder per fold (train.py --fold k), in any order.")
-    flags.DEFINE_string("output_csv", None, "Also write the out-of-fold predictions (id, label, score, fold) here.")
-    flags.mark_flags_as_required(["model_paths"])
+    cli.define_cross_validation_flags("id, label, score, fold")
 
 
 def cross_validation_main(target: str) -> None:
     """cross_validate.py's body: the out-of-fold metrics of the folds, printed."""
     from dltk2.apps import ixi_hh
 
-    summary = ixi_hh.cross_validate(FLAGS.model_paths, target, FLAGS.output_csv)
-    print(summary.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
+    print_table(ixi_hh.cross_validate(FLAGS.model_paths, target, FLAGS.output_csv))

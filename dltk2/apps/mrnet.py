@@ -178,9 +178,9 @@ def predict(model_path: Path, exams: pd.DataFrame, mirror_axes: Sequence[int] = 
     ``mirror_axes``: test-time mirroring (0 slices, 1 rows, 2 columns); () keeps the folder's setting.
     """
     from dltk2.datasets import mrnet
-    from dltk2.inference import load_predictor
+    from dltk2.inference import load_predictor, mirror_override
 
-    classifier = load_predictor(model_path, **({"mirror_axes": [int(a) for a in mirror_axes]} if mirror_axes else {}))
+    classifier = load_predictor(model_path, **mirror_override(mirror_axes))
     classes = classifier.class_names
     rows = []
     for exam in exams.itertuples():

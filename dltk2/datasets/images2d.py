@@ -137,13 +137,17 @@ def fold_files(record_set: RecordSet, fold: int | None) -> tuple[list[Path], lis
             originals only, for validation.
 
     Raises:
-        DataError: A fold asked of a set without folds, or one beyond its folds; named.
+        DataError: No train split (without a fold), a fold asked of a set without folds, or one beyond
+            its folds; named.
     """
     from dltk2.io.record_set import manifest_path
 
-    if fold is None:
-        return record_set.files("train"), record_set.files("validation"), record_set.label_counts("train")
     where = manifest_path(record_set.folder, record_set.name)
+    if fold is None:
+        if not record_set.files("train"):
+            raise DataError(f"{where}: the record set has no train split (convert it with one, or with "
+                            "--num_folds K and train --fold k)")
+        return record_set.files("train"), record_set.files("validation"), record_set.label_counts("train")
     folds = fold_count(record_set)
     if folds == 0:
         raise DataError(f"{where}: the record set has no folds (convert it with --num_folds K to train --fold)")

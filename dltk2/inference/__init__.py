@@ -16,7 +16,7 @@
 from dltk2.inference.classifiers import ImageClassifier2D, SeriesClassifier, grey_image_input, series_input
 from dltk2.inference.crop_averaging import CropAveragingPredictor, random_crop_corners
 from dltk2.inference.predictor import (Predictor, default_predictor_config, load_model_of, load_predictor,
-                                       save_predictor_config)
+                                       mirror_override, save_predictor_config)
 from dltk2.inference.resampling import resample_volume
 from dltk2.inference.segmenter import SlidingWindowSegmenter
 from dltk2.inference.sliding_window import sliding_window_inference, window_starts, window_weights
@@ -25,7 +25,7 @@ from dltk2.volume_sampling import pad_to_at_least
 
 __all__ = [
     "CropAveragingPredictor", "ImageClassifier2D", "Predictor", "SeriesClassifier", "SlidingWindowSegmenter",
-    "default_predictor_config", "grey_image_input", "load_model_of", "load_predictor", "random_crop_corners",
-    "resample_volume", "save_predictor_config", "series_input", "sliding_window_inference", "tf_whitening",
-    "window_starts", "window_weights", "pad_to_at_least",
+    "default_predictor_config", "grey_image_input", "load_model_of", "load_predictor", "mirror_override",
+    "random_crop_corners", "resample_volume", "save_predictor_config", "series_input", "sliding_window_inference",
+    "tf_whitening", "window_starts", "window_weights", "pad_to_at_least",
 ]

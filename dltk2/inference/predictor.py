@@ -159,6 +159,11 @@ def load_model_of(model_path: str | os.PathLike | ModelFolder) -> keras.Model:
     return as_float32(load_checkpoint(folder.best_checkpoint, [folder.last_checkpoint]))
 
 
+def mirror_override(axes) -> dict[str, list[int]]:
+    """A deploy's ``--mirror_axes`` as a :func:`load_predictor` override; none when empty (the folder's own setting)."""
+    return {"mirror_axes": [int(a) for a in axes]} if axes else {}
+
+
 def load_predictor(model_path: str | os.PathLike | ModelFolder, model: keras.Model | None = None,
                    **overrides: Any) -> Predictor:
     """Rebuilds a model folder's predictor from the folder alone.

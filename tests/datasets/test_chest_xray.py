@@ -115,6 +115,9 @@ def test_folds_by_patient_keep_each_folds_copies_out_of_its_own_validation(chest
     chest_xray.prepare(chest_folder, plain, seed=2)
     with pytest.raises(DataError, match="has no folds"):
         fold_files(read_record_set(plain, "chest"), 0)
+    # A set of folds trained without --fold has no train split: refused, naming the manifest.
+    with pytest.raises(DataError, match=r"chest.*has no train split .*--fold k"):
+        fold_files(record_set, None)
 
 
 def test_without_balancing_no_copies(chest_folder, tmp_path):
