@@ -1,8 +1,8 @@
 """Exports a cross-validation's fold models as one model folder whose SavedModel averages them.
 
-The folds (each trained with ``train.py --fold k``: IXI sex or age, Synapse, MRNet) become one Keras
-model of their softmax (or values), exported with the first fold's predictor settings: the same
-signatures as a single model, so ``deploy.py --model_path <output>`` and TF Serving use it as they
+The folds (each trained with ``train.py --fold k``: IXI sex or age, Synapse, MRNet, chest X-ray,
+body part) become one Keras model of their softmax (or values), exported with the first fold's
+predictor settings: the same signatures as a single model, so ``deploy.py --model_path <output>`` and TF Serving use it as they
 use one. A segmentation averages the folds inside each window; a classifier or regressor keeps each
 fold's output, so its ``probabilities_std`` (``prediction_std``) is the spread across crops,
 mirrorings and folds together.

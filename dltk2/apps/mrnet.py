@@ -188,7 +188,7 @@ def predict(model_path: Path, exams: pd.DataFrame, mirror_axes: Sequence[int] = 
         result = classifier.classify(mrnet.read_series(exam.path))
         rows.append({"id": exam.id, "label": int(exam.label),
                      **{f"probability_{name}": float(p) for name, p in zip(classes, result["probabilities"])},
-                     **({"probability_std": float(result["probabilities_std"][1])} if "probabilities_std" in result else {}),
+                     "probability_std": float(result["probabilities_std"][1]),
                      "predicted": classes[int(result["class_id"])],
                      "seconds": time.perf_counter() - started})
     return pd.DataFrame(rows)

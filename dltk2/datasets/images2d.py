@@ -145,12 +145,12 @@ def fold_files(record_set: RecordSet, fold: int | None) -> tuple[list[Path], lis
     where = manifest_path(record_set.folder, record_set.name)
     if fold is None:
         if not record_set.files("train"):
-            raise DataError(f"{where}: the record set has no train split (convert it with one, or with "
-                            "--num_folds K and train --fold k)")
+            raise DataError(f"{where}: the record set has no train split (convert it with one, or into folds "
+                            "and train --fold k)")
         return record_set.files("train"), record_set.files("validation"), record_set.label_counts("train")
     folds = fold_count(record_set)
     if folds == 0:
-        raise DataError(f"{where}: the record set has no folds (convert it with --num_folds K to train --fold)")
+        raise DataError(f"{where}: the record set has no folds (convert it into folds to train --fold)")
     if not 0 <= fold < folds:
         raise DataError(f"{where}: the record set has folds 0..{folds - 1}, not {fold}")
     training = [split for other in range(folds) if other != fold for split in (f"fold{other}", f"flipped{other}")
