@@ -32,6 +32,8 @@ APPLICATIONS: dict[str, tuple[str, dict[str, str]]] = {
     "mrnet": ("mrnet_knee", {"train": "train.py", "deploy": "deploy.py", "cross_validate": "cross_validate.py"}),
 }
 """Command name -> (folder under ``applications/``, stage -> script)."""
+COMMANDS = {"node": "the DICOM node: serve (C-STORE SCP) or pull (QIDO-RS/WADO-RS); dltk2 node --help"}
+"""Commands of the library itself (not an application's scripts)."""
 
 
 def applications_folder() -> Path:
@@ -53,6 +55,8 @@ def usage() -> str:
     lines = ["usage: dltk2 <application> <stage> [flags]   (dltk2 <application> <stage> --help: its flags)", ""]
     for name, (folder, stages) in APPLICATIONS.items():
         lines.append(f"  {name:<10} {folder}: {', '.join(stages)}")
+    for name, summary_line in COMMANDS.items():
+        lines.append(f"  {name:<10} {summary_line}")
     return "\n".join(lines)
 
 
@@ -71,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0 if argv else 2
     name = argv[0]
+    if name == "node":
+        from dltk2.node.cli import main as node_main
+
+        return node_main(argv[1:])
     if name not in APPLICATIONS:
         sys.stderr.write(f"error: no application {name!r}; choose one of {', '.join(APPLICATIONS)}\n")
         return 2

@@ -8,8 +8,9 @@ source's patient and study, so they file beside it; with a ``salt`` they are de-
 :func:`dltk2.io.deidentification.deidentify` (PS3.15 Basic Profile; UIDs replaced by the same salted
 pseudonyms as a de-identified copy of the source, so the references still hold between the two).
 
-UIDs are derived from the source series and the model, so writing the same result twice gives the
-same instance (a PACS replaces it rather than filing a second copy).
+UIDs are derived from the source images and the model, so writing the same result twice gives the
+same instance (a PACS replaces it, or keeps the one it has, rather than filing a second copy); a
+series that grew (a slice that came late) gets a new instance in the same result series.
 """
 
 from __future__ import annotations
@@ -111,6 +112,11 @@ def source_datasets(volume: SeriesVolume) -> list[Dataset]:
     return datasets
 
 
+def _instance_uids(sources: Sequence[Dataset]) -> list[str]:
+    """The sources' SOP Instance UIDs, sorted: what a result's own UID is derived from."""
+    return sorted(str(source.SOPInstanceUID) for source in sources)
+
+
 def _write(dataset: Dataset, path: str | Path, salt: str | None) -> Path:
     if salt is not None:
         before = dataset
@@ -187,7 +193,7 @@ def write_segmentation(labels: np.ndarray, volume: SeriesVolume, class_names: Ma
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segment_descriptions(class_names, model),
         series_instance_uid=model.uid("seg series", source_series), series_number=series_number,
-        sop_instance_uid=model.uid("seg", source_series), instance_number=1, manufacturer=MANUFACTURER,
+        sop_instance_uid=model.uid("seg", source_series, *_instance_uids(sources)), instance_number=1, manufacturer=MANUFACTURER,
         manufacturer_model_name=model.name, software_versions=model.version, device_serial_number=model.version,
         series_description=f"{model.name} segmentation"[:64], content_label="SEGMENTATION",
         content_description=f"{model.name} {model.version}"[:64], content_creator_name="dltk2^model")
@@ -285,7 +291,8 @@ def write_finding_report(sources: Sequence[Dataset], findings: Sequence[Finding]
     source_series = str(sources[0].SeriesInstanceUID)
     document = hd.sr.ComprehensiveSR(
         evidence=list(sources), content=report, series_instance_uid=model.uid("sr series", source_series),
-        series_number=series_number, sop_instance_uid=model.uid("sr", source_series), instance_number=1,
+        series_number=series_number, sop_instance_uid=model.uid("sr", source_series, *_instance_uids(sources)),
+        instance_number=1,
         manufacturer=MANUFACTURER, series_description=f"{model.name} findings"[:64], is_complete=True,
         is_final=False, is_verified=False)
     return _write(document, path, salt)
