@@ -2,7 +2,9 @@
 
 import dltk2  # noqa: F401  (first, as in the applications: oneDNN on)
 
+import os
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,27 @@ _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def database_url(request, tmp_path):
+    """An empty database: SQLite in ``tmp_path``, and a fresh MariaDB database where DLTK2_TEST_MYSQL_URL is set."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    server_url = os.environ.get("DLTK2_TEST_MYSQL_URL")
+    if not server_url:
+        pytest.skip("DLTK2_TEST_MYSQL_URL not set: no MariaDB/MySQL server to test against (.ci/run starts one)")
+    import sqlalchemy as sa
+
+    name = f"dltk2_test_{uuid.uuid4().hex[:8]}"
+    server = sa.create_engine(server_url)
+    with server.begin() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    yield f"{server_url.rstrip('/')}/{name}"
+    with server.begin() as connection:
+        connection.execute(sa.text(f"DROP DATABASE {name}"))
+    server.dispose()
 
 
 @pytest.fixture

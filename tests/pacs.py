@@ -79,11 +79,9 @@ class Orthanc:
         return found
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        # Killed, not terminated: its storage is thrown away, and a clean stop takes 3.5 s.
+        self.process.kill()
+        self.process.wait(timeout=20)
         self.log.close()
 
 

@@ -31,7 +31,7 @@ def _configure_logging(log_file: str | None, verbose: bool) -> None:
         handlers.append(logging.FileHandler(log_file))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("pynetdicom", "highdicom"):  # a line per association event, per module copied
+    for chatty in ("pynetdicom", "highdicom", "dicomweb_client"):  # a line per association event, per module copied
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
@@ -63,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             from dltk2.node.pull import pull
 
             report = pull(node)
+            processed = ", ".join(f"{count} {status}" for status, count in sorted(report.processed.items()))
             print(f"found={report.found}; already finished={report.already_finished}; skipped={report.skipped}; "
-                  f"retrieved instances={report.retrieved_instances}; processed="
-                  f"{sum(report.processed.values())} {report.processed or ''}; sent={report.sent}", flush=True)
+                  f"retrieved instances={report.retrieved_instances}; processed={processed or 0}; sent={report.sent}",
+                  flush=True)
     except USER_ERRORS as error:
         sys.stderr.write(f"error: {first_line(error)}\n")
         return 2

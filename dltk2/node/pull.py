@@ -54,6 +54,7 @@ def pull(node: Node) -> PullReport:
     if not url:
         raise ResourceError(f"node {node.config.ae_title}: no [pull] url in its configuration")
     client = DICOMwebClient(url, session=requests.Session())
+    client.set_http_retry_params(retry=False)  # its back-off retries any error for 31 s; the next pull retries
     modalities = sorted({m for rule in node.config.rules for m in rule.modality})
     if any(not rule.modality for rule in node.config.rules):
         modalities = []

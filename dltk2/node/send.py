@@ -64,6 +64,7 @@ def send_stow_rs(paths: Sequence[Path], destination: Destination, timeout_s: flo
     session = requests.Session()
     session.request = _with_timeout(session.request, timeout_s)
     client = DICOMwebClient(destination.url, session=session)
+    client.set_http_retry_params(retry=False)  # its back-off retries any error for 31 s; the worker retries
     try:
         response = client.store_instances(datasets)
     except Exception as error:  # requests' and dicomweb-client's many errors: the peer and one line

@@ -5,7 +5,6 @@ import multiprocessing
 import os
 import shutil
 import stat
-import uuid
 
 import numpy as np
 import pydicom
@@ -26,7 +25,6 @@ REAL_FILES = {  # pydicom's own test files: what the header says
     "MR2_UNCR.dcm": "Musculoskeletal", "MR2_J2KR.dcm": "Musculoskeletal", "emri_small.dcm": "Skull",
     "CT_small.dcm": "none", "693_J2KR.dcm": "none", "RG3_J2KI.dcm": "Musculoskeletal", "MR-SIEMENS-DICOM-WithOverlays.dcm": "Abdomen",
 }
-MYSQL_URL = os.environ.get("DLTK2_TEST_MYSQL_URL")
 
 
 @pytest.fixture
@@ -46,21 +44,9 @@ def folder(tmp_path):
     return folder
 
 
-@pytest.fixture(params=["sqlite", "mysql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'test.db'}"
-        return
-    if not MYSQL_URL:
-        pytest.skip("DLTK2_TEST_MYSQL_URL not set: no MariaDB/MySQL server to test against (.ci/run starts one)")
-    name = f"dltk2_test_{uuid.uuid4().hex[:8]}"
-    server = sa.create_engine(MYSQL_URL)
-    with server.begin() as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {name}"))
-    yield f"{MYSQL_URL.rstrip('/')}/{name}"
-    with server.begin() as connection:
-        connection.execute(sa.text(f"DROP DATABASE {name}"))
-    server.dispose()
+@pytest.fixture
+def url(database_url):
+    return database_url
 
 
 def open_database(url, tmp_path, **kwargs):

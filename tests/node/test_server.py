@@ -224,3 +224,29 @@ def test_a_node_killed_mid_association_loses_no_acknowledged_instance(tmp_path, 
     text = log.read_text()
     assert text.count("already stored, kept once") == 4
     assert not any(identifier in text for identifier in PATIENT), "a patient identifier reached the log"
+
+
+def test_several_storescu_at_once_store_every_instance_exactly_once(tmp_path, orthanc, segmentation_model,
+                                                                   running_nodes):
+    """Four series from four storescu processes at once, and two more sending one of them again."""
+    import make_dicom_series
+
+    needs_storescu()
+    folders = []
+    for number in range(4):
+        folder = tmp_path / f"ct{number}"
+        make_dicom_series.write_series(ct_image(slices=5 + number), folder, seed=number)
+        folders.append(folder)
+    node = running_nodes(write_node_config(tmp_path, segmentation_model, c_store_destination(orthanc)))
+    senders = [subprocess.Popen([STORESCU, "-aet", SENDER_AE, "-aec", NODE_AE, "+sd", "127.0.0.1",
+                                 str(node.config.port), str(folder)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+               for folder in [*folders, folders[0], folders[0]]]
+    for sender in senders:
+        assert sender.wait(timeout=120) == 0, sender.stdout.read()
+    expected = {str(pydicom.dcmread(path).SOPInstanceUID) for folder in folders for path in folder.iterdir()}
+    assert node.state.instance_count() == len(expected)
+    spooled = {path.stem for path in (node.spool.root / "instances").glob("*/*.dcm")}
+    assert spooled == expected
+    wait_until(lambda: len(orthanc.series_of_modality("SEG")) == 4 and
+               all(row.status == DONE for row in node.state.series_rows()), 120, "four SEGs")
+    assert len(node.state.series_rows()) == 4
