@@ -235,6 +235,7 @@ MRNET_CONCEPTS = {"abnormal": (None, {"normal": codes.SCT.Normal, "abnormal": co
                           {"normal": codes.SCT.Absent, "abnormal": codes.SCT.Present}),
                   "meniscus": (Code("MENISCAL-TEAR", "99DLTK2", "Meniscal tear"),
                                {"normal": codes.SCT.Absent, "abnormal": codes.SCT.Present})}
+LOCAL_SCHEME = "99DLTK2"
 SEX = Code("121032", "DCM", "Subject Sex")
 AGE = Code("121033", "DCM", "Subject Age")
 MALE, FEMALE = Code("248153007", "SCT", "Male"), Code("248152002", "SCT", "Female")
@@ -295,4 +296,11 @@ def write_finding_report(sources: Sequence[Dataset], findings: Sequence[Finding]
         instance_number=1,
         manufacturer=MANUFACTURER, series_description=f"{model.name} findings"[:64], is_complete=True,
         is_final=False, is_verified=False)
+    local = [finding for finding in findings for code in (finding.concept, finding.value, finding.site)
+             if code is not None and code.scheme_designator == LOCAL_SCHEME]
+    if local:  # PS3.3 C.12.1.1.2: a local scheme is declared, so a reader knows whose codes these are
+        scheme = Dataset()
+        scheme.CodingSchemeDesignator, scheme.CodingSchemeName = LOCAL_SCHEME, "dltk2 local codes"
+        scheme.CodingSchemeResponsibleOrganization = MANUFACTURER
+        document.CodingSchemeIdentificationSequence = [scheme]
     return _write(document, path, salt)
