@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,8 +18,10 @@ import pandas as pd
 from dltk2.datasets import images2d
 from dltk2.datasets.images2d import classification_dataset, fold_parts, read_png, split_by_patient, write_png
 from dltk2.io.atomic import write_bytes_atomically
-from dltk2.io.record_set import RecordSet
 from dltk2.io.dicom import BODY_PART_CLASSES, read_pixels, remove_pixel_data, to_unsigned
+
+if TYPE_CHECKING:
+    from dltk2.io.record_set import RecordSet
 
 CLASSES = BODY_PART_CLASSES
 CLASS_INDEX = {name: index for index, name in enumerate(CLASSES)}

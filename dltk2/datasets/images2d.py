@@ -10,20 +10,20 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from dltk2.errors import DataError
-from dltk2.inference import grey_image_input
 from dltk2.io.image import ImageReadError
 from dltk2.io.atomic import write_bytes_atomically
-from dltk2.io.pipeline import with_pipeline_options
-from dltk2.io.record_set import RecordSet, write_record_set
-from dltk2.io.tfrecord import image_dataset, image_example
+
+if TYPE_CHECKING:  # TensorFlow is imported by what writes or reads records, not by PNG and table work
+    import tensorflow as tf
+
+    from dltk2.io.record_set import RecordSet
 
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:
@@ -172,11 +172,13 @@ def fold_of_record_set(record_set: RecordSet, fold: int | None) -> dict:
 
 def image_examples(table: pd.DataFrame, text_column: str = "text") -> list:
     """One TFRecord example per row (``image``, ``label``, the class text, ``patient``): the PNG bytes as stored."""
+    from dltk2.io import tfrecord
+
     examples = []
     for row in table.to_dict("records"):
         data, height, width = encode_png(row["image"])
-        examples.append(image_example(data, "png", height, width, 1, int(row["label"]), str(row[text_column]),
-                                      Path(row["image"]).name, str(row["patient"])))
+        examples.append(tfrecord.image_example(data, "png", height, width, 1, int(row["label"]),
+                                               str(row[text_column]), Path(row["image"]).name, str(row["patient"])))
     return examples
 
 
@@ -196,6 +198,8 @@ def write_image_record_set(parts: Mapping[str, pd.DataFrame], output_dir: str | 
         tables: Tables written beside the set (``split.csv``), tied to it by their SHA-256.
         companions: Split -> the split whose patients it shares (``flipped<k>`` -> ``fold<k>``).
     """
+    from dltk2.io.record_set import write_record_set
+
     return write_record_set(output_dir, name,
                             {split: functools.partial(image_examples, table, text_column)
                              for split, table in parts.items()},
@@ -245,6 +249,12 @@ def classification_dataset(files, size: int, batch_size: int, weights: np.ndarra
         augment: (size, size, 1) -> (size, size, 1), in training only; None: a small random brightness.
         with_names: Adds ``image/filename`` as the last element (for evaluation tables).
     """
+    import tensorflow as tf
+
+    from dltk2.inference import grey_image_input
+    from dltk2.io.pipeline import with_pipeline_options
+    from dltk2.io.tfrecord import image_dataset
+
     dataset = image_dataset(files, channels=1, dtype=tf.uint16)
     table = None if weights is None else tf.constant(weights, tf.float32)
     if augment is None:
