@@ -67,6 +67,13 @@ class Orthanc:
             body = response.read()
         return json.loads(body) if response.headers.get_content_type() == "application/json" else body
 
+    def upload(self, folder: Path) -> None:
+        """Stores every file of ``folder`` through the REST API (as a PACS' own import would)."""
+        for path in sorted(folder.iterdir()):
+            request = urllib.request.Request(f"{self.url}/instances", data=path.read_bytes(), method="POST",
+                                             headers={"Content-Type": "application/dicom"})
+            urllib.request.urlopen(request, timeout=30).close()
+
     def series_of_modality(self, modality: str) -> list[dict]:
         return [series for series in self.get("/series?expand") if series["MainDicomTags"].get("Modality") == modality]
 

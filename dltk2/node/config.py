@@ -216,6 +216,8 @@ def load_config(path: str | os.PathLike) -> NodeConfig:
         tls = Tls(files["certificate"], files["key"], files["ca"] if tls_values.get("ca") else None)
     allowed = tuple(_ae_title(title, f"{where}: allowed_ae_titles") for title in _names(values, "allowed_ae_titles",
                                                                                         where, upper=False))
+    if not allowed:  # an empty list would let any AE title store: say so rather than imply it
+        raise DataError(f"{where}: allowed_ae_titles (the calling AE titles that may send to the node) is required")
     return NodeConfig(
         ae_title=_ae_title(_text(values, "ae_title", where, "DLTK2"), f"{where}: ae_title"),
         spool=resolve(_text(values, "spool", where)), destination=destination, rules=tuple(rules),

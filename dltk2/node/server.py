@@ -114,6 +114,26 @@ class Node:
         self._remember(association, series_uid)
         return SUCCESS
 
+    def recover(self) -> int:
+        """Records spooled files a kill left without their row (after the rename, before the commit).
+
+        Their sender had no Success, so it may send them again (then they are duplicates); if it does
+        not, they are still instances of their series. Returns how many were recorded.
+        """
+        known = self.state.known_paths()
+        recorded = 0
+        for path in self.spool.instance_files():
+            relative = str(path.relative_to(self.spool.root))
+            if relative in known:
+                continue
+            try:
+                dataset = pydicom.dcmread(path, stop_before_pixels=True)
+                recorded += self.state.record_instance(str(dataset.SOPInstanceUID), str(dataset.SOPClassUID),
+                                                       series_info(dataset), relative, "recovered")
+            except Exception as error:  # a spooled file is whole (renamed after fsync); this would be a bug
+                LOG.error("spooled %s cannot be recovered: %s", relative, first_line(error))
+        return recorded
+
     def _remember(self, association: object, series_uid: str) -> None:
         if association is not None:
             with self._received_lock:
@@ -237,6 +257,7 @@ class Node:
         from pynetdicom.sop_class import Verification
 
         removed = self.spool.remove_temporaries()
+        recovered = self.recover()
         interrupted = self.state.reset_interrupted()
         ae = AE(ae_title=self.config.ae_title)
         for context in AllStoragePresentationContexts:
@@ -251,9 +272,9 @@ class Node:
         self._worker = threading.Thread(target=self._work, name="dltk2-node-worker", daemon=True)
         self._worker.start()
         waiting = sum(1 for row in self.state.series_rows() if row.status not in (DONE, SKIPPED, FAILED))
-        LOG.info("node %s listening on %s:%d%s; %d series waiting (%d interrupted), %d partial writes removed",
-                 self.config.ae_title, self.config.host, self.config.port, " (TLS)" if self.config.tls else "",
-                 waiting, interrupted, removed)
+        LOG.info("node %s listening on %s:%d%s; %d series waiting (%d interrupted), %d partial writes removed, "
+                 "%d unrecorded instances recovered", self.config.ae_title, self.config.host, self.config.port,
+                 " (TLS)" if self.config.tls else "", waiting, interrupted, removed, recovered)
 
     def stop(self) -> None:
         """Stops accepting, finishes the series being processed, and returns."""

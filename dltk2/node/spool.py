@@ -80,6 +80,10 @@ class Spool:
         write_durably(path, data)
         return str(path.relative_to(self.root))
 
+    def instance_files(self) -> list[Path]:
+        """Every spooled instance (``instances/<series>/<sop>.dcm``), sorted."""
+        return sorted((self.root / "instances").glob("*/*.dcm"))
+
     def remove_temporaries(self) -> int:
         """Deletes what writes killed half-way left (``.<name>.tmp``); returns how many."""
         count = 0

@@ -125,6 +125,11 @@ class NodeState:
             return [row[0] for row in connection.execute(sa.select(instances.c.path).where(
                 instances.c.series_instance_uid == series_instance_uid).order_by(instances.c.path))]
 
+    def known_paths(self) -> set[str]:
+        """The spool paths of every recorded instance."""
+        with self.engine.connect() as connection:
+            return {row[0] for row in connection.execute(sa.select(instances.c.path))}
+
     def instance_count(self) -> int:
         with self.engine.connect() as connection:
             return int(connection.execute(sa.select(sa.func.count()).select_from(instances)).scalar_one())

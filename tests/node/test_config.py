@@ -61,6 +61,7 @@ def test_a_configuration_reads_with_paths_beside_it(tmp_path):
     (("quiet_period_s = 5", "quiet_period_s = -1"), "quiet_period_s must be a number >= 0"),
     (('modality = ["ct"]', "modality = [1]"), "rule 1: modality must be a list of strings"),
     (("[pull]", "[pull"), "not a TOML file"),
+    (('allowed_ae_titles = ["CT01", "orthanc"]', "allowed_ae_titles = []"), "allowed_ae_titles (the calling AE"),
 ])
 def test_each_mistake_is_one_line_naming_the_file(tmp_path, change, message):
     path = write(tmp_path, VALID.replace(*change))

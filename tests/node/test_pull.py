@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pydicom
-from pacs import Orthanc, write_node_config
+from pacs import write_node_config
 
 from dltk2.node.config import load_config
 from dltk2.node.pull import pull
@@ -19,15 +18,8 @@ from dltk2.node.state import DONE
 REPO = Path(__file__).resolve().parents[2]
 
 
-def upload(orthanc: Orthanc, folder: Path) -> None:
-    for path in sorted(folder.iterdir()):
-        request = urllib.request.Request(f"{orthanc.url}/instances", data=path.read_bytes(), method="POST",
-                                         headers={"Content-Type": "application/dicom"})
-        urllib.request.urlopen(request, timeout=30).close()
-
-
 def test_pull_twice_the_second_does_nothing(tmp_path, orthanc, ct_series, segmentation_model):
-    upload(orthanc, ct_series)
+    orthanc.upload(ct_series)
     config_path = write_node_config(tmp_path, segmentation_model, f'url = "{orthanc.dicomweb}"')
     with open(config_path, "a") as config:
         config.write(f'\n[pull]\nurl = "{orthanc.dicomweb}"\n')

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -147,7 +148,10 @@ def test_unknown_ae_and_malformed_datasets_are_refused_and_the_node_serves_on(tm
     assert node.state.instance_count() == 1
     assert len(list(node.spool.series_folder(str(good.SeriesInstanceUID)).glob("*.dcm"))) == 1
 
-    if STORESCU is not None:  # the node still serves: the whole series, the one slice again among it
+    if STORESCU is not None:  # the node still serves: a C-ECHO, the whole series, the one slice again among it
+        echo = subprocess.run(["echoscu", "-aet", SENDER_AE, "-aec", NODE_AE, "127.0.0.1", str(port)],
+                              capture_output=True, text=True, timeout=60)
+        assert echo.returncode == 0, echo.stderr
         assert storescu(port, ct_series).returncode == 0
         assert_seg_of(orthanc, ct_series, tmp_path)
         assert node.state.instance_count() == len(list(ct_series.iterdir()))
@@ -250,3 +254,35 @@ def test_several_storescu_at_once_store_every_instance_exactly_once(tmp_path, or
     wait_until(lambda: len(orthanc.series_of_modality("SEG")) == 4 and
                all(row.status == DONE for row in node.state.series_rows()), 120, "four SEGs")
     assert len(node.state.series_rows()) == 4
+
+
+def test_orthanc_moves_a_series_to_the_node_and_findscu_finds_its_seg(tmp_path, ct_series, segmentation_model,
+                                                                      running_nodes):
+    """The PACS workflow with DCMTK's other clients: movescu asks Orthanc to C-MOVE the CT to the
+    node, the node C-STOREs the SEG back, and findscu's C-FIND on Orthanc lists it in the study."""
+    from pacs import DICOMWEB_PLUGIN, ORTHANC, free_port
+
+    needs_storescu()
+    if ORTHANC is None or not DICOMWEB_PLUGIN.is_file() or not shutil.which("movescu"):
+        pytest.skip("Orthanc and DCMTK's movescu/findscu (Debian packages orthanc, orthanc-dicomweb, dcmtk) are "
+                    "not installed; .ci/run installs them where it is root")
+    node_port = free_port()
+    orthanc = Orthanc(tmp_path / "orthanc", modalities={"dltk2": [NODE_AE, "127.0.0.1", node_port],
+                                                        "ct01": [SENDER_AE, "127.0.0.1", 104]})
+    try:
+        orthanc.upload(ct_series)
+        source = pydicom.dcmread(next(ct_series.iterdir()))
+        running_nodes(write_node_config(tmp_path, segmentation_model, c_store_destination(orthanc), port=node_port))
+        query = ["-S", "-aet", SENDER_AE, "-aec", PACS_AE, "-k", "QueryRetrieveLevel=SERIES",
+                 "-k", f"StudyInstanceUID={source.StudyInstanceUID}"]
+        moved = subprocess.run(["movescu", *query, "-aem", NODE_AE, "-k", f"SeriesInstanceUID={source.SeriesInstanceUID}",
+                                "127.0.0.1", str(orthanc.port)], capture_output=True, text=True, timeout=120)
+        assert moved.returncode == 0, moved.stderr
+        assert_seg_of(orthanc, ct_series, tmp_path)
+        found = subprocess.run(["findscu", *query, "-k", "Modality", "-k", "SeriesInstanceUID", "127.0.0.1",
+                                str(orthanc.port)], capture_output=True, text=True, timeout=120)
+        assert found.returncode == 0, found.stderr
+        modalities = re.findall(r"\(0008,0060\) CS \[(\w+) ?\]", found.stdout + found.stderr)
+        assert sorted(modalities) == ["CT", "SEG"], found.stderr
+    finally:
+        orthanc.stop()
