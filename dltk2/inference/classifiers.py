@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from dltk2.inference.predictor import Predictor
+from dltk2.inference.saliency import explainable_features, grad_cam, resize_map
 from dltk2.inference.test_time import mirror_combinations, mirrored_outputs
 from dltk2.transforms import tf_normalise_zero_one, tf_whitening
 
@@ -72,8 +73,12 @@ class _SingleInputClassifier(Predictor):
             raise ValueError(f"a {self.input_rank}D input has no mirror axis {max(self.mirror_axes)}")
         self.model_outputs = check_model_outputs(model_outputs)
         self._names = tf.constant(self.class_names)
-        self._classify = tf.function(self.__call__, input_signature=[
-            tf.TensorSpec([None] * self.input_rank, tf.float32, name=self.input_name)])
+        spec = [tf.TensorSpec([None] * self.input_rank, tf.float32, name=self.input_name)]
+        self._classify = tf.function(self.__call__, input_signature=spec)
+        # Grad-CAM needs one network's feature map: a stacked fold ensemble has one per fold.
+        self._features = (explainable_features(model, [1, *self.input_shape(), 1])
+                          if self.model_outputs != "fold_probabilities" else None)
+        self._explain = tf.function(self.explain_input, input_signature=spec)
 
     def preprocess(self, value: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
@@ -93,6 +98,24 @@ class _SingleInputClassifier(Predictor):
         return {"probabilities": probabilities, "probabilities_std": spread, "class_id": class_id,
                 "class_name": tf.gather(self._names, class_id)}
 
+    def input_map(self, maps: tf.Tensor, shape: tf.Tensor) -> tf.Tensor:
+        """A map on the network's input grid -> the raw input's grid (``shape``): the inverse of ``preprocess``."""
+        raise NotImplementedError
+
+    def explain_input(self, value: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One raw input -> ``saliency``: Grad-CAM of the served class on the input's own grid, in [0, 1];
+        ``class_id``: that class (the one ``serving_default`` answers)."""
+        class_id = self(value)["class_id"]
+        maps = grad_cam(self.model, self.preprocess(value)[tf.newaxis], class_id, features=self._features)
+        return {"saliency": self.input_map(maps[0], tf.shape(value)), "class_id": class_id}
+
+    def explain(self, value: np.ndarray) -> dict[str, np.ndarray]:
+        """Numpy in and out, through the compiled ``explain`` that is exported."""
+        if self._features is None:
+            raise ValueError(f"{self.kind}: this model has no single feature map to explain (a fold ensemble)")
+        outputs = self._explain(tf.constant(np.asarray(value, np.float32)))
+        return {key: value.numpy() for key, value in outputs.items()}
+
     def classify(self, value: np.ndarray) -> dict[str, np.ndarray]:
         """Numpy in and out, through the compiled function that is exported."""
         outputs = self._classify(tf.constant(np.asarray(value, np.float32)))
@@ -106,8 +129,11 @@ class _SingleInputClassifier(Predictor):
         return {self.input_name: np.zeros(self.input_shape(), np.float32)}
 
     def serving_functions(self) -> dict[str, tf.types.experimental.GenericFunction]:
-        """``serving_default(<input_name>)``."""
-        return {"serving_default": self._classify}
+        """``serving_default(<input_name>)``, and ``explain(<input_name>)`` where the model has a feature map."""
+        functions = {"serving_default": self._classify}
+        if self._features is not None:
+            functions["explain"] = self._explain
+        return functions
 
 
 
@@ -142,6 +168,18 @@ class ImageClassifier2D(_SingleInputClassifier):
 
     def preprocess(self, value: tf.Tensor) -> tf.Tensor:
         return grey_image_input(value, self.size)
+
+    def input_map(self, maps: tf.Tensor, shape: tf.Tensor) -> tf.Tensor:
+        """The padding ``tf.image.resize_with_pad`` added cut off (its own arithmetic), then resized to (h, w)."""
+        height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+        target = float(self.size)
+        ratio = tf.maximum(width / target, height / target)
+        resized_height, resized_width = height / ratio, width / ratio
+        top = tf.maximum(0, tf.cast(tf.floor((target - resized_height) / 2), tf.int32))
+        left = tf.maximum(0, tf.cast(tf.floor((target - resized_width) / 2), tf.int32))
+        inside = maps[top:top + tf.cast(tf.floor(resized_height), tf.int32),
+                      left:left + tf.cast(tf.floor(resized_width), tf.int32)]
+        return resize_map(inside[tf.newaxis], shape[:2])[0]
 
 
 
@@ -195,4 +233,8 @@ class SeriesClassifier(_SingleInputClassifier):
 
     def preprocess(self, value: tf.Tensor) -> tf.Tensor:
         return series_input(value, self.depth, self.size)
+
+    def input_map(self, maps: tf.Tensor, shape: tf.Tensor) -> tf.Tensor:
+        """Trilinear back to (slices, h, w): the resampling ``series_input`` did, undone."""
+        return resize_map(maps[tf.newaxis], shape[:3])[0]
 
