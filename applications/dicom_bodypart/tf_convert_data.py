@@ -51,7 +51,6 @@ def main(argv):
     from dltk2.datasets.images2d import class_coverage
     from dltk2.io.atomic import write_bytes_atomically, write_csv_atomically
     from dltk2.io.locks import locked_folder
-    from dltk2.io.record_set import manifest_path
 
     table = bodypart.list_dataset(FLAGS.data_dir)
     if FLAGS.need_split == "None":
@@ -93,6 +92,8 @@ def main(argv):
         coverage = class_coverage(counts, bodypart.CLASSES, f"{FLAGS.data_dir}: the {split or 'all'} split's images")
         if coverage:
             print(f"warning: {coverage}")
+    from dltk2.io.record_set import manifest_path  # TensorFlow: a refused split above never loads it
+
     print(f"record set {record_set.manifest['set_id']}: {manifest_path(output_dir, FLAGS.output_name)}; "
           "no patient is in two splits")
 

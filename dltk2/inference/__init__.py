@@ -10,7 +10,9 @@
   in, resampling, HU window, sliding window and labels back on the input grid;
 - :mod:`~dltk2.inference.classifiers`: :class:`ImageClassifier2D` (one grey 2D image of any size) and
   :class:`SeriesClassifier` (one MRI series of any size);
-- :mod:`~dltk2.inference.resampling`: :func:`resample_volume` on SimpleITK's grid.
+- :mod:`~dltk2.inference.resampling`: :func:`resample_volume` on SimpleITK's grid;
+- :mod:`~dltk2.inference.saliency`: :func:`grad_cam` and :func:`occlusion_sensitivity`, where a
+  classifier looked (the 2D and series classifiers export it as their ``explain`` signature).
 """
 
 from dltk2.inference.classifiers import ImageClassifier2D, SeriesClassifier, grey_image_input, series_input
@@ -18,6 +20,7 @@ from dltk2.inference.crop_averaging import CropAveragingPredictor, random_crop_c
 from dltk2.inference.predictor import (Predictor, default_predictor_config, load_model_of, load_predictor,
                                        mirror_override, save_predictor_config)
 from dltk2.inference.resampling import resample_volume
+from dltk2.inference.saliency import grad_cam, occlusion_sensitivity
 from dltk2.inference.segmenter import SlidingWindowSegmenter
 from dltk2.inference.sliding_window import sliding_window_inference, window_starts, window_weights
 from dltk2.transforms import tf_whitening
@@ -27,5 +30,5 @@ __all__ = [
     "CropAveragingPredictor", "ImageClassifier2D", "Predictor", "SeriesClassifier", "SlidingWindowSegmenter",
     "default_predictor_config", "grey_image_input", "load_model_of", "load_predictor", "mirror_override",
     "random_crop_corners", "resample_volume", "save_predictor_config", "series_input", "sliding_window_inference",
-    "tf_whitening", "window_starts", "window_weights", "pad_to_at_least",
+    "tf_whitening", "window_starts", "window_weights", "pad_to_at_least", "grad_cam", "occlusion_sensitivity",
 ]

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from dltk2.inference.predictor import Predictor
-from dltk2.inference.saliency import explainable_features, grad_cam, resize_map
+from dltk2.inference.saliency import explainable_features, grad_cam_and_class, resize_map
 from dltk2.inference.test_time import mirror_combinations, mirrored_outputs
 from dltk2.transforms import tf_normalise_zero_one, tf_whitening
 
@@ -105,9 +105,11 @@ class _SingleInputClassifier(Predictor):
     def explain_input(self, value: tf.Tensor) -> dict[str, tf.Tensor]:
         """One raw input -> ``saliency``: Grad-CAM of the served class on the input's own grid, in [0, 1];
         ``class_id``: that class (the one ``serving_default`` answers)."""
-        class_id = self(value)["class_id"]
-        maps = grad_cam(self.model, self.preprocess(value)[tf.newaxis], class_id, features=self._features)
-        return {"saliency": self.input_map(maps[0], tf.shape(value)), "class_id": class_id}
+        # Unmirrored, the network's own answer is the served one: one forward pass gives class and map.
+        class_id = self(value)["class_id"] if self.mirror_axes else None
+        maps, chosen = grad_cam_and_class(self.model, self.preprocess(value)[tf.newaxis], class_id,
+                                          features=self._features)
+        return {"saliency": self.input_map(maps[0], tf.shape(value)), "class_id": chosen[0]}
 
     def explain(self, value: np.ndarray) -> dict[str, np.ndarray]:
         """Numpy in and out, through the compiled ``explain`` that is exported."""

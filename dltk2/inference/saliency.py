@@ -122,6 +122,12 @@ def grad_cam(model: keras.Model, batch, class_index=None, features: Callable | N
             predicted class.
         features: :func:`feature_function` of ``model``, reused across calls (built when None).
     """
+    return grad_cam_and_class(model, batch, class_index, features)[0]
+
+
+def grad_cam_and_class(model: keras.Model, batch, class_index=None, features: Callable | None = None
+                       ) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`grad_cam`, and the class each map explains ((batch,) int32): one forward pass for both."""
     batch = tf.convert_to_tensor(batch, tf.float32)
     run = features or feature_function(model)
     if features is None and _pooling_of(model) is None:
@@ -138,7 +144,7 @@ def grad_cam(model: keras.Model, batch, class_index=None, features: Callable | N
     spatial = list(range(1, feature_map.shape.rank - 1))
     weights = tf.reduce_mean(gradients, axis=spatial, keepdims=True)  # (batch, 1, ..., 1, channels)
     maps = tf.nn.relu(tf.reduce_sum(weights * feature_map, axis=-1))
-    return _normalise(resize_map(maps, list(batch.shape[1:-1])))
+    return _normalise(resize_map(maps, list(batch.shape[1:-1]))), chosen
 
 
 def occlusion_sensitivity(model: keras.Model, image, class_index: int | None = None, patch: Sequence[int] = (8, 8),

@@ -148,6 +148,8 @@ def test_a_served_2d_classifier_explains_on_the_raw_images_grid(tmp_path):
     rows, columns = np.nonzero(tf.image.resize_with_pad(tf.ones((30, 21, 1)), 16, 16).numpy()[..., 0] > 0.5)
     inside = cam[rows.min():rows.max() + 1, columns.min():columns.max() + 1]
     np.testing.assert_allclose(saliency, resize_map(inside[np.newaxis], (30, 21)).numpy()[0], atol=1e-5)
+    mirrored = ImageClassifier2D(classifier.model, 16, ["clear", "spot"], mirror_axes=[1])
+    assert int(mirrored.explain(image)["class_id"]) == int(mirrored.classify(image)["class_id"])
     _, saved_model = export_predictor(tmp_path, classifier)
     served = call_signature(saved_model, {"image": image}, name="explain")
     np.testing.assert_allclose(served["saliency"], saliency, atol=1e-5)
