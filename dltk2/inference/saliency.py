@@ -43,8 +43,8 @@ def feature_function(model: keras.Model) -> Callable[[tf.Tensor], tuple[tf.Tenso
     """``batch -> (feature map before the global pooling, model output)``, both from one forward pass.
 
     Raises:
-        ValueError: No global pooling at the top level or in a nested model, or a nested one in a
-            model that is not a chain of layers.
+        ValueError: No global pooling at the top level or in a nested model. (Whether a model around a
+            nested one is a chain of layers is checked by :func:`explainable_features` and :func:`grad_cam`.)
     """
     pooling = _pooling_of(model)
     if pooling is not None:
@@ -74,7 +74,8 @@ def _check_chain(model: keras.Model, run: Callable, batch: tf.Tensor) -> None:
     expected = model(batch, training=False)
     _, answered = run(batch)
     if not np.allclose(np.asarray(answered), np.asarray(expected), rtol=1e-4, atol=1e-5):
-        raise ValueError(f"{model.name}: its layers are not a chain; name the feature map's model explicitly")
+        raise ValueError(f"{model.name}: its layers around the nested backbone are not a chain, so Grad-CAM cannot "
+                         "reach the backbone's feature map; occlusion_sensitivity explains any model")
 
 
 def resize_map(maps: tf.Tensor, size) -> tf.Tensor:

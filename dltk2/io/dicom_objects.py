@@ -230,12 +230,12 @@ CHEST_FINDING_CODES = {"normal": codes.SCT.Normal, "nodule": codes.SCT.Nodule}
 # MRNet's targets: "abnormal" is a normal/abnormal finding; a tear is present or absent. SNOMED CT has
 # no single concept for MRNet's "ACL tear" and "meniscal tear" as its readers graded them: codes of
 # dltk2's private scheme (99DLTK2, as PS3.16 allows for local codes) name them.
-MRNET_CONCEPTS = {"abnormal": (None, {"normal": codes.SCT.Normal, "abnormal": codes.SCT.Abnormal}),
-                  "acl": (Code("ACL-TEAR", "99DLTK2", "Anterior cruciate ligament tear"),
-                          {"normal": codes.SCT.Absent, "abnormal": codes.SCT.Present}),
-                  "meniscus": (Code("MENISCAL-TEAR", "99DLTK2", "Meniscal tear"),
-                               {"normal": codes.SCT.Absent, "abnormal": codes.SCT.Present})}
 LOCAL_SCHEME = "99DLTK2"
+MRNET_CONCEPTS = {"abnormal": (None, {"normal": codes.SCT.Normal, "abnormal": codes.SCT.Abnormal}),
+                  "acl": (Code("ACL-TEAR", LOCAL_SCHEME, "Anterior cruciate ligament tear"),
+                          {"normal": codes.SCT.Absent, "abnormal": codes.SCT.Present}),
+                  "meniscus": (Code("MENISCAL-TEAR", LOCAL_SCHEME, "Meniscal tear"),
+                               {"normal": codes.SCT.Absent, "abnormal": codes.SCT.Present})}
 SEX = Code("121032", "DCM", "Subject Sex")
 AGE = Code("121033", "DCM", "Subject Age")
 MALE, FEMALE = Code("248153007", "SCT", "Male"), Code("248152002", "SCT", "Female")
@@ -296,9 +296,8 @@ def write_finding_report(sources: Sequence[Dataset], findings: Sequence[Finding]
         instance_number=1,
         manufacturer=MANUFACTURER, series_description=f"{model.name} findings"[:64], is_complete=True,
         is_final=False, is_verified=False)
-    local = [finding for finding in findings for code in (finding.concept, finding.value, finding.site)
-             if code is not None and code.scheme_designator == LOCAL_SCHEME]
-    if local:  # PS3.3 C.12.1.1.2: a local scheme is declared, so a reader knows whose codes these are
+    if any(code is not None and code.scheme_designator == LOCAL_SCHEME
+           for finding in findings for code in (finding.concept, finding.value, finding.site)):  # PS3.3 C.12.1.1.2: a local scheme is declared, so a reader knows whose codes these are
         scheme = Dataset()
         scheme.CodingSchemeDesignator, scheme.CodingSchemeName = LOCAL_SCHEME, "dltk2 local codes"
         scheme.CodingSchemeResponsibleOrganization = MANUFACTURER

@@ -77,12 +77,12 @@ def finding_of(config: RunConfig, outputs: dict[str, np.ndarray]):
     from pydicom.sr.codedict import codes
     from pydicom.sr.coding import Code
 
-    from dltk2.io.dicom_objects import (AGE, BODY_PART_CODES, CHEST_FINDING_CODES, FEMALE, MALE, MRNET_CONCEPTS,
-                                        SEX, Finding)
+    from dltk2.io.dicom_objects import (AGE, BODY_PART_CODES, CHEST_FINDING_CODES, FEMALE, LOCAL_SCHEME, MALE,
+                                        MRNET_CONCEPTS, SEX, Finding)
 
     if config.task == "regression":
         unit = codes.UCUM.Year if config.target == "age" else codes.UCUM.NoUnits
-        concept = AGE if config.target == "age" else Code(config.target or "VALUE", "99DLTK2",
+        concept = AGE if config.target == "age" else Code(config.target or "VALUE", LOCAL_SCHEME,
                                                           (config.target or "value").replace("_", " "))
         return Finding(concept, measurement=(float(np.ravel(outputs["prediction"])[0]), unit))
     class_id = int(np.ravel(outputs["class_id"])[0])
@@ -97,8 +97,8 @@ def finding_of(config: RunConfig, outputs: dict[str, np.ndarray]):
     if config.target in MRNET_CONCEPTS:
         concept, values = MRNET_CONCEPTS[config.target]
         return Finding(concept, values[name], probability)
-    return Finding(Code(config.application.upper()[:16], "99DLTK2", config.application),
-                   Code(name.upper()[:16], "99DLTK2", name), probability)
+    return Finding(Code(config.application.upper()[:16], LOCAL_SCHEME, config.application),
+                   Code(name.upper()[:16], LOCAL_SCHEME, name), probability)
 
 
 def write_results(model: LoadedModel, volume: SeriesVolume, folder: Path) -> list[tuple[str, Path]]:

@@ -36,7 +36,7 @@ from dltk2.node.config import NodeConfig
 from dltk2.node.results import ModelCache, write_results
 from dltk2.node.send import send
 from dltk2.node.spool import Spool, is_uid
-from dltk2.node.state import DONE, FAILED, SKIPPED, NodeState, SeriesInfo, SeriesRow
+from dltk2.node.state import DONE, FAILED, FINISHED, SKIPPED, NodeState, SeriesInfo, SeriesRow
 
 LOG = logging.getLogger("dltk2.node")
 SUCCESS, OUT_OF_RESOURCES, DOES_NOT_MATCH, CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xA900, 0xC210
@@ -97,20 +97,20 @@ class Node:
                         "malformed or not the one requested); status 0x%04X", requested_uid, calling_ae, sop_uid,
                         series_uid, study_uid, sop_class, DOES_NOT_MATCH)
             return DOES_NOT_MATCH
-        if self.state.has_instance(sop_uid):
+        # Known already (or recorded by another association since): answered Success, kept once.
+        new = not self.state.has_instance(sop_uid)
+        if new:
+            try:
+                path = self.spool.store(series_uid, sop_uid, data)
+                new = self.state.record_instance(sop_uid, sop_class, series_info(dataset), path, calling_ae)
+            except OSError as error:
+                LOG.error("could not spool %s from %s: %s; status 0x%04X", sop_uid, calling_ae, first_line(error),
+                          OUT_OF_RESOURCES)
+                return OUT_OF_RESOURCES
+        if new:
+            LOG.debug("stored %s (series %s) from %s", sop_uid, series_uid, calling_ae)
+        else:
             LOG.info("duplicate %s (series %s) from %s: already stored, kept once", sop_uid, series_uid, calling_ae)
-            self._remember(association, series_uid)
-            return SUCCESS
-        try:
-            path = self.spool.store(series_uid, sop_uid, data)
-            new = self.state.record_instance(sop_uid, sop_class, series_info(dataset), path, calling_ae)
-        except OSError as error:
-            LOG.error("could not spool %s from %s: %s; status 0x%04X", sop_uid, calling_ae, first_line(error),
-                      OUT_OF_RESOURCES)
-            return OUT_OF_RESOURCES
-        if not new:
-            LOG.info("duplicate %s (series %s) from %s: already stored, kept once", sop_uid, series_uid, calling_ae)
-        LOG.debug("stored %s (series %s) from %s", sop_uid, series_uid, calling_ae)
         self._remember(association, series_uid)
         return SUCCESS
 
@@ -271,7 +271,7 @@ class Node:
                                        ssl_context=server_tls_context(self.config))
         self._worker = threading.Thread(target=self._work, name="dltk2-node-worker", daemon=True)
         self._worker.start()
-        waiting = sum(1 for row in self.state.series_rows() if row.status not in (DONE, SKIPPED, FAILED))
+        waiting = sum(1 for row in self.state.series_rows() if row.status not in FINISHED)
         LOG.info("node %s listening on %s:%d%s; %d series waiting (%d interrupted), %d partial writes removed, "
                  "%d unrecorded instances recovered", self.config.ae_title, self.config.host, self.config.port,
                  " (TLS)" if self.config.tls else "", waiting, interrupted, removed, recovered)

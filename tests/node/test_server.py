@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pacs import NODE_AE, PACS_AE, SENDER_AE, Orthanc, ct_image, write_node_config
@@ -91,8 +92,12 @@ def test_storescu_series_becomes_a_seg_in_orthanc(tmp_path, orthanc, ct_series, 
     sent = storescu(node.config.port, ct_series)
     assert sent.returncode == 0, sent.stderr
     seg = assert_seg_of(orthanc, ct_series, tmp_path)
-    # The labels are the tissue the phantom holds: its soft-tissue block and bone block, slice by slice.
-    assert seg.NumberOfFrames > 0
+    # The labels are the tissue the phantom holds (same 2 mm grid, a 1x1x1 model): soft tissue on 4 slices
+    # of 10x10 less the 2 slices of 4x4 bone, which is segment 2.
+    segments = [frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+                for frame in seg.PerFrameFunctionalGroupsSequence]
+    pixels = seg.pixel_array.reshape(len(segments), -1).sum(axis=1)
+    assert {number: int(pixels[np.asarray(segments) == number].sum()) for number in (1, 2)} == {1: 368, 2: 32}
     assert [row.status for row in node.state.series_rows()] == [DONE]
     # The SEG can reach Orthanc a moment before the node has logged its send.
     wait_until(lambda: "released" in caplog.text and "sent to" in caplog.text, 30, "the release's and send's lines")
