@@ -13,9 +13,10 @@ import numpy as np
 import tensorflow as tf
 
 from dltk2.inference.classifiers import check_model_outputs, spread_of_predictions
-from dltk2.inference.orientation import plan_orientation, reorient, reoriented_spacing
+from dltk2.inference.orientation import plan_orientation, reorient, reoriented_spacing, restore_orientation
 from dltk2.inference.predictor import Predictor
 from dltk2.inference.resampling import resample_volume
+from dltk2.inference.saliency import explainable_features, grad_cam_and_scores
 from dltk2.inference.test_time import mirror_combinations, mirrored_outputs
 from dltk2.io.orientation import check_codes, direction_of
 from dltk2.transforms import tf_whitening
@@ -105,6 +106,9 @@ class CropAveragingPredictor(Predictor):
         self.model_outputs = check_model_outputs(model_outputs)
         if self.spacing_mm is not None and self.orientation is None:
             raise ValueError("spacing_mm needs an orientation (the inputs then carry their spacing)")
+        # Grad-CAM needs one network's feature map: a stacked fold ensemble has one per fold.
+        self._features = (explainable_features(model, [1, *self.crop_size, self.channels])
+                          if self.model_outputs != "fold_probabilities" else None)
         self._functions: dict | None = None
 
     kind = "crop_averaging"
@@ -136,14 +140,41 @@ class CropAveragingPredictor(Predictor):
     def to_training_grid(self, image: tf.Tensor, spacing: tf.Tensor | None = None,
                          direction: tf.Tensor | None = None) -> tf.Tensor:
         """A raw (z, y, x) volume -> (z', y', x') in the training orientation and spacing (if it has them)."""
+        return self._training_grid(image, spacing, direction)[0]
+
+    def _training_grid(self, image, spacing, direction):
+        """``(volume on the training grid, orientation plan or None, spacing of the reoriented grid or None)``."""
         volume = tf.convert_to_tensor(image, tf.float32)
         if self.orientation is None:
-            return volume
+            return volume, None, None
         plan = plan_orientation(tf.shape(volume), spacing, direction, self.orientation)
         volume = reorient(volume[..., tf.newaxis], plan)
+        spacing = reoriented_spacing(spacing, plan)
         if self.spacing_mm is not None:
-            volume = resample_volume(volume, reoriented_spacing(spacing, plan), self.spacing_mm, method="linear")
-        return volume[..., 0]
+            volume = resample_volume(volume, spacing, self.spacing_mm, method="linear")
+        return volume[..., 0], plan, spacing
+
+    def _crops(self, volume: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """A (z, y, x) volume on the training grid -> ``(crops (num_crops, *crop_size, channels), corners,
+        padded volume's shape)``: whitened, channels tiled, padded to a crop, the crops cut."""
+        if self.whiten:
+            volume = tf_whitening(volume)
+        volume = tf.tile(volume[..., tf.newaxis], [1, 1, 1, self.channels])
+        volume = pad_to_at_least(volume, self.crop_size)
+        corners = random_crop_corners(tf.shape(volume), self.crop_size, self.num_crops, seed)
+        crops = tf.map_fn(
+            lambda corner: tf.slice(volume, tf.concat([corner, [0]], 0), self.crop_size + [self.channels]),
+            corners,
+            fn_output_signature=tf.TensorSpec(self.crop_size + [self.channels], tf.float32),
+        )
+        return crops, corners, tf.shape(volume)[:3]
+
+    def _summarise(self, outputs: tf.Tensor, corners: tf.Tensor) -> dict[str, tf.Tensor]:
+        mean, spread = spread_of_predictions(outputs)
+        if self.task == "classification":
+            return {"probabilities": mean, "class_id": tf.argmax(mean, output_type=tf.int32),
+                    "probabilities_std": spread, "crop_corners": corners}
+        return {"prediction": mean[0], "prediction_std": spread[0], "crop_corners": corners}
 
     def __call__(self, image: tf.Tensor, seed: tf.Tensor, spacing: tf.Tensor | None = None,
                  direction: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
@@ -161,44 +192,92 @@ class CropAveragingPredictor(Predictor):
             (num_crops, 3) on the training grid. For regression: ``prediction`` () and ``prediction_std`` () and
             ``crop_corners``.
         """
-        volume = self.to_training_grid(image, spacing, direction)
-        if self.whiten:
-            volume = tf_whitening(volume)
-        volume = tf.tile(volume[..., tf.newaxis], [1, 1, 1, self.channels])
-        volume = pad_to_at_least(volume, self.crop_size)
-        corners = random_crop_corners(tf.shape(volume), self.crop_size, self.num_crops, seed)
-        crops = tf.map_fn(
-            lambda corner: tf.slice(volume, tf.concat([corner, [0]], 0), self.crop_size + [self.channels]),
-            corners,
-            fn_output_signature=tf.TensorSpec(self.crop_size + [self.channels], tf.float32),
-        )
-        # (mirrorings, crops[, folds], classes or 1): every crop under every mirroring (by every fold).
+        crops, corners, _ = self._crops(self.to_training_grid(image, spacing, direction), seed)
+        return self._summarise(self._outputs(crops), corners)
+
+    def _outputs(self, crops: tf.Tensor) -> tf.Tensor:
+        """(mirrorings, crops[, folds], classes or 1): every crop under every mirroring (by every fold)."""
         logits = self.task == "classification" and self.model_outputs == "logits"
-        outputs = mirrored_outputs(self.model, crops, self.mirror_axes, activation=tf.nn.softmax if logits else None)
-        mean, spread = spread_of_predictions(outputs)
-        if self.task == "classification":
-            return {
-                "probabilities": mean,
-                "class_id": tf.argmax(mean, output_type=tf.int32),
-                "probabilities_std": spread,
-                "crop_corners": corners,
-            }
-        return {"prediction": mean[0], "prediction_std": spread[0], "crop_corners": corners}
+        return mirrored_outputs(self.model, crops, self.mirror_axes, activation=tf.nn.softmax if logits else None)
+
+    def explain_volume(self, image: tf.Tensor, seed: tf.Tensor, spacing: tf.Tensor | None = None,
+                       direction: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+        """Grad-CAM of one raw volume's prediction, on the volume's own grid.
+
+        Each crop's map (of the class the crops' mean gives, or of the regressed value: where larger
+        features raise it) goes back to its place on the training grid; where crops overlap their
+        maps are averaged, a voxel no crop covered is 0; the mean is scaled to [0, 1] and brought
+        back through the padding, the resampling and the reorientation to the input's grid. The
+        crops and their answers are those of :meth:`__call__` with the same seed.
+
+        Returns:
+            ``saliency`` float32 (z, y, x) in [0, 1], on ``image``'s grid; and the outputs of
+            :meth:`__call__` (``class_id``, ``probabilities``... or ``prediction``...). Without
+            mirroring the class and the maps come from one forward pass.
+        """
+        if self._features is None:
+            raise ValueError(f"{self.kind}: this model has no single feature map to explain (a fold ensemble)")
+        volume, plan, reoriented = self._training_grid(image, spacing, direction)
+        crops, corners, padded = self._crops(volume, seed)
+        answer = self._summarise(self._outputs(crops), corners) if self.mirror_axes else None
+
+        def choose(scores: tf.Tensor) -> tf.Tensor:
+            if self.task == "regression":
+                return tf.zeros(tf.shape(scores)[:1], tf.int32)
+            if answer is not None:
+                class_id = answer["class_id"]
+            else:
+                probabilities = tf.nn.softmax(scores) if self.model_outputs == "logits" else scores
+                class_id = tf.argmax(tf.reduce_mean(probabilities, axis=0), output_type=tf.int32)
+            return tf.fill(tf.shape(scores)[:1], class_id)
+
+        maps, _, scores = grad_cam_and_scores(self.model, crops, choose, self._features, normalise=False)
+        if answer is None:  # the served answer from the same pass: (mirrorings = 1, crops, classes or 1)
+            activated = tf.nn.softmax(scores) if self.task == "classification" and self.model_outputs == "logits" \
+                else scores
+            answer = self._summarise(activated[tf.newaxis], corners)
+        total, covered = tf.zeros(padded), tf.zeros(padded)
+        for index in range(self.num_crops):
+            place = tf.stack([corners[index], padded - corners[index] - self.crop_size], axis=1)
+            total += tf.pad(maps[index], place)
+            covered += tf.pad(tf.ones(self.crop_size), place)
+        mean = tf.math.divide_no_nan(total, covered)
+        mean = tf.math.divide_no_nan(mean, tf.reduce_max(mean))
+        before = (padded - tf.shape(volume)) // 2  # pad_to_at_least's centred split
+        mean = tf.slice(mean, before, tf.shape(volume))[..., tf.newaxis]
+        if plan is not None:
+            if self.spacing_mm is not None:
+                mean = resample_volume(mean, self.spacing_mm, reoriented, new_size=plan.resampled_size)
+            mean = restore_orientation(mean, plan, "linear")
+        return {"saliency": mean[..., 0], **answer}
 
     def serving_functions(self) -> dict[str, tf.types.experimental.GenericFunction]:
-        """``serving_default(image[, spacing, direction])`` with the default seed, and ``predict_with_seed``
-        taking a ``seed`` too."""
+        """``serving_default(image[, spacing, direction])`` with the default seed, ``predict_with_seed``
+        taking a ``seed`` too, and ``explain`` (:meth:`explain_volume`, the default seed) where the model
+        has a feature map."""
         if self._functions is None:
             specs = self.input_specs()
+            seed_spec = [tf.TensorSpec([], tf.int32, name="seed")]
 
             @tf.function(input_signature=specs)
             def serving_default(image, *geometry):
                 return self(image, tf.constant(self.default_seed, tf.int32), *geometry)
 
-            @tf.function(input_signature=specs + [tf.TensorSpec([], tf.int32, name="seed")])
+            @tf.function(input_signature=specs + seed_spec)
             def predict_with_seed(image, *rest):
                 *geometry, seed = rest
                 return self(image, seed, *geometry)
 
             self._functions = {"serving_default": serving_default, "predict_with_seed": predict_with_seed}
+            if self._features is not None:
+                @tf.function(input_signature=specs)
+                def explain(image, *geometry):
+                    return self.explain_volume(image, tf.constant(self.default_seed, tf.int32), *geometry)
+
+                @tf.function(input_signature=specs + seed_spec)
+                def explain_with_seed(image, *rest):
+                    *geometry, seed = rest
+                    return self.explain_volume(image, seed, *geometry)
+
+                self._functions.update(explain=explain, explain_with_seed=explain_with_seed)
         return self._functions

@@ -129,6 +129,31 @@ def grad_cam(model: keras.Model, batch, class_index=None, features: Callable | N
 def grad_cam_and_class(model: keras.Model, batch, class_index=None, features: Callable | None = None
                        ) -> tuple[tf.Tensor, tf.Tensor]:
     """:func:`grad_cam`, and the class each map explains ((batch,) int32): one forward pass for both."""
+    if class_index is None:
+        choose = None
+    else:
+        def choose(scores):
+            return tf.broadcast_to(tf.cast(class_index, tf.int32), tf.shape(scores)[:1])
+    maps, chosen, _ = grad_cam_and_scores(model, batch, choose, features)
+    return maps, chosen
+
+
+def grad_cam_and_scores(model: keras.Model, batch, choose: Callable[[tf.Tensor], tf.Tensor] | None = None,
+                        features: Callable | None = None, normalise: bool = True
+                        ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Grad-CAM maps, the class each explains, and the model's outputs, all from one forward pass.
+
+    Args:
+        model, batch, features: As for :func:`grad_cam`.
+        choose: ``scores (batch, classes) float32 -> (batch,) int32``, the class explained, decided
+            on the scores of this very pass (a crop-averaging predictor explains the class of the
+            mean over its crops); None: each example's highest score.
+        normalise: Scale each map to [0, 1] by its maximum; False keeps Grad-CAM's own units, so
+            maps of several crops of one volume can be averaged before one scaling.
+
+    Returns:
+        ``(maps (batch, *spatial), chosen (batch,) int32, scores (batch, classes) float32)``.
+    """
     batch = tf.convert_to_tensor(batch, tf.float32)
     run = features or feature_function(model)
     if features is None and _pooling_of(model) is None:
@@ -137,15 +162,15 @@ def grad_cam_and_class(model: keras.Model, batch, class_index=None, features: Ca
         tape.watch(batch)  # a network that pools its input directly: the feature map is the input
         feature_map, scores = run(batch)
         scores = tf.cast(scores, tf.float32)
-        chosen = (tf.argmax(scores, axis=-1, output_type=tf.int32) if class_index is None else
-                  tf.broadcast_to(tf.cast(class_index, tf.int32), tf.shape(scores)[:1]))
+        chosen = (tf.argmax(scores, axis=-1, output_type=tf.int32) if choose is None else
+                  tf.cast(choose(scores), tf.int32))
         score = tf.gather(scores, chosen, axis=1, batch_dims=1)
     gradients = tf.cast(tape.gradient(score, feature_map), tf.float32)
     feature_map = tf.cast(feature_map, tf.float32)
     spatial = list(range(1, feature_map.shape.rank - 1))
     weights = tf.reduce_mean(gradients, axis=spatial, keepdims=True)  # (batch, 1, ..., 1, channels)
-    maps = tf.nn.relu(tf.reduce_sum(weights * feature_map, axis=-1))
-    return _normalise(resize_map(maps, list(batch.shape[1:-1]))), chosen
+    maps = resize_map(tf.nn.relu(tf.reduce_sum(weights * feature_map, axis=-1)), list(batch.shape[1:-1]))
+    return (_normalise(maps) if normalise else maps), chosen, scores
 
 
 def occlusion_sensitivity(model: keras.Model, image, class_index: int | None = None, patch: Sequence[int] = (8, 8),

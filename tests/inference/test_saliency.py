@@ -168,3 +168,68 @@ def test_a_served_series_classifier_explains_every_slice_and_a_fold_ensemble_doe
     assert "explain" in classifier.serving_functions()
     stacked = SeriesClassifier(classifier.model, 4, 8, ["clear", "spot"], model_outputs="fold_probabilities")
     assert "explain" not in stacked.serving_functions()
+
+
+def _crop_cam(model, crop, class_index):
+    """Grad-CAM of one crop in its own units (a GAP-dense network: its CAM / the feature map's voxels)."""
+    features = keras.Model(model.inputs[0], model.get_layer("features").output)(crop[np.newaxis]).numpy()[0]
+    weights = model.get_layer("logits").get_weights()[0][:, class_index]
+    return np.maximum(np.tensordot(features, weights, axes=([-1], [0])), 0.0) / features[..., 0].size
+
+
+def test_a_crop_averaging_predictor_explains_the_mean_of_its_crops_on_the_volume():
+    from dltk2.inference import CropAveragingPredictor
+
+    model = gap_classifier((6, 6, 6, 1), classes=2)
+    predictor = CropAveragingPredictor(model, [6, 6, 6], num_crops=3)
+    volume = RNG.normal(10, 3, size=(8, 9, 7)).astype(np.float32)
+    explained = predictor.run("explain", image=volume)
+    served = predictor.predict(image=volume)
+    assert explained["saliency"].shape == (8, 9, 7) and int(explained["class_id"]) == int(served["class_id"])
+    np.testing.assert_allclose(explained["probabilities"], served["probabilities"], atol=1e-6)
+    # By hand: whiten, each crop's map of the served class placed at its corner, mean where they overlap.
+    whitened = ((volume - volume.mean()) / volume.std())[..., np.newaxis]
+    total, covered = np.zeros(volume.shape), np.zeros(volume.shape)
+    for corner in served["crop_corners"]:
+        place = tuple(slice(c, c + 6) for c in corner)
+        total[place] += _crop_cam(model, whitened[place], int(served["class_id"]))
+        covered[place] += 1
+    expected = np.divide(total, covered, out=np.zeros_like(total), where=covered > 0)
+    np.testing.assert_allclose(explained["saliency"], expected / expected.max(), atol=1e-5)
+    assert (explained["saliency"][covered == 0] == 0).all()
+    mirrored = CropAveragingPredictor(model, [6, 6, 6], num_crops=3, mirror_axes=[2])
+    assert int(mirrored.run("explain", image=volume)["class_id"]) == int(mirrored.predict(image=volume)["class_id"])
+
+
+def test_a_crop_averaging_explanation_follows_the_scan_into_any_orientation_and_spacing(tmp_path):
+    from dltk2.export import call_signature, export_predictor
+    from dltk2.inference import CropAveragingPredictor
+
+    model = bright_spot_detector((8, 8, 8, 1))
+    kernel, bias = model.get_layer("logits").get_weights()
+    model.get_layer("logits").set_weights([kernel[:, ::-1].copy(), bias])  # regression serves output 0
+    predictor = CropAveragingPredictor(model, [8, 8, 8], num_crops=4, task="regression", orientation="LPS",
+                                       spacing_mm=[2.0, 2.0, 2.0])
+    volume = RNG.uniform(0, 5, size=(10, 12, 11)).astype(np.float32)  # (z, y, x), LPS, 2 mm
+    volume[6:8, 2:4, 7:9] = 100.0
+    lps = {"image": volume, "spacing": np.array([2.0, 2.0, 2.0]), "direction": np.eye(3).ravel()}
+    explained = predictor.run("explain", **lps)
+    assert explained["prediction"] == pytest.approx(float(predictor.predict(**lps)["prediction"]), rel=1e-5)
+    peak = np.unravel_index(np.argmax(explained["saliency"]), volume.shape)
+    assert 6 <= peak[0] < 8 and 2 <= peak[1] < 4 and 7 <= peak[2] < 9
+    # The same scan stored RAS (x and y reversed): the same map, reversed the same way.
+    ras = {"image": volume[:, ::-1, ::-1].copy(), "spacing": np.array([2.0, 2.0, 2.0]),
+           "direction": np.diag([-1.0, -1.0, 1.0]).ravel()}
+    np.testing.assert_allclose(predictor.run("explain", **ras)["saliency"][:, ::-1, ::-1], explained["saliency"],
+                               atol=1e-5)
+    # At 1 mm across x the graph resamples to 2 mm and the map comes back on the 1 mm grid, peak in place.
+    fine = {"image": np.repeat(volume, 2, axis=2), "spacing": np.array([1.0, 2.0, 2.0]), "direction": np.eye(3).ravel()}
+    saliency = predictor.run("explain", **fine)["saliency"]
+    assert saliency.shape == (10, 12, 22)
+    peak = np.unravel_index(np.argmax(saliency), saliency.shape)
+    assert 6 <= peak[0] < 8 and 2 <= peak[1] < 4 and 13 <= peak[2] < 19
+    _, saved_model = export_predictor(tmp_path, predictor)
+    np.testing.assert_allclose(call_signature(saved_model, lps, name="explain")["saliency"], explained["saliency"],
+                               atol=1e-5)
+    stacked = CropAveragingPredictor(model, [8, 8, 8], model_outputs="fold_probabilities")
+    assert "explain" not in stacked.serving_functions()
