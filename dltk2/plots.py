@@ -1,4 +1,5 @@
-"""PNG figures of results: confusion matrix, ROC curve, training curves, regression, box plots, label overlays.
+"""PNG figures of results: confusion matrix, ROC curve, training curves, regression, box plots, label and
+saliency overlays.
 
 Drawn with matplotlib's non-interactive Agg backend (no screen needed) and written atomically.
 """
@@ -181,4 +182,61 @@ def plot_segmentation_overlay(image: np.ndarray, truth: np.ndarray | None, predi
     if title:
         figure.suptitle(title)
     figure.tight_layout(rect=(0, 0.06 if handles else 0, 1, 0.96 if title else 1))
+    return _save(figure, path)
+
+
+def blend_saliency(grey: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """A (h, w) grey image under a (h, w) saliency map in [0, 1] (jet): (h, w, 3) RGB in [0, 1].
+
+    Each pixel's jet colour is mixed in by ``alpha`` times its saliency, so where the model did not
+    look the image shows as it is.
+    """
+    grey = np.asarray(grey, np.float64)
+    low, high = np.percentile(grey, [0.5, 99.5]) if grey.size else (0.0, 1.0)
+    rgb = np.repeat(np.clip((grey - low) / ((high - low) or 1.0), 0, 1)[..., None], 3, axis=-1)
+    weight = alpha * np.clip(np.asarray(saliency, np.float64), 0, 1)[..., None]
+    return (1 - weight) * rgb + weight * plt.get_cmap("jet")(np.clip(saliency, 0, 1))[..., :3]
+
+
+def plot_saliency_overlay(image: np.ndarray, saliency: np.ndarray, path: str | Path,
+                          spacing_xyz: Sequence[float] | None = None, title: str = "") -> Path:
+    """Where a classifier looked: the image beside the image with its saliency map laid over it.
+
+    A 2D (h, w) image gives one such pair; a 3D (z, y, x) volume its axial, coronal and sagittal
+    planes through the map's maximum (marked +), each at its physical aspect ratio.
+
+    Args:
+        image: (h, w) or (z, y, x) intensities.
+        saliency: The map on the same grid, in [0, 1] (e.g. an ``explain`` signature's ``saliency``).
+        path: The PNG.
+        spacing_xyz: Voxel size (x, y[, z]), mm; default isotropic.
+        title: Above the panels.
+    """
+    image, saliency = np.asarray(image, np.float64), np.asarray(saliency, np.float64)
+    if image.shape != saliency.shape:
+        raise ValueError(f"the map's grid {saliency.shape} is not the image's {image.shape}")
+    peak = np.unravel_index(int(np.argmax(saliency)), saliency.shape)
+    if image.ndim == 2:
+        sx, sy = (float(s) for s in tuple(spacing_xyz or (1.0, 1.0))[:2])
+        planes = [("image", lambda v: v, sy / sx, (peak[1], peak[0]))]
+    else:
+        sx, sy, sz = (float(s) for s in (spacing_xyz or (1.0, 1.0, 1.0)))
+        z, y, x = peak
+        last = image.shape[0] - 1
+        planes = [("axial", lambda v: v[z], sy / sx, (x, y)),
+                  ("coronal", lambda v: v[:, y][::-1], sz / sx, (x, last - z)),
+                  ("sagittal", lambda v: v[:, :, x][::-1], sz / sy, (y, last - z))]
+    figure, axes = plt.subplots(2, len(planes), figsize=(4 * len(planes), 8.4), squeeze=False)
+    for column, (plane, cut, aspect, (px, py)) in enumerate(planes):
+        shown = blend_saliency(cut(image), np.zeros_like(cut(saliency)))
+        for row, rgb in enumerate((shown, blend_saliency(cut(image), cut(saliency)))):
+            axis = axes[row][column]
+            axis.imshow(rgb, aspect=aspect, interpolation="nearest")
+            if row == 1:
+                axis.plot(px, py, "w+", markersize=10)
+            axis.set_title(f"{plane}{', saliency' if row else ''}", fontsize="medium")
+            axis.axis("off")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout(rect=(0, 0, 1, 0.95 if title else 1))
     return _save(figure, path)

@@ -1,6 +1,9 @@
 """Tests of dltk2.plots: each figure is a PNG that decodes, written atomically (no temporary left)."""
 
 import cv2
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 import pandas as pd
 
 from dltk2.plots import plot_confusion_matrix, plot_roc_curve, plot_training_curves
@@ -55,3 +58,24 @@ def test_a_segmentation_overlay_crosses_the_organs_and_colours_them(tmp_path):
     assert label_colours(4).shape == (4, 3) and (label_colours(4)[0] == 0).all() and (liver > 0).any()
     plot_segmentation_overlay(image, None, prediction, {3: "liver"}, tmp_path / "only.png", (1, 1, 1))
     assert cv2.imread(str(tmp_path / "only.png")).shape[0] < cv2.imread(str(tmp_path / "case.png")).shape[0]
+
+
+def test_a_saliency_overlay_shows_the_planes_through_the_maps_peak(tmp_path):
+    from dltk2.plots import blend_saliency, plot_saliency_overlay
+
+    grey = np.linspace(0, 1, 12).reshape(3, 4)
+    untouched = blend_saliency(grey, np.zeros_like(grey))
+    np.testing.assert_allclose(untouched[..., 0], untouched[..., 2])  # no map: the grey image as it is
+    hot = np.zeros_like(grey)
+    hot[1, 2] = 1.0
+    blended = blend_saliency(grey, hot, alpha=1.0)
+    np.testing.assert_allclose(blended[1, 2], plt.get_cmap("jet")(1.0)[:3])  # full map: jet's red
+    np.testing.assert_allclose(blended[0, 0], untouched[0, 0])
+    volume = np.random.default_rng(0).normal(size=(6, 8, 10))
+    saliency = np.zeros_like(volume)
+    saliency[4, 2, 7] = 1.0
+    path = plot_saliency_overlay(volume, saliency, tmp_path / "overlay.png", spacing_xyz=(1, 1, 3), title="x")
+    assert cv2.imread(str(path)) is not None
+    plot_saliency_overlay(volume[0], saliency[4], tmp_path / "overlay_2d.png")
+    with pytest.raises(ValueError, match="not the image's"):
+        plot_saliency_overlay(volume, saliency[:3], tmp_path / "bad.png")

@@ -41,17 +41,19 @@ def main(argv):
     if config.images:  # new scans, NIfTI or DICOM: predicted (and reported as DICOM SR), not scored
         ixi_hh.deploy_images(config, TARGET)
         return
-    rows = []
+    rows, explanations = [], []
     for prediction in ixi_hh.predict_subjects(config, TARGET):
         predicted, true = float(prediction.outputs["prediction"]), float(prediction.label)
+        explained = f" saliency={prediction.explanation.saliency_map};" if prediction.explanation else ""
         print(f"id={prediction.subject_id}; pred={predicted:.2f} yrs; true={true:.2f} yrs; "
-              f"run time={prediction.seconds:.2f} s;", flush=True)
+              f"run time={prediction.seconds:.2f} s;" + explained, flush=True)
         rows.append({"id": prediction.subject_id, "pred_yrs": predicted, "true_yrs": true,
                      "pred_std_yrs": float(prediction.outputs["prediction_std"]), "run_time_s": prediction.seconds})
+        explanations += [prediction.explanation] if prediction.explanation else []
     table = pd.DataFrame(rows)
     print(f"mean absolute err={float(np.mean(np.abs(table['pred_yrs'] - table['true_yrs']))):.3f} yrs")
     write_csv_atomically(table, ixi_hh.predictions_csv_path(config, TARGET), float_format="%.6f")
-    ixi_hh.report_age(table, config)
+    ixi_hh.report_age(table, config, explanations)
 
 
 if __name__ == "__main__":

@@ -41,20 +41,22 @@ def main(argv):
     if config.images:  # new scans, NIfTI or DICOM: predicted (and reported as DICOM SR), not scored
         ixi_hh.deploy_images(config, TARGET)
         return
-    rows = []
+    rows, explanations = [], []
     for prediction in ixi_hh.predict_subjects(config, TARGET):
         predicted, true = int(prediction.outputs["class_id"]), int(prediction.label)
-        print(f"id={prediction.subject_id}; pred={predicted}; true={true}; run time={prediction.seconds:.2f} s;",
-              flush=True)
+        explained = f" saliency={prediction.explanation.saliency_map};" if prediction.explanation else ""
+        print(f"id={prediction.subject_id}; pred={predicted}; true={true}; run time={prediction.seconds:.2f} s;"
+              + explained, flush=True)
         probabilities = prediction.outputs["probabilities"]
         rows.append({"id": prediction.subject_id, "pred": predicted, "true": true,
                      "prob_male": probabilities[0], "prob_female": probabilities[1],
                      "prob_std": float(prediction.outputs["probabilities_std"][1]),
                      "run_time_s": prediction.seconds})
+        explanations += [prediction.explanation] if prediction.explanation else []
     table = pd.DataFrame(rows)
     print(f"accuracy={float(np.mean(table['pred'] == table['true'])):.3f}")
     write_csv_atomically(table, ixi_hh.predictions_csv_path(config, TARGET), float_format="%.6f")
-    ixi_hh.report_sex(table, config)
+    ixi_hh.report_sex(table, config, explanations)
 
 
 if __name__ == "__main__":

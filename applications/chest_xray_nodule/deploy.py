@@ -8,7 +8,9 @@ sensitivity, specificity and the confusion matrix, and writes to ``--output_dir`
 
 - ``predictions.csv``: ``filename, label, probability_normal, probability_nodule, predicted``;
 - ``metrics.json``: the numbers printed;
-- ``confusion_matrix.png``, ``roc_curve.png`` and ``training_curves.png`` (stage 1 and stage 2).
+- ``confusion_matrix.png``, ``roc_curve.png`` and ``training_curves.png`` (stage 1 and stage 2);
+- ``saliency/<filename>_saliency.png`` and ``.npy``: Grad-CAM of the first ``--explain`` images
+  predicted nodule (the exported ``explain`` signature's map), shown in ``report.html`` too.
 
 ``--images`` classifies PNG or DICOM radiographs instead (no scores), and ``--sr_dir`` writes a DICOM
 Structured Report of each DICOM radiograph's finding for a PACS.
@@ -36,6 +38,8 @@ flags.DEFINE_list("images", [], "Radiographs to classify instead of a split: PNG
 flags.DEFINE_string("sr_dir", None, "With --images: a DICOM Structured Report of each DICOM radiograph's finding "
                     "(SNOMED CT normal or nodule), its probability and the model.")
 flags.DEFINE_string("deidentify_key", None, "A file holding a secret: the reports are de-identified with it.")
+flags.DEFINE_integer("explain", 4, "The first this many images predicted nodule are explained (Grad-CAM overlays "
+                     "in report.html, maps in <output_dir>/saliency); 0: none.")
 flags.mark_flags_as_required(["model_path"])
 
 
@@ -48,6 +52,7 @@ def main(argv):
     from dltk2.apps.classification import classify_scans, report_classification
     from dltk2.datasets import chest_xray
     from dltk2.errors import DataError
+    from dltk2.explanations import PositiveCases
     from dltk2.inference import load_predictor
     from dltk2.io.record_set import check_held_out, read_record_set
     from dltk2.io.tfrecord import image_dataset
@@ -66,14 +71,16 @@ def main(argv):
     output_dir = folder.output_dir(FLAGS.output_dir)
     classifier = load_predictor(folder)
     classes = classifier.class_names
-    rows = []
+    rows, explained = [], PositiveCases(output_dir, FLAGS.explain, classes)
     started = time.perf_counter()
     record_set = read_record_set(FLAGS.data_dir, FLAGS.data_name)
     check_held_out(model_path, record_set)
     for features in image_dataset(chest_xray.split_files(record_set, FLAGS.split), channels=1, dtype=tf.uint16):
-        result = classifier.classify(features["image"].numpy()[..., 0].astype(np.float32))
-        rows.append({"filename": features["image/filename"].numpy().decode(),
-                     "label": int(features["image/class/label"]),
+        image = features["image"].numpy()[..., 0].astype(np.float32)
+        result = classifier.classify(image)
+        filename, label = features["image/filename"].numpy().decode(), int(features["image/class/label"])
+        explained.offer(classifier, filename, image, result, label)
+        rows.append({"filename": filename, "label": label,
                      **{f"probability_{name}": float(p) for name, p in zip(classes, result["probabilities"])},
                      "predicted": classes[int(result["class_id"])]})
     seconds = time.perf_counter() - started
@@ -82,7 +89,8 @@ def main(argv):
                                                               ("stage 2 (fine-tune)", folder.history))
                  if path.exists() and path.stat().st_size}
     report_classification(table, classes, output_dir, f"{FLAGS.split} set", histories,
-                          extra={"seconds_per_image": seconds / len(table)}, model_path=FLAGS.model_path)
+                          extra={"seconds_per_image": seconds / len(table)}, model_path=FLAGS.model_path,
+                          explanations=explained.explanations)
     print(f"wrote {output_dir}/predictions.csv, metrics.json, the plots and report.html")
 
 

@@ -6,7 +6,9 @@ the SavedModel: one raw series in, class probabilities out) over every exam of `
 sensitivity, specificity and the confusion matrix, and writes to ``--output_dir``
 (default ``<model_path>/evaluation``): ``predictions.csv`` (``id, label, probability_normal,
 probability_abnormal, predicted, seconds``), ``metrics.json``, ``confusion_matrix.png``,
-``roc_curve.png`` and ``training_curves.png``.
+``roc_curve.png``, ``training_curves.png``, and ``saliency/<id>_saliency.png`` and ``.nii.gz``: the
+Grad-CAM map of the first ``--explain`` exams predicted abnormal (the exported ``explain`` signature's,
+on the series' grid), shown in ``report.html`` too.
 
 Three planes, as Stanford's MRNet: give one model per plane with ``--model_paths`` (each trained with
 its ``--plane``, the same ``--seed`` and data, so the same validation exams). Their abnormal
@@ -42,6 +44,8 @@ flags.DEFINE_string("sr_dir", None, "With --images: a DICOM Structured Report of
 flags.DEFINE_list("mirror_axes", [], "Test-time mirroring: each series also classified flipped along these axes "
                   "(0 slices, 1 rows, 2 columns), in one network call; probability_std is the spread.")
 flags.DEFINE_string("deidentify_key", None, "A file holding a secret: the reports are de-identified with it.")
+flags.DEFINE_integer("explain", 4, "The first this many exams predicted positive are explained (Grad-CAM "
+                     "overlays in report.html, maps as NIfTI in <output_dir>/saliency); 0: none.")
 
 
 def main(argv):
@@ -58,7 +62,8 @@ def main(argv):
         mrnet.classify_series(FLAGS.model_path, FLAGS.images, FLAGS.sr_dir, salt)
         return
     mrnet.evaluate(FLAGS.model_paths or ([FLAGS.model_path] if FLAGS.model_path else []), FLAGS.data_dir,
-                   FLAGS.exam_list, FLAGS.split, FLAGS.output_dir, [int(a) for a in FLAGS.mirror_axes])
+                   FLAGS.exam_list, FLAGS.split, FLAGS.output_dir, [int(a) for a in FLAGS.mirror_axes],
+                   FLAGS.explain)
 
 
 if __name__ == "__main__":

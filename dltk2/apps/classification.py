@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from dltk2.evaluation import classification_summary, format_summary
+from dltk2.explanations import add_explanations
 from dltk2.io.atomic import write_bytes_atomically, write_csv_atomically
 from dltk2.plots import plot_confusion_matrix, plot_roc_curve, plot_training_curves
 from dltk2.report import HtmlReport, add_run_configuration
@@ -28,6 +29,7 @@ def report_classification(
     histories: Mapping[str, pd.DataFrame] | None = None,
     extra: Mapping[str, float] | None = None,
     model_path: str | Path | None = None,
+    explanations: Sequence = (),
 ) -> dict:
     """Prints the summary of ``table`` and writes its files and plots to ``output_dir``.
 
@@ -41,6 +43,8 @@ def report_classification(
         histories: Stage name -> CSVLogger table, for :func:`dltk2.plots.plot_training_curves`.
         extra: Numbers added to the summary (timings), printed after the title.
         model_path: The model folder, whose run configuration ``report.html`` shows.
+        explanations: Explained cases' saliency files (:class:`dltk2.explanations.Explanation`):
+            their overlays go into ``report.html``.
 
     ``report.html`` holds all of it on one self-contained page (:mod:`dltk2.report`).
 
@@ -60,13 +64,14 @@ def report_classification(
                        title=f"ROC, {title} ({len(table)} cases)")
     if histories:
         plot_training_curves(histories, output_dir / "training_curves.png")
-    write_classification_report(summary, table, class_names, output_dir, title, model_path)
+    write_classification_report(summary, table, class_names, output_dir, title, model_path, explanations)
     return summary
 
 
 def write_classification_report(summary: dict, table: pd.DataFrame, class_names: Sequence[str], output_dir: Path,
-                                title: str, model_path: str | Path | None = None) -> Path:
-    """``output_dir/report.html``: the summary, the per-class table, the plots present, the predictions."""
+                                title: str, model_path: str | Path | None = None, explanations: Sequence = ()) -> Path:
+    """``output_dir/report.html``: the summary, the per-class table, the plots present, the explained cases'
+    saliency overlays, the predictions."""
     report = HtmlReport(f"Classification: {title}", f"model {model_path}" if model_path else "")
     auc = summary["roc_auc"]
     overall = {"cases": summary["count"], "accuracy": summary["accuracy"], "ROC AUC": "n/a" if auc is None else auc}
@@ -84,6 +89,7 @@ def write_classification_report(summary: dict, table: pd.DataFrame, class_names:
                           ("training_curves.png", "training curves")):
         if (output_dir / name).exists():
             report.add_image(output_dir / name, caption)
+    add_explanations(report, list(explanations))
     report.add_table(table, "Predictions")
     if model_path is not None:
         add_run_configuration(report, model_path)

@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -148,6 +148,7 @@ class DeployConfig:
     mirror_axes: list[int] = field(default_factory=list)
     sr_dir: str | None = None
     deidentify_key: str | None = None
+    explain: int = 4
 
 
 class Prediction(NamedTuple):
@@ -156,6 +157,33 @@ class Prediction(NamedTuple):
     outputs: dict
     seconds: float
     volume: object = None  # the DICOM series predicted on (dltk2.io.dicom_series.SeriesVolume), if any
+    explanation: object = None  # its saliency files (dltk2.explanations.Explanation), if explained
+
+
+def _predict(predictor, volume, geometry, config: DeployConfig, explain: bool) -> tuple[dict, float]:
+    """One scan's outputs through the exported ``predict_with_seed`` (or ``explain_with_seed``: the same
+    outputs with the map), and the seconds it took."""
+    start = time.perf_counter()
+    outputs = predictor.run("explain_with_seed" if explain else "predict_with_seed", image=volume,
+                            spacing=geometry.spacing, direction=geometry.direction, seed=config.seed)
+    return outputs, time.perf_counter() - start
+
+
+def _explained(config: DeployConfig, target: str, case_id: str, volume, geometry, outputs: dict,
+               label=None):
+    """Writes a case's saliency overlay and NIfTI map into the deploy's output folder."""
+    from dltk2.explanations import write_explanation
+
+    if target == "sex":
+        class_id = int(outputs["class_id"])
+        said = f"predicted {CLASS_NAMES['sex'][class_id]} ({float(outputs['probabilities'][class_id]):.2f})"
+        if label is not None:
+            said += f", true {CLASS_NAMES['sex'][int(label)]}"
+    else:
+        said = f"predicted {float(outputs['prediction']):.1f} yrs" + (f", true {float(label):.1f}"
+                                                                     if label is not None else "")
+    output_dir = ModelFolder(config.model_path).output_dir(config.output_dir)
+    return write_explanation(output_dir, case_id, volume, outputs["saliency"], geometry, f"{case_id}: {said}")
 
 
 def predict_subjects(config: DeployConfig, target: str) -> Iterator[Prediction]:
@@ -165,6 +193,9 @@ def predict_subjects(config: DeployConfig, target: str) -> Iterator[Prediction]:
     exported ``predict_with_seed`` function itself (``seed`` 0 is ``serving_default``), so TF Serving
     answers what deploy prints. Each volume goes with its spacing and direction: the graph brings it to
     the training orientation and spacing (a folder from before orientations takes the volume alone).
+    The first ``config.explain`` subjects go through ``explain_with_seed`` instead (the same outputs
+    and a Grad-CAM map; :mod:`dltk2.explanations` writes its overlay and NIfTI map), where the model
+    folder's predictor has it.
     """
     run_config = ModelFolder(config.model_path).read_config()
     subjects = ixi.load_subjects(config.data_csv or run_config.data["data_csv"], target, run_config.spacing_mm[0],
@@ -172,16 +203,18 @@ def predict_subjects(config: DeployConfig, target: str) -> Iterator[Prediction]:
     if config.subjects == "validation":  # those the run held out: DLTK's last rows, or its fold
         _, subjects = ixi.split_of_run(subjects, target, run_config.data)
     predictor = load_predictor(config.model_path, num_crops=config.num_crops, **mirror_override(config.mirror_axes))
-    for subject_id, image_path, label in subjects[["id", "image", "label"]].itertuples(index=False):
+    explain = config.explain if "explain_with_seed" in predictor.serving_functions() else 0
+    for index, (subject_id, image_path, label) in enumerate(
+            subjects[["id", "image", "label"]].itertuples(index=False)):
         volume = read_voxels(image_path)
         geometry = read_image_information(image_path).geometry
-        start = time.perf_counter()
-        outputs = predictor.run("predict_with_seed", image=volume, spacing=geometry.spacing,
-                                direction=geometry.direction, seed=config.seed)
-        yield Prediction(subject_id, label, outputs, time.perf_counter() - start)
+        outputs, seconds = _predict(predictor, volume, geometry, config, index < explain)
+        explanation = (_explained(config, target, subject_id, volume, geometry, outputs, label)
+                       if index < explain else None)
+        yield Prediction(subject_id, label, outputs, seconds, explanation=explanation)
 
 
-def predict_images(config: DeployConfig) -> Iterator[Prediction]:
+def predict_images(config: DeployConfig, target: str) -> Iterator[Prediction]:
     """deploy.py's loop over new scans (``--images``): NIfTI files or DICOM series folders, unlabelled.
 
     Each goes with its spacing and direction, so a scan in any orientation and resolution reaches
@@ -193,11 +226,11 @@ def predict_images(config: DeployConfig) -> Iterator[Prediction]:
 
     scans = [(Path(path).name.split(".")[0], *read_volume(path)) for path in config.images]
     predictor = load_predictor(config.model_path, num_crops=config.num_crops, **mirror_override(config.mirror_axes))
-    for name, array, geometry, volume in scans:
-        start = time.perf_counter()
-        outputs = predictor.run("predict_with_seed", image=array, spacing=geometry.spacing,
-                                direction=geometry.direction, seed=config.seed)
-        yield Prediction(name, None, outputs, time.perf_counter() - start, volume)
+    explain = config.explain if "explain_with_seed" in predictor.serving_functions() else 0
+    for index, (name, array, geometry, volume) in enumerate(scans):
+        outputs, seconds = _predict(predictor, array, geometry, config, index < explain)
+        explanation = _explained(config, target, name, array, geometry, outputs) if index < explain else None
+        yield Prediction(name, None, outputs, seconds, volume, explanation)
 
 
 def write_report(prediction: Prediction, target: str, config: DeployConfig) -> Path | None:
@@ -234,7 +267,7 @@ def deploy_images(config: DeployConfig, target: str) -> pd.DataFrame:
     from dltk2.io.atomic import write_csv_atomically
 
     rows = []
-    for prediction in predict_images(config):
+    for prediction in predict_images(config, target):
         outputs = prediction.outputs
         if target == "sex":
             row = {"id": prediction.subject_id, "pred": int(outputs["class_id"]),
@@ -245,9 +278,11 @@ def deploy_images(config: DeployConfig, target: str) -> pd.DataFrame:
                    "pred_std_yrs": float(outputs["prediction_std"])}
             said = f"pred={row['pred_yrs']:.2f} yrs"
         report = write_report(prediction, target, config)
-        row.update({"run_time_s": prediction.seconds, "report": str(report or "")})
+        saliency = prediction.explanation.saliency_map if prediction.explanation else ""
+        row.update({"run_time_s": prediction.seconds, "report": str(report or ""), "saliency": str(saliency)})
         print(f"id={prediction.subject_id}; {said}; run time={prediction.seconds:.2f} s;"
-              + (f" report={report};" if report else ""), flush=True)
+              + (f" report={report};" if report else "") + (f" saliency={saliency};" if saliency else ""),
+              flush=True)
         rows.append(row)
     table = pd.DataFrame(rows)
     write_csv_atomically(table, predictions_csv_path(config, target), float_format="%.6f")
@@ -292,12 +327,14 @@ def predictions_csv_path(config: DeployConfig, target: str) -> Path:
     return Path(config.output_csv or Path(config.model_path) / f"predictions_{target}.csv")
 
 
-def report_sex(table: pd.DataFrame, config: DeployConfig) -> dict:
+def report_sex(table: pd.DataFrame, config: DeployConfig, explanations: Sequence = ()) -> dict:
     """deploy.py's evaluation of sex predictions: the classification table, confusion matrix, ROC, report.html.
 
     Args:
         table: One row per subject with ``true`` (0 male, 1 female), ``prob_male`` and ``prob_female``.
         config: Where the files go (``output_dir``, default ``<model_path>/evaluation``).
+        explanations: The explained subjects' saliency files (:class:`dltk2.explanations.Explanation`),
+            shown in the report.
     """
     from dltk2.apps.classification import report_classification
 
@@ -305,18 +342,21 @@ def report_sex(table: pd.DataFrame, config: DeployConfig) -> dict:
     report = table.rename(columns={"true": "label", "prob_male": f"probability_{names[0]}",
                                    "prob_female": f"probability_{names[1]}"})
     output_dir = ModelFolder(config.model_path).output_dir(config.output_dir)
-    summary = report_classification(report, names, output_dir, f"{config.subjects} subjects", model_path=config.model_path)
+    summary = report_classification(report, names, output_dir, f"{config.subjects} subjects",
+                                    model_path=config.model_path, explanations=explanations)
     print(f"wrote the plots and report.html to {output_dir}")
     return summary
 
 
-def report_age(table: pd.DataFrame, config: DeployConfig) -> dict:
+def report_age(table: pd.DataFrame, config: DeployConfig, explanations: Sequence = ()) -> dict:
     """deploy.py's evaluation of age predictions: MAE and r, the predicted-against-true plot, report.html.
 
     Args:
         table: One row per subject with ``pred_yrs`` and ``true_yrs``.
         config: Where the files go (``output_dir``, default ``<model_path>/evaluation``).
+        explanations: As :func:`report_sex`'s.
     """
+    from dltk2.explanations import add_explanations
     from dltk2.io.atomic import write_bytes_atomically
     from dltk2.plots import plot_regression
     from dltk2.report import HtmlReport, add_run_configuration
@@ -331,6 +371,7 @@ def report_age(table: pd.DataFrame, config: DeployConfig) -> dict:
     report = HtmlReport("IXI_HH age regression: deploy", f"model {config.model_path}")
     report.add_table(pd.DataFrame([summary]), "Summary")
     report.add_image(output_dir / "predicted_vs_true.png", "predicted against true age")
+    add_explanations(report, list(explanations))
     report.add_table(table, "Predictions")
     add_run_configuration(report, config.model_path)
     report.write(output_dir / "report.html")

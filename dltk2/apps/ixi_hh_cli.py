@@ -76,6 +76,8 @@ def define_deploy_flags(target: str) -> None:
     flags.DEFINE_string("sr_dir", None, "With --images: a DICOM Structured Report of each DICOM scan's prediction "
                         "goes here.")
     flags.DEFINE_string("deidentify_key", None, "A file holding a secret: the reports are de-identified with it.")
+    flags.DEFINE_integer("explain", 4, "The first this many subjects (scans) are explained: a Grad-CAM overlay in "
+                         "report.html and the map as NIfTI in <output_dir>/saliency (0: none).")
     flags.mark_flags_as_required(["model_path"])
 
 

@@ -172,10 +172,13 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     return run.path
 
 
-def predict(model_path: Path, exams: pd.DataFrame, mirror_axes: Sequence[int] = ()) -> pd.DataFrame:
+def predict(model_path: Path, exams: pd.DataFrame, mirror_axes: Sequence[int] = (), explained=None) -> pd.DataFrame:
     """Each exam's class probabilities from the model folder's predictor (its exported serving function).
 
     ``mirror_axes``: test-time mirroring (0 slices, 1 rows, 2 columns); () keeps the folder's setting.
+    ``explained``: a :class:`dltk2.explanations.PositiveCases` offered every exam (its Grad-CAM map
+    on the series' (slices, rows, columns) grid is written as NIfTI, 1 mm voxels: the ``.npy`` series
+    carry no geometry); the seconds are the classification's alone.
     """
     from dltk2.datasets import mrnet
     from dltk2.inference import load_predictor, mirror_override
@@ -185,12 +188,16 @@ def predict(model_path: Path, exams: pd.DataFrame, mirror_axes: Sequence[int] = 
     rows = []
     for exam in exams.itertuples():
         started = time.perf_counter()
-        result = classifier.classify(mrnet.read_series(exam.path))
+        series = mrnet.read_series(exam.path)
+        result = classifier.classify(series)
+        seconds = time.perf_counter() - started
+        if explained is not None:
+            explained.offer(classifier, exam.id, series, result, int(exam.label))
         rows.append({"id": exam.id, "label": int(exam.label),
                      **{f"probability_{name}": float(p) for name, p in zip(classes, result["probabilities"])},
                      "probability_std": float(result["probabilities_std"][1]),
                      "predicted": classes[int(result["class_id"])],
-                     "seconds": time.perf_counter() - started})
+                     "seconds": seconds})
     return pd.DataFrame(rows)
 
 
@@ -249,16 +256,19 @@ def training_histories(model_path: Path) -> dict:
 
 
 def evaluate(model_paths: Sequence[str | Path], data_dir: str | None, exam_list: str | None, split: str = "valid",
-             output_dir: str | Path | None = None, mirror_axes: Sequence[int] = ()) -> Path:
+             output_dir: str | Path | None = None, mirror_axes: Sequence[int] = (), explain: int = 4) -> Path:
     """Evaluates one model, or one per plane combined (Stanford's MRNet), on ``split``; returns the output folder.
 
     Each model's table, metrics and plots go to ``output_dir`` (default ``<first model>/evaluation``),
     per plane when there are several; their abnormal probabilities are combined by a logistic
     regression fitted on the models' own held-out validation exams (``splits.csv``), never on the
     exams evaluated, and reported under ``combined/``. ``mirror_axes``: test-time mirroring of every
-    model (0 slices, 1 rows, 2 columns).
+    model (0 slices, 1 rows, 2 columns). The first ``explain`` exams each model predicts positive are
+    explained (:class:`dltk2.explanations.PositiveCases`): overlays in its report, maps as NIfTI in
+    its ``saliency/``.
     """
     from dltk2.apps.classification import report_classification
+    from dltk2.explanations import PositiveCases
     from dltk2.datasets import mrnet
     from dltk2.evaluation import combine_probabilities
     from dltk2.model_folder import ModelFolder
@@ -274,11 +284,12 @@ def evaluate(model_paths: Sequence[str | Path], data_dir: str | None, exam_list:
         plane = config.data["plane"]
         exams = load_exams(data_dir, exam_list, split, config.target, plane)
         output_dir = output_root / plane if len(paths) > 1 else output_root
-        tables[plane] = predict(path, exams, mirror_axes)
+        explained = PositiveCases(output_dir, explain, classes)
+        tables[plane] = predict(path, exams, mirror_axes, explained)
         table = tables[plane]
         report_classification(table, classes, output_dir, f"{plane}, {split} set",
                               training_histories(path), extra={"seconds_per_exam": float(table["seconds"].mean())},
-                              model_path=path)
+                              model_path=path, explanations=explained.explanations)
     if len(paths) > 1:
         planes = list(tables)
         fit = [mrnet.held_out_exams(path) for path in paths]

@@ -28,7 +28,7 @@ from dltk2.inference import load_predictor
 
 TINY = ["--spacing_mm=8", "--example_size=16,16,16", "--n_examples=2", "--filters=4,8", "--strides=1,2",
         "--num_res_units=1", "--batch_size=4", "--num_train=8", "--steps_per_epoch=2", "--num_crops=3"]
-LINE = re.compile(r"^id=IXI\d{3}; pred=[01]; true=[01]; run time=\d+\.\d\d s;$")
+LINE = re.compile(r"^id=IXI\d{3}; pred=[01]; true=[01]; run time=\d+\.\d\d s;( saliency=\S+_saliency\.nii\.gz;)?$")
 
 
 def test_train_kill_resume_deploy_export(tiny_ixi, tmp_path):
