@@ -70,6 +70,17 @@ def test_images_to_prepare_to_both_stages_to_deploy_and_serving(tmp_path):
     test_names = splits.loc[splits["split"] == "test", "image"].map(lambda p: p.split("/")[-1])
     assert sorted(predictions["filename"]) == sorted(test_names) and metrics["count"] == len(predictions)
     assert np.sum(metrics["confusion_matrix"]) == len(predictions)
+    # --explain's default: the first 4 images predicted nodule, each map (.npy) on its image's grid.
+    explained, served_model = predictions.loc[predictions["predicted"] == "nodule"].head(4), load_predictor(model)
+    assert sorted(path.name for path in (evaluation / "saliency").glob("*_saliency.npy")) == \
+        sorted(f"{name}_saliency.npy" for name in explained["filename"])
+    assert ("Where the model looked" in (evaluation / "report.html").read_text()) == (len(explained) > 0)
+    for case in explained.itertuples():
+        saliency = np.load(evaluation / "saliency" / f"{case.filename}_saliency.npy")
+        original = cv2.imread(str(images / ("nodule" if case.label else "normal") / case.filename), cv2.IMREAD_UNCHANGED)
+        assert saliency.shape == original.shape[:2] and 0 <= saliency.min() <= saliency.max() <= 1 + 1e-6
+        # The served model's explain, on the same raw image, gives the same map.
+        np.testing.assert_allclose(served_model.explain(original)["saliency"], saliency, atol=1e-5)
 
     # The SavedModel's serving_default, given the raw PNG, agrees with what deploy wrote.
     row = predictions.iloc[0]

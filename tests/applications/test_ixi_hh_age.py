@@ -18,7 +18,8 @@ from dltk2.training import load_trained_model
 
 TINY = ["--spacing_mm=8", "--example_size=16,16,16", "--n_examples=2", "--filters=4,8", "--strides=1,2",
         "--num_res_units=1", "--batch_size=4", "--num_train=8", "--steps_per_epoch=2", "--num_crops=2"]
-LINE = re.compile(r"^id=IXI\d{3}; pred=\d+\.\d\d yrs; true=\d+\.\d\d yrs; run time=\d+\.\d\d s;$")
+LINE = re.compile(r"^id=(IXI\d{3}); pred=\d+\.\d\d yrs; true=\d+\.\d\d yrs; run time=\d+\.\d\d s;"
+                  r" saliency=(\S+_saliency\.nii\.gz);$")
 
 
 def test_train_deploy_export_age(tiny_ixi, tmp_path):
@@ -38,7 +39,8 @@ def test_train_deploy_export_age(tiny_ixi, tmp_path):
     metrics = json.loads((model_path / "evaluation" / "metrics.json").read_text())
     assert metrics["mean_absolute_error_yrs"] == pytest.approx(error, abs=1e-3) and metrics["subjects"] == 4
     assert cv2.imread(str(model_path / "evaluation" / "predicted_vs_true.png")) is not None
-    assert "data:image/png;base64," in (model_path / "evaluation" / "report.html").read_text()
+    page = (model_path / "evaluation" / "report.html").read_text()
+    assert "data:image/png;base64," in page and "Where the model looked" in page
     # The output bias starts at the training mean, so even 4 steps predict adult ages.
     assert predictions["pred_yrs"].between(5, 110).all()
 
@@ -53,6 +55,13 @@ def test_train_deploy_export_age(tiny_ixi, tmp_path):
             assert_clients_answer_alike(model_path / "export" / "1", "ixi_age", request)
         rebuilt = load_predictor(model_path).predict(**request)  # from the model folder alone
         assert float(rebuilt["prediction"]) == pytest.approx(row.pred_yrs, abs=1e-3)
+        # --explain's default (4): every subject's map, on its scan's own grid and geometry.
+        subject_id, saliency_file = LINE.match(lines[row.Index]).groups()
+        assert subject_id == subject.id and f"{subject_id}_saliency.nii.gz" in page
+        saliency, saliency_geometry = read_array(saliency_file)
+        assert saliency.shape == volume.shape and 0 <= saliency.min() <= saliency.max() <= 1 + 1e-6
+        assert np.allclose(saliency_geometry.spacing, geometry.spacing)
+        assert np.allclose(saliency_geometry.direction, geometry.direction)
 
     # Test-time mirroring at deploy: each crop also predicted flipped left-right, as the predictor does it.
     mirrored_csv = tmp_path / "mirrored.csv"

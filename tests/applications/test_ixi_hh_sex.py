@@ -28,7 +28,7 @@ from dltk2.inference import load_predictor
 
 TINY = ["--spacing_mm=8", "--example_size=16,16,16", "--n_examples=2", "--filters=4,8", "--strides=1,2",
         "--num_res_units=1", "--batch_size=4", "--num_train=8", "--steps_per_epoch=2", "--num_crops=3"]
-LINE = re.compile(r"^id=IXI\d{3}; pred=[01]; true=[01]; run time=\d+\.\d\d s;( saliency=\S+_saliency\.nii\.gz;)?$")
+LINE = re.compile(r"^id=IXI\d{3}; pred=[01]; true=[01]; run time=\d+\.\d\d s; saliency=(\S+_saliency\.nii\.gz);$")
 
 
 def test_train_kill_resume_deploy_export(tiny_ixi, tmp_path):
@@ -68,7 +68,8 @@ def test_train_kill_resume_deploy_export(tiny_ixi, tmp_path):
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-3) and metrics["count"] == 4
     page = (evaluation / "report.html").read_text()
-    assert page.count("data:image/png;base64,") >= 1 and "Run configuration" in page and "IXI_HH_sex" in page
+    assert page.count("data:image/png;base64,") >= 5 and "Run configuration" in page and "IXI_HH_sex" in page
+    assert "Where the model looked" in page
 
     # The SavedModel in TF Serving's layout answers as deploy did (seed 0 = serving_default).
     saved_model = model_path / "export" / "1"
@@ -85,6 +86,12 @@ def test_train_kill_resume_deploy_export(tiny_ixi, tmp_path):
         outputs = serving(**{name: tf.constant(value) for name, value in request.items()})
         if row.Index == 0:  # as a client of TF Serving asks, by REST and by gRPC
             assert_clients_answer_alike(saved_model, "ixi_sex", request)
+            # Deploy's map is the SavedModel's explain, on the scan's grid and geometry.
+            saliency, saliency_geometry = read_array(LINE.match(lines[0]).group(1))
+            explained = loaded.signatures["explain"](**{name: tf.constant(value) for name, value in request.items()})
+            np.testing.assert_allclose(saliency, explained["saliency"].numpy(), atol=1e-5)
+            assert int(explained["class_id"]) == row.pred and saliency.shape == volume.shape
+            assert np.allclose(saliency_geometry.spacing, geometry.spacing)
             # The same head presented sagittally, feet first: the same answer.
             turned = reorient_image(read_image(subject.image), "ASR")
             answer = call_signature(saved_model, {"image": sitk.GetArrayFromImage(turned).astype(np.float32),

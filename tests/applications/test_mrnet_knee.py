@@ -15,6 +15,7 @@ import make_synthetic_mrnet as synthetic
 from dltk2.export import call_signature, existing_versions
 from dltk2.inference import load_predictor
 from dltk2.io.dicom_objects import MRNET_CONCEPTS
+from dltk2.io.image import read_array
 from helpers import assert_valid_dicom, promise_huge_series, run_script
 from serving_standin import assert_clients_answer_alike
 
@@ -48,6 +49,16 @@ def test_exams_to_progressive_training_to_deploy_and_serving(tmp_path):
     predictions = pd.read_csv(evaluation / "predictions.csv", dtype={"id": str})
     assert list(predictions["id"]) == [f"{i:04d}" for i in range(16, 22)]  # MRNet's valid split, once each
     assert np.sum(json.loads((evaluation / "metrics.json").read_text())["confusion_matrix"]) == 6
+    # --explain's default: the first 4 exams predicted abnormal, each map on its series' grid, in the report.
+    explained = predictions.loc[predictions["predicted"] != "normal", "id"].head(4).tolist()
+    assert sorted(path.name for path in (evaluation / "saliency").glob("*_saliency.nii.gz")) == \
+        sorted(f"{exam}_saliency.nii.gz" for exam in explained)
+    page = (evaluation / "report.html").read_text()
+    assert ("Where the model looked" in page) == bool(explained)
+    for exam in explained:
+        saliency = read_array(evaluation / "saliency" / f"{exam}_saliency.nii.gz")[0]
+        assert saliency.shape == np.load(data / "valid" / "sagittal" / f"{exam}.npy").shape
+        assert f"{exam}_saliency.nii.gz" in page and 0 <= saliency.min() <= saliency.max() <= 1 + 1e-6
 
     # The SavedModel's serving_default, given the raw uint8 series, agrees with deploy.
     row = predictions.iloc[0]
