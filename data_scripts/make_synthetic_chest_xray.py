@@ -14,6 +14,10 @@ Layout (the same as ``download_openi_chest.py`` writes)::
     OUT/normal/<name>.png, OUT/nodule/<name>.png   8-bit grey PNG
     OUT/metadata.json                              {"images": [{"name", "class", "patient", "nodules"}]}
 
+Each nodule's record has its place on the patient's chest (``y``, ``x``, ``radius``: fractions of the
+image) and in this image (``row``, ``column``, ``radius_px``: pixels, after the exposure's shift,
+rotation and scale), where a saliency map should point.
+
 Example:
     python data_scripts/make_synthetic_chest_xray.py --output_dir data/chest_synthetic --num_images 400 --seed 0
 """
@@ -39,13 +43,32 @@ def _ellipse(y, x, cy, cx, ry, rx):
     return np.clip((1.0 - distance) * min(ry, rx) / 0.01 + 0.5, 0.0, 1.0)
 
 
-def draw_chest(size: int, anatomy: dict, nodules: list[dict], rng: np.random.Generator) -> np.ndarray:
-    """One exposure of a chest: (size, size) uint8, brighter = more attenuation (bone white)."""
+def placed_in_image(nodule: dict, angle: float, scale: float, dy: float, dx: float, size: int) -> dict:
+    """Where an exposure put a nodule: its centre's ``row`` and ``column`` and its ``radius_px`` (pixels).
+
+    The inverse of :func:`draw_chest`'s sampling grid (rotate by ``angle``, scale by ``scale`` about
+    the centre, shift by ``dy``, ``dx`` of the image): the ground truth of a pointing game.
+    """
+    c, s = np.cos(angle), np.sin(angle)
+    y, x = (nodule["y"] - 0.5) * scale, (nodule["x"] - 0.5) * scale
+    return {"row": float((c * y + s * x + 0.5 + dy) * size), "column": float((c * x - s * y + 0.5 + dx) * size),
+            "radius_px": float(nodule["radius"] * scale * size)}
+
+
+def draw_chest(size: int, anatomy: dict, nodules: list[dict], rng: np.random.Generator
+               ) -> tuple[np.ndarray, list[dict]]:
+    """One exposure of a chest.
+
+    Returns:
+        The (size, size) uint8 image (brighter = more attenuation, bone white) and each nodule as this
+        exposure placed it in the image (:func:`placed_in_image`: row, column, radius in pixels).
+    """
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
     # This exposure's position: rotate, scale and shift the sampling grid about the centre.
     angle = np.deg2rad(rng.uniform(-5, 5))
     scale = rng.uniform(0.92, 1.08)
     dy, dx = rng.uniform(-0.04, 0.04, 2)
+    placed = [placed_in_image(nodule, angle, scale, dy, dx, size) for nodule in nodules]
     c, s = np.cos(angle), np.sin(angle)
     yc, xc = y - 0.5 - dy, x - 0.5 - dx
     y, x = (c * yc - s * xc) / scale + 0.5, (s * yc + c * xc) / scale + 0.5
@@ -84,7 +107,7 @@ def draw_chest(size: int, anatomy: dict, nodules: list[dict], rng: np.random.Gen
     gain, offset, gamma = rng.uniform(0.8, 1.2), rng.uniform(-0.05, 0.08), rng.uniform(0.75, 1.35)
     image = np.clip(gain * image + offset, 0.0, 1.0) ** gamma
     image = image + rng.normal(0.0, 0.025, image.shape) * np.sqrt(image + 0.05)
-    return np.clip(image * 255.0, 0, 255).astype(np.uint8)
+    return np.clip(image * 255.0, 0, 255).astype(np.uint8), placed
 
 
 def random_anatomy(rng: np.random.Generator) -> dict:
@@ -126,12 +149,13 @@ def make_dataset(output_dir: str | Path, num_images: int, seed: int = 0, size: i
         for view in range(min(1 if rng.uniform() < 2 / 3 else 2, num_images - len(records))):
             name = f"{patient}_{view + 1}"
             path = output_dir / label / f"{name}.png"
-            ok, encoded = cv2.imencode(".png", draw_chest(size, anatomy, nodules, rng))
+            image, placed = draw_chest(size, anatomy, nodules, rng)
+            ok, encoded = cv2.imencode(".png", image)
             if not ok:
                 raise OSError(f"{path}: could not encode")
             write_bytes_atomically(path, encoded.tobytes())
             records.append({"name": name, "class": label, "patient": patient,
-                            "nodules": [{**n, "radius_px": n["radius"] * size} for n in nodules]})
+                            "nodules": [{**n, **where} for n, where in zip(nodules, placed)]})
     write_text_atomically(output_dir / "metadata.json", json.dumps({"images": records}, indent=1))
     return output_dir
 

@@ -34,11 +34,22 @@ def test_a_nodule_is_a_local_opacity():
     rng = np.random.default_rng(0)
     anatomy = synthetic.random_anatomy(rng)
     nodule = {"y": anatomy["lung_y"], "x": 0.5 - anatomy["lung_gap"], "radius": 0.03, "contrast": 0.8}
-    with_nodule = synthetic.draw_chest(128, anatomy, [nodule], np.random.default_rng(1)).astype(float)
-    without = synthetic.draw_chest(128, anatomy, [], np.random.default_rng(1)).astype(float)
-    difference = with_nodule - without
+    with_nodule, (placed,) = synthetic.draw_chest(128, anatomy, [nodule], np.random.default_rng(1))
+    without, nothing = synthetic.draw_chest(128, anatomy, [], np.random.default_rng(1))
+    difference = with_nodule.astype(float) - without
     changed = difference > 5
-    assert difference.max() > 30
+    assert difference.max() > 30 and nothing == []
     assert changed.sum() < 2 * np.pi * (0.03 * 128) ** 2  # about the nodule's own area, nothing else
-    centre = np.argwhere(changed).mean(axis=0) / 128  # within the exposure's shift/rotation of its place
-    assert np.hypot(centre[0] - nodule["y"], centre[1] - nodule["x"]) < 0.1
+    # Where the exposure put it, as recorded: the opacity's centre within a pixel or two, its size as said.
+    centre = np.argwhere(changed).mean(axis=0)
+    assert np.hypot(centre[0] - placed["row"], centre[1] - placed["column"]) < 1.5
+    assert np.pi * (0.5 * placed["radius_px"]) ** 2 < changed.sum() < np.pi * placed["radius_px"] ** 2 * 1.2
+
+
+def test_metadata_places_every_nodule_in_its_image(tmp_path):
+    synthetic.make_dataset(tmp_path / "a", num_images=12, seed=5, size=64, nodule_fraction=1.0)
+    for record in json.loads((tmp_path / "a" / "metadata.json").read_text())["images"]:
+        for nodule in record["nodules"]:
+            assert 0 <= nodule["row"] < 64 and 0 <= nodule["column"] < 64 and nodule["radius_px"] > 0
+            # Within the exposure's shift (4 %), rotation (5 degrees) and scale (8 %) of its place on the chest.
+            assert abs(nodule["row"] / 64 - nodule["y"]) < 0.1 and abs(nodule["column"] / 64 - nodule["x"]) < 0.1
