@@ -21,7 +21,8 @@ Layout::
     OUT/train/sagittal/0000.npy ...   (and coronal/, axial/ with --planes)
     OUT/valid/sagittal/<id>.npy ...   ids continue after the training ids, as in MRNet
     OUT/train-abnormal.csv, OUT/valid-abnormal.csv   "id,label" rows without a header, as MRNet's
-    OUT/findings.json                 what each abnormal exam holds
+    OUT/findings.json                 what each abnormal exam holds, and the knee's scale and shift
+                                      that place it (finding_mask: where, in a series)
 
 Example:
     python data_scripts/make_synthetic_mrnet.py --output_dir data/mrnet_synthetic --num_exams 200 --seed 0
@@ -129,6 +130,29 @@ def plane_grid(plane: str, slices: int, size: int, extent: float = 1.0):
     raise ValueError(f"unknown plane {plane!r}")
 
 
+def finding_mask(finding: dict, plane: str, slices: int, size: int) -> np.ndarray:
+    """Where an abnormal exam's findings lie in its (slices, size, size) series of ``plane``: bool.
+
+    Args:
+        finding: The exam's record in ``findings.json`` (its oedema blobs, its effusion, and the
+            knee's scale and shift that placed them).
+        plane, slices, size: The series' plane and shape (a series' slice count is its own).
+
+    Returns:
+        True wherever an oedema blob or the effusion is drawn (its soft ellipsoid's support, edge
+        included): where a saliency map of "abnormal" should point.
+    """
+    u, v, w = plane_grid(plane, slices, size)
+    u = (u - finding["shift"][0]) / finding["scale"]
+    v = (v - finding["shift"][1]) / finding["scale"]
+    w = (w - finding["shift"][2]) / finding["scale"]
+    mask = np.zeros(u.shape, bool)
+    for regions, softness in ((finding["oedema"], 0.03), (finding["effusion"], 0.02)):  # as draw_knee's
+        for region in regions:
+            mask |= _ellipsoid(u, v, w, region["centre"], region["radii"], softness) > 0
+    return mask
+
+
 def draw_series(knee: dict, plane: str, slices: int, rng: np.random.Generator, size: int = 256) -> np.ndarray:
     """One series (slices, size, size) uint8 of ``knee`` with gain, bias field and Rician-like noise."""
     u, v, w = plane_grid(plane, slices, size)
@@ -164,7 +188,8 @@ def make_dataset(output_dir: str | Path, num_exams: int, seed: int = 0, num_vali
             rows.append(f"{exam},{label}\n")
             if label:
                 findings[exam] = {"oedema": knee["oedema"], "effusion": knee["fluid"][-1:] if len(knee["fluid"]) and
-                                  knee["fluid"][-1]["centre"][1] < 0 else []}
+                                  knee["fluid"][-1]["centre"][1] < 0 else [],
+                                  "scale": knee["scale"], "shift": knee["shift"]}
         write_text_atomically(output_dir / f"{split}-abnormal.csv", "".join(rows))
     write_text_atomically(output_dir / "findings.json", json.dumps(findings, indent=1))
     return output_dir

@@ -46,3 +46,26 @@ def test_findings_are_bright_and_only_where_they_are_drawn():
         assert (difference > 1).mean() < 0.02  # and local
     # The same knee in all three planes: the series sample one analytic volume.
     assert synthetic.draw_knee(*synthetic.plane_grid("coronal", 9, 64), normal).std() > 10
+
+
+def test_finding_mask_is_where_the_findings_brighten_the_series(tmp_path):
+    synthetic.make_dataset(tmp_path, num_exams=6, num_valid=2, seed=4, min_slices=7, max_slices=9, size=48,
+                           abnormal_fraction=1.0, planes=("sagittal", "axial"))
+    findings = json.loads((tmp_path / "findings.json").read_text())
+    checked = 0
+    for exam, finding in findings.items():
+        split = "train" if int(exam) < 6 else "valid"
+        for plane in ("sagittal", "axial"):
+            slices = np.load(tmp_path / split / plane / f"{exam}.npy").shape[0]
+            u, v, w = synthetic.plane_grid(plane, slices, 48)
+            knee = {"scale": finding["scale"], "shift": finding["shift"], "oedema": [], "fluid": []}
+            base = synthetic.draw_knee(u, v, w, knee)
+            drawn = synthetic.draw_knee(u, v, w, {**knee, "oedema": finding["oedema"], "fluid": finding["effusion"]})
+            brighter = drawn - base > 0.5  # grey levels of 255
+            mask = synthetic.finding_mask(finding, plane, slices, 48)
+            assert mask.shape == (slices, 48, 48)
+            if brighter.any():  # a finding between the slices shows in none
+                # Every brightened voxel lies inside the mask, and the mask is small.
+                assert mask[brighter].all() and mask.mean() < 0.15, (exam, plane, mask.mean())
+                checked += 1
+    assert checked >= 10  # of the 16 series (11 with this seed)
