@@ -119,8 +119,16 @@ def random_anatomy(rng: np.random.Generator) -> dict:
             "rib_width": rng.uniform(0.008, 0.012)}
 
 
-def random_nodules(anatomy: dict, rng: np.random.Generator) -> list[dict]:
-    """One to three nodules inside the lung fields (centres in normalised image coordinates)."""
+def random_nodules(anatomy: dict, rng: np.random.Generator, radii: tuple[float, float] = (0.01, 0.035),
+                   contrasts: tuple[float, float] = (0.1, 0.8)) -> list[dict]:
+    """One to three nodules inside the lung fields (centres in normalised image coordinates).
+
+    Args:
+        anatomy: The patient's :func:`random_anatomy`.
+        rng: The generator (the same number of draws whatever the ranges).
+        radii: Range of nodule radii, as fractions of the image width.
+        contrasts: Range of nodule opacities, as fractions of the lung-tissue contrast.
+    """
     nodules = []
     for _ in range(int(rng.choice([1, 1, 1, 2, 3]))):
         side = rng.choice([-1, 1])
@@ -128,14 +136,20 @@ def random_nodules(anatomy: dict, rng: np.random.Generator) -> list[dict]:
         nodules.append({
             "y": float(anatomy["lung_y"] + radius * anatomy["lung_height"] * np.sin(angle)),
             "x": float(0.5 + side * anatomy["lung_gap"] + radius * anatomy["lung_width"] * np.cos(angle)),
-            "radius": float(rng.uniform(0.01, 0.035)), "contrast": float(rng.uniform(0.1, 0.8)),
+            "radius": float(rng.uniform(*radii)), "contrast": float(rng.uniform(*contrasts)),
         })
     return nodules
 
 
 def make_dataset(output_dir: str | Path, num_images: int, seed: int = 0, size: int = 256,
-                 nodule_fraction: float = 0.3) -> Path:
-    """Writes ``num_images`` PNGs and ``metadata.json``; the same seed gives the same files."""
+                 nodule_fraction: float = 0.3, nodule_radius: tuple[float, float] = (0.01, 0.035),
+                 nodule_contrast: tuple[float, float] = (0.1, 0.8)) -> Path:
+    """Writes ``num_images`` PNGs and ``metadata.json``; the same seed gives the same files.
+
+    ``nodule_radius`` and ``nodule_contrast`` (:func:`random_nodules`) make an easier or harder set:
+    the defaults are small and often faint, as the task is; (0.04, 0.06) and (1.0, 1.0) are
+    conspicuous nodules, learnable from random weights in a minute on a CPU.
+    """
     output_dir = Path(output_dir)
     rng = np.random.default_rng(seed)
     records = []
@@ -144,7 +158,7 @@ def make_dataset(output_dir: str | Path, num_images: int, seed: int = 0, size: i
         patient_number += 1
         patient = f"P{seed:02d}{patient_number:05d}"
         anatomy = random_anatomy(rng)
-        nodules = random_nodules(anatomy, rng) if rng.uniform() < nodule_fraction else []
+        nodules = random_nodules(anatomy, rng, nodule_radius, nodule_contrast) if rng.uniform() < nodule_fraction else []
         label = "nodule" if nodules else "normal"
         for view in range(min(1 if rng.uniform() < 2 / 3 else 2, num_images - len(records))):
             name = f"{patient}_{view + 1}"
