@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 import make_synthetic_ixi as synthetic
 from dltk2.io.image import read_array
@@ -56,3 +57,20 @@ def test_larger_scale_gives_more_brain_and_age_gives_larger_ventricles():
     threshold = 1.1 * synthetic.load_template()["csf_value"] * 1000.0  # CSF intensity, intensity_scale 1000
     csf = lambda volume: ((volume < threshold) & brain).sum()  # noqa: E731  dark voxels inside the brain
     assert csf(old) > 1.3 * csf(young)
+
+
+def test_the_ventricle_region_holds_what_age_changes_and_dataset_parameters_repeat_the_seed():
+    template = synthetic.load_template()
+    params = synthetic.dataset_parameters(4, 2)[1]
+    again = synthetic.dataset_parameters(np.random.default_rng(4), 2)[1]
+    assert params["id"] == "IXI013" and params["age"] == again["age"] and params["elastic_seed"] == again["elastic_seed"]
+    young, old = ({**params, "age": age} for age in (20.0, 86.0))
+    difference = np.abs(sitk.GetArrayFromImage(synthetic.render_subject(old, 4.0, template)).astype(float)
+                        - sitk.GetArrayFromImage(synthetic.render_subject(young, 4.0, template)))
+    region_image = synthetic.ventricle_region(params, 4.0, template)
+    region = sitk.GetArrayFromImage(region_image).astype(bool)
+    changed = difference > 0.05 * difference.max()
+    assert changed.sum() > 20 and region.mean() < 0.02
+    # The scan is resampled linearly, the region by nearest neighbour: a voxel of slack holds every change.
+    assert region[changed].mean() > 0.8 and ndimage.binary_dilation(region, np.ones((3, 3, 3)))[changed].all()
+    assert region_image.GetSpacing() == (4.0, 4.0, 4.0) and region.shape == difference.shape
