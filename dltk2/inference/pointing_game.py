@@ -2,8 +2,8 @@
 
 Zhang et al. 2016 ("Top-down neural attention by excitation backprop") score a map as a hit when its
 maximum lies inside the annotated object, within a tolerance (15 pixels of 224 there). Here the
-tolerance is in voxels of the map's grid and is applied by dilating the finding's mask, so a hit is
-"the peak lies within ``tolerance`` voxels of the finding".
+tolerance is in voxels of the map's grid, per axis if need be, and is applied by dilating the finding's
+mask, so a hit is "the peak lies within ``tolerance`` voxels of the finding".
 
 A map that knows nothing puts its maximum anywhere: its expected hit rate is the mean fraction of the
 grid the (dilated) findings cover. :func:`pointing_game` reports that baseline beside the hit rate,
@@ -21,12 +21,22 @@ import numpy as np
 from scipy import ndimage
 
 
-def dilated(mask: np.ndarray, tolerance: int) -> np.ndarray:
-    """``mask`` grown by ``tolerance`` voxels (a ball in the max-norm: a (2t+1)^n cube per voxel)."""
+def dilated(mask: np.ndarray, tolerance: int | Sequence[int]) -> np.ndarray:
+    """``mask`` grown by ``tolerance`` voxels along each axis (one for all, or one per axis): a box.
+
+    A per-axis tolerance suits a map coarser along some axes than others (a series classifier's
+    feature map: a few slices deep, 8 pixels a cell in-plane).
+    """
     mask = np.asarray(mask, bool)
-    if tolerance <= 0:
-        return mask
-    return ndimage.binary_dilation(mask, structure=np.ones([3] * mask.ndim, bool), iterations=int(tolerance))
+    reach = [int(t) for t in np.broadcast_to(tolerance, (mask.ndim,))]
+    if min(reach) < 0:
+        raise ValueError(f"tolerance {tolerance} is negative")
+    for axis, steps in enumerate(reach):
+        if steps:
+            shape = [1] * mask.ndim
+            shape[axis] = 2 * steps + 1
+            mask = ndimage.binary_dilation(mask, structure=np.ones(shape, bool))
+    return mask
 
 
 def _at_least(successes: float, probabilities: np.ndarray) -> float:
@@ -40,14 +50,15 @@ def _at_least(successes: float, probabilities: np.ndarray) -> float:
 
 
 def pointing_game(saliency_maps: Sequence[np.ndarray], finding_masks: Sequence[np.ndarray],
-                  tolerance: int = 0) -> dict:
+                  tolerance: int | Sequence[int] = 0) -> dict:
     """Hit rate of the maps' maxima on the findings, against a map that points anywhere.
 
     Args:
         saliency_maps: One map per case, any shape ((h, w), (z, y, x)), larger = more salient.
         finding_masks: One bool mask per case on its map's grid: where the finding lies. A case
             without any finding is refused (it cannot be pointed at).
-        tolerance: Voxels of slack around each finding (see :func:`dilated`).
+        tolerance: Voxels of slack around each finding, one for all axes or one per axis
+            (:func:`dilated`).
 
     Returns:
         ``cases``, ``hits`` (a shared maximum counts its fraction inside), ``hit_rate``,
@@ -72,4 +83,5 @@ def pointing_game(saliency_maps: Sequence[np.ndarray], finding_masks: Sequence[n
     cases, total = len(hits), float(np.sum(hits))
     return {"cases": cases, "hits": total, "hit_rate": total / cases if cases else float("nan"),
             "random_hit_rate": float(np.mean(fractions)) if cases else float("nan"),
-            "p_value": _at_least(total, np.asarray(fractions)) if cases else 1.0, "tolerance": int(tolerance)}
+            "p_value": _at_least(total, np.asarray(fractions)) if cases else 1.0,
+            "tolerance": np.asarray(tolerance).tolist()}
