@@ -12,7 +12,10 @@
   :class:`SeriesClassifier` (one MRI series of any size);
 - :mod:`~dltk2.inference.resampling`: :func:`resample_volume` on SimpleITK's grid;
 - :mod:`~dltk2.inference.saliency`: :func:`grad_cam` and :func:`occlusion_sensitivity`, where a
-  classifier looked (the 2D and series classifiers export it as their ``explain`` signature).
+  classifier looked (the 2D and series classifiers and :class:`CropAveragingPredictor` export it as
+  their ``explain`` signature, a map on the raw input's grid; deploys write it with ``--explain N``);
+- :mod:`~dltk2.inference.pointing_game`: :func:`pointing_game`, whether a map's maximum falls on the
+  planted finding, against a random map.
 """
 
 from dltk2.inference.classifiers import ImageClassifier2D, SeriesClassifier, grey_image_input, series_input
