@@ -42,6 +42,8 @@ FLAGS = flags.FLAGS
 
 # Grey levels (of 255 before gain) of the tissues in a fat-suppressed fluid-sensitive sequence.
 BACKGROUND, SOFT_TISSUE, MARROW, CORTEX, CARTILAGE, FLUID, VESSEL = 8.0, 62.0, 38.0, 16.0, 96.0, 215.0, 175.0
+# Edge widths of the findings' soft ellipsoids (normalised units): draw_knee draws, finding_mask finds them.
+OEDEMA_EDGE, FLUID_EDGE = 0.03, 0.02
 
 
 def _ellipsoid(u, v, w, centre, radii, softness: float = 0.015):
@@ -77,10 +79,10 @@ def draw_knee(u: np.ndarray, v: np.ndarray, w: np.ndarray, knee: dict) -> np.nda
     vessel = _ellipsoid(u, 0 * v, w, (0.06, 0, -0.56), (0.05, 1, 0.05))
     image = image * (1 - vessel) + VESSEL * vessel
     for blob in knee["oedema"]:
-        inside = _ellipsoid(u, v, w, blob["centre"], blob["radii"], softness=0.03) * bone
+        inside = _ellipsoid(u, v, w, blob["centre"], blob["radii"], softness=OEDEMA_EDGE) * bone
         image += blob["strength"] * (FLUID - MARROW) * inside
     for pocket in knee["fluid"]:
-        inside = _ellipsoid(u, v, w, pocket["centre"], pocket["radii"], softness=0.02) * (1 - bone)
+        inside = _ellipsoid(u, v, w, pocket["centre"], pocket["radii"], softness=FLUID_EDGE) * (1 - bone)
         image = image * (1 - inside) + FLUID * inside
     return image.astype(np.float32)
 
@@ -147,7 +149,7 @@ def finding_mask(finding: dict, plane: str, slices: int, size: int) -> np.ndarra
     v = (v - finding["shift"][1]) / finding["scale"]
     w = (w - finding["shift"][2]) / finding["scale"]
     mask = np.zeros(u.shape, bool)
-    for regions, softness in ((finding["oedema"], 0.03), (finding["effusion"], 0.02)):  # as draw_knee's
+    for regions, softness in ((finding["oedema"], OEDEMA_EDGE), (finding["effusion"], FLUID_EDGE)):
         for region in regions:
             mask |= _ellipsoid(u, v, w, region["centre"], region["radii"], softness) > 0
     return mask

@@ -128,7 +128,7 @@ def test_a_chest_classifier_trained_here_points_at_the_nodules_it_found(tmp_path
         maps.append(explained["saliency"])
         masks.append(mask)
     assert len(maps) >= 15  # true positives to score
-    exact, near = pointing_game(maps, masks), pointing_game(maps, masks, tolerance=6)  # 6 px: half a feature cell
+    exact, near = pointing_game(maps, masks), pointing_game(maps, masks, tolerance=6)  # 6 px: one feature cell (16x16)
     report("chest nodules", exact)
     report("chest nodules", near)
     assert exact["hit_rate"] > 10 * exact["random_hit_rate"] and exact["p_value"] < 1e-6
