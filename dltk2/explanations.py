@@ -80,6 +80,13 @@ def write_explanation(output_dir: str | Path, case_id: str, image: np.ndarray, s
     return Explanation(str(case_id), overlay, saliency_map, caption)
 
 
+def classification_caption(case_id: str, class_names, result: dict, label: int | None = None) -> str:
+    """``"<case>: predicted <class> (<probability>)[, true <class>]"``, under a classified case's overlay."""
+    class_id = int(result["class_id"])
+    said = f"{case_id}: predicted {class_names[class_id]} ({float(result['probabilities'][class_id]):.2f})"
+    return said + (f", true {class_names[int(label)]}" if label is not None else "")
+
+
 def add_explanations(report, explanations: list[Explanation]) -> None:
     """A report section "Where the model looked": every explained case's overlay, its map's file named."""
     if not explanations:
@@ -125,9 +132,7 @@ class PositiveCases:
         if len(self.explanations) >= self.count or class_id == 0 or "explain" not in classifier.serving_functions():
             return None
         saliency = classifier.explain(image)["saliency"]
-        said = f"predicted {self.class_names[class_id]} ({float(result['probabilities'][class_id]):.2f})"
-        if label is not None:
-            said += f", true {self.class_names[int(label)]}"
-        explanation = write_explanation(self.output_dir, case_id, image, saliency, geometry, f"{case_id}: {said}")
+        explanation = write_explanation(self.output_dir, case_id, image, saliency, geometry,
+                                        classification_caption(case_id, self.class_names, result, label))
         self.explanations.append(explanation)
         return explanation

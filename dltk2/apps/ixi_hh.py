@@ -172,18 +172,15 @@ def _predict(predictor, volume, geometry, config: DeployConfig, explain: bool) -
 def _explained(config: DeployConfig, target: str, case_id: str, volume, geometry, outputs: dict,
                label=None):
     """Writes a case's saliency overlay and NIfTI map into the deploy's output folder."""
-    from dltk2.explanations import write_explanation
+    from dltk2.explanations import classification_caption, write_explanation
 
     if target == "sex":
-        class_id = int(outputs["class_id"])
-        said = f"predicted {CLASS_NAMES['sex'][class_id]} ({float(outputs['probabilities'][class_id]):.2f})"
-        if label is not None:
-            said += f", true {CLASS_NAMES['sex'][int(label)]}"
+        caption = classification_caption(case_id, CLASS_NAMES["sex"], outputs, label)
     else:
-        said = f"predicted {float(outputs['prediction']):.1f} yrs" + (f", true {float(label):.1f}"
-                                                                     if label is not None else "")
+        caption = f"{case_id}: predicted {float(outputs['prediction']):.1f} yrs" + (
+            f", true {float(label):.1f}" if label is not None else "")
     output_dir = ModelFolder(config.model_path).output_dir(config.output_dir)
-    return write_explanation(output_dir, case_id, volume, outputs["saliency"], geometry, f"{case_id}: {said}")
+    return write_explanation(output_dir, case_id, volume, outputs["saliency"], geometry, caption)
 
 
 def predict_subjects(config: DeployConfig, target: str) -> Iterator[Prediction]:
