@@ -16,6 +16,7 @@ import make_synthetic_mrnet as knee
 from dltk2.datasets import mrnet
 from dltk2.inference.classifiers import ImageClassifier2D, SeriesClassifier, grey_image_input, series_input
 from dltk2.inference.pointing_game import dilated, pointing_game
+from dltk2.networks.plain_cnn import plain_cnn
 from dltk2.networks.transfer import adapt_batch_norm
 
 
@@ -71,20 +72,6 @@ def test_mismatched_or_empty_findings_are_refused():
         pointing_game([np.ones((3, 3))], [np.zeros((3, 3), bool)])
 
 
-def small_cnn(input_shape, outputs, filters=(16, 32, 64), strides=None):
-    """Conv-BN-ReLU pairs, the second of each pair striding, global average pooling, one dense layer."""
-    keras.utils.set_random_seed(0)
-    convolution = keras.layers.Conv2D if len(input_shape) == 3 else keras.layers.Conv3D
-    pooling = keras.layers.GlobalAveragePooling2D if len(input_shape) == 3 else keras.layers.GlobalAveragePooling3D
-    inputs = keras.Input(input_shape)
-    x = inputs
-    for number, width in enumerate(filters):
-        for stride in (1, strides[number] if strides else 2):
-            x = convolution(width, 3, strides=stride, padding="same", use_bias=False)(x)
-            x = keras.layers.ReLU()(keras.layers.BatchNormalization(momentum=0.9)(x))
-    return keras.Model(inputs, keras.layers.Dense(outputs)(pooling()(x)))
-
-
 def fitted(model, inputs, targets, epochs, loss, batch_size):
     """Trained, then its batch-norm statistics re-estimated on the training inputs (AdaBN): a few
     hundred steps leave the moving averages behind weights that still move fast, and inference
@@ -113,7 +100,7 @@ def test_a_chest_classifier_trained_here_points_at_the_nodules_it_found(tmp_path
     inputs = np.stack([grey_image_input(image, 64).numpy() for image in images])
     patients = np.array([r["patient"] for r in records])
     held_out = np.isin(patients, np.unique(patients)[-len(np.unique(patients)) // 5:])  # by patient
-    model = fitted(small_cnn((64, 64, 1), 2, strides=(2, 2, 1)), inputs[~held_out], labels[~held_out], 24,
+    model = fitted(plain_cnn((64, 64, 1), 2, strides=(2, 2, 1)), inputs[~held_out], labels[~held_out], 24,
                    keras.losses.SparseCategoricalCrossentropy(from_logits=True), 32)
     classifier = ImageClassifier2D(model, 64, ["normal", "nodule"])
     maps, masks = [], []
@@ -145,7 +132,7 @@ def test_a_knee_series_classifier_trained_here_points_at_the_findings(tmp_path):
     training, validation = mrnet.load_exams(folder, "train"), mrnet.load_exams(folder, "valid")
     inputs = np.stack([series_input(np.load(path), 8, 32).numpy() for path in training["path"]])
     strides = [(1, 2, 2), (1, 2, 2), (2, 2, 2)]  # a (4, 4, 4) feature map
-    model = fitted(small_cnn((8, 32, 32, 1), 2, strides=strides), inputs, training["label"].to_numpy(), 10,
+    model = fitted(plain_cnn((8, 32, 32, 1), 2, strides=strides), inputs, training["label"].to_numpy(), 10,
                    keras.losses.SparseCategoricalCrossentropy(from_logits=True), 16)
     classifier = SeriesClassifier(model, 8, 32, ["normal", "abnormal"])
     maps, masks = [], []
