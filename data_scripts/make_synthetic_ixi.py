@@ -28,6 +28,7 @@ import datetime
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -61,14 +62,8 @@ TEMPLATE_INTENSITY_MAX = 1.0
 _TEMPLATE: dict | None = None
 
 
-def load_template() -> dict:
-    """The MNI152 1 mm T1 template as a SimpleITK image (LPS), its brain mask and ventricle distances."""
-    global _TEMPLATE
-    if _TEMPLATE is not None:
-        return _TEMPLATE
-    from nilearn import datasets
-
-    nifti = datasets.load_mni152_template(resolution=1)
+def nifti_to_sitk(nifti) -> sitk.Image:
+    """A nibabel image (RAS affine) as a float32 SimpleITK image with ITK's LPS geometry."""
     data = np.asarray(nifti.get_fdata(), dtype=np.float32)  # (x, y, z), RAS
     affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ nifti.affine  # RAS -> LPS, as ITK
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
@@ -76,6 +71,18 @@ def load_template() -> dict:
     image.SetSpacing(spacing.tolist())
     image.SetOrigin(affine[:3, 3].tolist())
     image.SetDirection((affine[:3, :3] / spacing).flatten().tolist())
+    return image
+
+
+def load_template() -> dict:
+    """The MNI152 1 mm T1 template as a SimpleITK image (LPS), its brain mask and ventricle distances."""
+    global _TEMPLATE
+    if _TEMPLATE is not None:
+        return _TEMPLATE
+    from nilearn import datasets
+
+    image = nifti_to_sitk(datasets.load_mni152_template(resolution=1))
+    spacing = np.array(image.GetSpacing())
     array = sitk.GetArrayFromImage(image)  # (z, y, x)
     brain = array > 0.02
     # Lateral ventricles: the large dark CSF regions deep inside the brain.
@@ -160,15 +167,17 @@ def bias_field(shape: tuple[int, int, int], coefficients: np.ndarray) -> np.ndar
     return np.exp(sum(c * t for c, t in zip(coefficients, terms))).astype(np.float32)
 
 
-def subject_grid(spacing_mm: float, template: dict) -> sitk.Image:
-    """The isotropic ``spacing_mm`` grid a subject is written on: the template's extent and axes, centred."""
+def subject_grid(spacing_mm: float | Sequence[float], template: dict) -> sitk.Image:
+    """The grid a subject is written on: the template's extent and axes, centred, voxels of ``spacing_mm``
+    (one size, or (x, y, z) for thick slices)."""
     source = template["image"]
+    spacing = np.broadcast_to(np.asarray(spacing_mm, float), 3)
     extent = np.array(source.GetSize()) * np.array(source.GetSpacing())
-    size = [int(round(e / spacing_mm)) for e in extent]
+    size = [int(round(e / s)) for e, s in zip(extent, spacing)]
     reference = sitk.Image(size, sitk.sitkFloat32)
-    reference.SetSpacing([spacing_mm] * 3)
+    reference.SetSpacing(spacing.tolist())
     reference.SetDirection(source.GetDirection())
-    half = (np.array(size) - 1) / 2.0 * spacing_mm
+    half = (np.array(size) - 1) / 2.0 * spacing
     direction = np.array(source.GetDirection()).reshape(3, 3)
     reference.SetOrigin((template["centre"] - direction @ half).tolist())
     return reference
