@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -46,16 +46,21 @@ class SegmentationValidation(keras.callbacks.Callback):
     (so a checkpoint callback after this one can keep the best model by it).
 
     Args:
-        cases: ``(image_path, label_path)`` of preprocessed validation volumes.
+        cases: ``(image_path, label_path)`` of preprocessed validation volumes (or what ``read_case`` takes).
         window: Sliding-window size (z, y, x).
         class_names: Name of each class index (index 0 the background, not scored).
         log_dir: TensorBoard folder.
         batch_size: Windows per model call.
+        read_case: ``(image, label) = read_case(*case)``: the model's input, (z, y, x, channels) float32,
+            and the int labels (z, y, x); default: one preprocessed image file and its label file.
     """
 
-    def __init__(self, cases: Sequence[tuple[str, str]], window: Sequence[int], class_names: Mapping[int, str],
-                 log_dir: str | Path, batch_size: int = 2, overlap: float = 0.25) -> None:
+    def __init__(self, cases: Sequence[tuple], window: Sequence[int], class_names: Mapping[int, str],
+                 log_dir: str | Path, batch_size: int = 2, overlap: float = 0.25,
+                 read_case: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         super().__init__()
+        self.read_case = read_case or (lambda image, label: (read_array(image)[0][..., None],
+                                                              read_array(label, dtype=np.int32)[0]))
         self.cases = list(cases)
         self.window = list(window)
         self.class_names = dict(class_names)
@@ -66,8 +71,7 @@ class SegmentationValidation(keras.callbacks.Callback):
 
     def _load(self):
         if self._volumes is None:
-            self._volumes = [(read_array(image)[0][..., None], read_array(label, dtype=np.int32)[0])
-                             for image, label in self.cases]
+            self._volumes = [self.read_case(*case) for case in self.cases]
         return self._volumes
 
     def evaluate(self) -> tuple[dict[int, float | None], np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ import SimpleITK as sitk
 
 from dltk2.apps.segmentation import segment_case, segment_cases, summary_table
 from dltk2.datasets.synapse import HU_WINDOW, preprocess_image
+from dltk2.errors import DataError
 from dltk2.export import call_signature, export_predictor, read_warmup_requests
 from dltk2.inference import SlidingWindowSegmenter
 from dltk2.io.image import read_image
@@ -137,7 +138,6 @@ def test_segment_cases_scores_and_summarises(phantom, tmp_path, capsys):
 
 
 def test_a_volume_that_is_not_3d_or_a_reference_off_its_grid_is_one_line_before_segmenting(phantom, tmp_path):
-    from dltk2.errors import DataError
 
     image, truth = phantom
     sitk.WriteImage(image[:, :, 0], str(tmp_path / "flat.nii.gz"))
@@ -300,3 +300,53 @@ def test_a_segmenter_with_uncertainty_writes_its_entropy_beside_the_labels(phant
     assert values.min() >= -1e-6 and values.max() <= np.log(len(CLASS_HU)) + 1e-5
     # The nearest-intensity model sees no neighbours: mirroring leaves its labels as they were.
     np.testing.assert_array_equal(labels, make_segmenter().segment(sitk.GetArrayFromImage(image), image.GetSpacing()))
+
+
+def channel_argmax_model(channels: int = 3) -> keras.Model:
+    """A 1x1x1 convolution whose logits are the input's channels: the label is the brightest channel."""
+    inputs = keras.Input((None, None, None, channels))
+    conv = keras.layers.Conv3D(channels, 1)
+    outputs = conv(inputs)
+    conv.set_weights([np.eye(channels, dtype=np.float32).reshape(1, 1, 1, channels, channels),
+                      np.zeros(channels, np.float32)])
+    return keras.Model(inputs, outputs)
+
+
+def test_several_whitened_channels_are_one_input_and_are_served_so(rng, tmp_path):
+    # Three "sequences" of different scales and offsets: only whitening each on its own makes them comparable.
+    shape = (12, 20, 18)
+    raw = np.stack([rng.normal(0, 1, shape) * scale + offset for scale, offset in ((5, 100), (50, 20), (0.5, -3))],
+                   axis=-1).astype(np.float32)
+    segmenter = SlidingWindowSegmenter(channel_argmax_model(), window=(8, 8, 8), spacing_mm=(2.0, 2.0, 3.0),
+                                       channels=3, normalisation="whiten", orientation="LPS")
+    direction = np.diag([-1.0, -1.0, 1.0]).ravel()
+    labels = segmenter.segment(raw, (2.0, 2.0, 3.0), direction)
+    whitened = (raw - raw.mean(axis=(0, 1, 2))) / raw.std(axis=(0, 1, 2))
+    np.testing.assert_array_equal(labels, np.argmax(whitened, axis=-1))
+    assert segmenter.warmup_inputs()["image"].shape == (8, 8, 8, 3)
+    _, saved_model = export_predictor(tmp_path / "model", segmenter)
+    served = call_signature(saved_model, {"image": raw, "spacing": np.array([2.0, 2.0, 3.0]), "direction": direction})
+    np.testing.assert_array_equal(served["labels"], labels)
+    with pytest.raises(ValueError, match="normalisation must be 'window' or 'whiten'"):
+        SlidingWindowSegmenter(channel_argmax_model(), (8, 8, 8), normalisation="zscore")
+
+
+def test_segment_cases_takes_a_case_of_several_channel_files(rng, tmp_path):
+    shape = (6, 10, 8)
+    paths = []
+    for number in range(3):
+        image = sitk.GetImageFromArray(rng.normal(10 * number, 1 + number, shape).astype(np.float32))
+        image.SetSpacing((2.0, 2.0, 3.0))
+        paths.append(str(tmp_path / f"c{number}.nii.gz"))
+        sitk.WriteImage(image, paths[-1])
+    segmenter = SlidingWindowSegmenter(channel_argmax_model(), window=(4, 4, 4), spacing_mm=(2.0, 2.0, 3.0),
+                                       channels=3, normalisation="whiten")
+    results = segment_cases(segmenter, [{"id": "s", "image": paths}], tmp_path / "out", {1: "one", 2: "two"},
+                            predict_only=True, overlays=False)
+    written = read_image(results["output_path"][0])
+    assert written.GetSize() == (8, 10, 6) and written.GetSpacing() == pytest.approx((2.0, 2.0, 3.0))
+    short = sitk.GetImageFromArray(np.zeros((5, 10, 8), np.float32))
+    sitk.WriteImage(short, str(tmp_path / "short.nii.gz"))
+    with pytest.raises(DataError, match="short.nii.gz: not on the grid of its image .*c0.nii.gz"):
+        segment_cases(segmenter, [{"id": "s", "image": [paths[0], str(tmp_path / "short.nii.gz"), paths[2]]}],
+                      tmp_path / "out", {1: "one"}, predict_only=True)

@@ -2,7 +2,8 @@
 
 :func:`segment_cases` runs a :class:`dltk2.inference.SlidingWindowSegmenter` (the exported serving
 function itself) over each case's original image, writes ``<output_dir>/<id>_seg.nii.gz`` with that
-image's size, spacing, origin and direction, scores it against the reference labels on the same grid
+image's size, spacing, origin and direction (a case of several co-registered sequences, e.g. T1, T1-IR
+and FLAIR, gives them as a list of paths: one multi-channel input), scores it against the reference labels on the same grid
 (Dice and HD95 per class, in mm), draws an overlay of three planes, and prints one line per case.
 :func:`summary_table` gives the per-class means at the end, :func:`report_segmentation` the Dice box
 plot and ``report.html``.
@@ -13,13 +14,12 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from dltk2.inference import SlidingWindowSegmenter
 from dltk2.errors import DataError
 from dltk2.io.dicom_objects import ModelIdentity, write_segmentation
 from dltk2.io.dicom_series import read_series
@@ -28,9 +28,19 @@ from dltk2.metrics import dice_per_class, hausdorff_95_per_class, mean_of_presen
 from dltk2.plots import plot_box, plot_segmentation_overlay
 from dltk2.report import HtmlReport, add_run_configuration
 
+if TYPE_CHECKING:  # TensorFlow loads only when a segmenter is made, so that the cases are checked first
+    from dltk2.inference import SlidingWindowSegmenter
+
+
+def channel_paths(image: str | Path | Sequence[str | Path]) -> list[str]:
+    """A case's image as its list of channel files: one path, or the co-registered sequences in order."""
+    return [str(image)] if isinstance(image, (str, Path)) else [str(path) for path in image]
+
 
 def check_cases(cases: Iterable[Mapping[str, str]], predict_only: bool = False) -> None:
     """Checks every case's headers before anything is segmented: 3D images, references on their grids.
+
+    A case of several channels must have them all on its first channel's grid.
 
     Headers only (:func:`dltk2.io.image.read_image_information`), so a bad case stops a deploy at
     once, before the model is loaded, instead of after the cases before it.
@@ -40,15 +50,19 @@ def check_cases(cases: Iterable[Mapping[str, str]], predict_only: bool = False) 
             reference label map not on its image's grid; named.
     """
     for case in cases:
-        image = read_image_information(case["image"])
-        if image.dimension != 3 or image.components != 1:
-            raise DataError(f"{case['image']}: a volume to segment must be 3D with one value per voxel; this image "
-                            f"is {image.dimension}D of size {image.geometry.size}")
+        paths = channel_paths(case["image"])
+        image = read_image_information(paths[0])
+        others = [(path, read_image_information(path)) for path in paths[1:]]
         if not predict_only:
-            label = read_image_information(case["label"])
-            if label.dimension != 3 or not label.geometry.isclose(image.geometry, atol=1e-3):
-                raise DataError(f"{case['label']}: not on the grid of its image {case['image']} (size "
-                                f"{label.geometry.size} vs {image.geometry.size}, spacing {label.geometry.spacing} vs "
+            others.append((case["label"], read_image_information(case["label"])))
+        for path, info in [(paths[0], image), *others[:len(paths) - 1]]:
+            if info.dimension != 3 or info.components != 1:
+                raise DataError(f"{path}: a volume to segment must be 3D with one value per voxel; this image "
+                                f"is {info.dimension}D of size {info.geometry.size}")
+        for path, info in others:
+            if info.dimension != 3 or not info.geometry.isclose(image.geometry, atol=1e-3):
+                raise DataError(f"{path}: not on the grid of its image {paths[0]} (size "
+                                f"{info.geometry.size} vs {image.geometry.size}, spacing {info.geometry.spacing} vs "
                                 f"{image.geometry.spacing} mm)")
 
 
@@ -67,26 +81,39 @@ class DicomOutput:
     salt: str | None = None
 
 
-def segment_case(segmenter: SlidingWindowSegmenter, image_path: str | Path, output_path: str | Path,
-                 dicom: DicomOutput | None = None) -> tuple[np.ndarray, sitk.Image]:
-    """Segments one image file (or DICOM series folder) and writes the label map on its own grid, atomically.
+def segment_case(segmenter: SlidingWindowSegmenter, image_path: str | Path | Sequence[str | Path],
+                 output_path: str | Path, dicom: DicomOutput | None = None) -> tuple[np.ndarray, sitk.Image]:
+    """Segments one image file (or DICOM series folder, or list of channel files) and writes the label map
+    on its own grid, atomically.
 
     The label map is uint8 NIfTI (or what ``output_path``'s suffix says); for a DICOM series and a
     ``dicom`` output, also a DICOM SEG beside it (``<output_path stem>.dcm``) referencing the slices;
     for a segmenter with ``uncertainty``, its per-voxel entropy (``<id>_entropy.nii.gz``).
 
     Returns:
-        ``(labels, image)``: int32 (z, y, x) labels and the SimpleITK image read (for its geometry).
+        ``(labels, image)``: int32 (z, y, x) labels and the SimpleITK image read (for its geometry; the
+        first channel of several).
 
     Raises:
-        DataError: An image that is not a 3D volume of one value per voxel.
+        DataError: An image that is not a 3D volume of one value per voxel, or channels off the first's grid.
     """
-    volume = read_series(image_path) if Path(image_path).is_dir() else None
-    image = volume.image if volume is not None else read_image(image_path)
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise DataError(f"{image_path}: a volume to segment must be 3D with one value per voxel; this image is "
-                        f"{image.GetDimension()}D of size {image.GetSize()}")
-    array = volume.array if volume is not None else sitk.GetArrayFromImage(image).astype(np.float32)
+    paths = channel_paths(image_path)
+    volume = read_series(paths[0]) if len(paths) == 1 and Path(paths[0]).is_dir() else None
+    images = [volume.image] if volume is not None else [read_image(path) for path in paths]
+    for path, channel in zip(paths, images):
+        if channel.GetDimension() != 3 or channel.GetNumberOfComponentsPerPixel() != 1:
+            raise DataError(f"{path}: a volume to segment must be 3D with one value per voxel; this image is "
+                            f"{channel.GetDimension()}D of size {channel.GetSize()}")
+    image = images[0]
+    if volume is not None:
+        array = volume.array
+    else:
+        arrays = [sitk.GetArrayFromImage(channel).astype(np.float32) for channel in images]
+        for path, other in zip(paths[1:], arrays[1:]):
+            if other.shape != arrays[0].shape:
+                raise DataError(f"{path}: not on the grid of its first channel {paths[0]} ({other.shape} vs "
+                                f"{arrays[0].shape} voxels)")
+        array = arrays[0] if len(arrays) == 1 else np.stack(arrays, axis=-1)
     inputs = {"image": array, "spacing": image.GetSpacing()}
     if segmenter.orientation is not None:
         inputs["direction"] = image.GetDirection()
@@ -129,7 +156,7 @@ def segment_cases(
 
     Args:
         segmenter: The segmenter (see :class:`dltk2.inference.SlidingWindowSegmenter`).
-        cases: Rows with ``id``, ``image`` (the original image) and, unless ``predict_only``,
+        cases: Rows with ``id``, ``image`` (the original image, or a list of its channels) and, unless ``predict_only``,
             ``label`` (the original label map).
         output_dir: Where ``<id>_seg.nii.gz`` go.
         class_names: Class index -> name of the scored classes (no background).
@@ -149,7 +176,7 @@ def segment_cases(
     rows = []
     for number, case in enumerate(cases, start=1):
         output_path = output_dir / f"{case['id']}_seg.nii.gz"
-        geometry = read_image_information(case["image"]).geometry
+        geometry = read_image_information(channel_paths(case["image"])[0]).geometry
         size_zyx = tuple(geometry.size[::-1])
         print(f"case {number}/{len(cases)}: {case['id']}, {'x'.join(map(str, size_zyx))} voxels of "
               f"{'x'.join(f'{s:g}' for s in geometry.spacing)} mm, "
@@ -158,7 +185,7 @@ def segment_cases(
         labels, image = segment_case(segmenter, case["image"], output_path, dicom)
         seconds = time.perf_counter() - start
         row = {"id": case["id"], "output_path": str(output_path), "seconds": seconds}
-        if dicom is not None and Path(case["image"]).is_dir():
+        if dicom is not None and len(channel_paths(case["image"])) == 1 and Path(channel_paths(case["image"])[0]).is_dir():
             row["dicom_path"] = str(dicom_path(output_path))
         reference = None if predict_only else read_array(case["label"], dtype=np.int32)[0]  # on the image's grid
         if overlays:
