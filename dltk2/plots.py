@@ -240,3 +240,39 @@ def plot_saliency_overlay(image: np.ndarray, saliency: np.ndarray, path: str | P
         figure.suptitle(title)
     figure.tight_layout(rect=(0, 0, 1, 0.95 if title else 1))
     return _save(figure, path)
+
+
+def plot_volume_panels(volumes: Mapping[str, np.ndarray], path: str | Path, spacing_xyz: Sequence[float] | None = None,
+                       title: str = "") -> Path:
+    """Volumes on one grid side by side: a column each, its central axial, coronal and sagittal planes.
+
+    One grey scale for all (the first volume's 0.5-99.5 percentiles), so that a blur or a wrong
+    intensity shows as such: super-resolution against interpolation, reconstructions, samples.
+
+    Args:
+        volumes: Name -> (z, y, x) intensities, all of one shape.
+        spacing_xyz: Voxel size (x, y, z), mm, for the planes' aspect ratios; default isotropic.
+    """
+    shapes = {np.shape(volume) for volume in volumes.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 3:
+        raise ValueError(f"the volumes must be 3D of one shape, got {sorted(shapes)}")
+    first = np.asarray(next(iter(volumes.values())), np.float64)
+    low, high = np.percentile(first, [0.5, 99.5])
+    sx, sy, sz = (float(s) for s in (spacing_xyz or (1.0, 1.0, 1.0)))
+    z, y, x = (n // 2 for n in first.shape)
+    planes = [("axial", lambda v: v[z], sy / sx), ("coronal", lambda v: v[:, y][::-1], sz / sx),
+              ("sagittal", lambda v: v[:, :, x][::-1], sz / sy)]
+    figure, axes = plt.subplots(len(planes), len(volumes), figsize=(2.6 * len(volumes), 2.6 * len(planes) + 0.4),
+                                squeeze=False)
+    for column, (name, volume) in enumerate(volumes.items()):
+        for row, (plane, cut, aspect) in enumerate(planes):
+            axis = axes[row][column]
+            axis.imshow(cut(np.asarray(volume)), cmap="gray", vmin=low, vmax=high, aspect=aspect,
+                        interpolation="nearest")
+            axis.set_title(name if row == 0 else "", fontsize="medium")
+            axis.set_ylabel(plane)
+            axis.set_xticks([])
+            axis.set_yticks([])
+    if title:
+        figure.suptitle(title)
+    return _save(figure, path)

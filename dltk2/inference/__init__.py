@@ -15,7 +15,9 @@
   classifier looked (the 2D and series classifiers and :class:`CropAveragingPredictor` export it as
   their ``explain`` signature, a map on the raw input's grid; deploys write it with ``--explain N``);
 - :mod:`~dltk2.inference.pointing_game`: :func:`pointing_game`, whether a map's maximum falls on the
-  planted finding, against a random map.
+  planted finding, against a random map;
+- :mod:`~dltk2.inference.super_resolution`: :class:`SuperResolver`, a low-resolution volume of any
+  size in, the network's finer volume out, in the input's intensities.
 """
 
 from dltk2.inference.classifiers import ImageClassifier2D, SeriesClassifier, grey_image_input, series_input
@@ -25,12 +27,14 @@ from dltk2.inference.predictor import (Predictor, default_predictor_config, load
 from dltk2.inference.resampling import resample_volume
 from dltk2.inference.saliency import grad_cam, occlusion_sensitivity
 from dltk2.inference.segmenter import SlidingWindowSegmenter
+from dltk2.inference.super_resolution import SuperResolver
 from dltk2.inference.sliding_window import sliding_window_inference, window_starts, window_weights
 from dltk2.transforms import tf_whitening
 from dltk2.volume_sampling import pad_to_at_least
 
 __all__ = [
     "CropAveragingPredictor", "ImageClassifier2D", "Predictor", "SeriesClassifier", "SlidingWindowSegmenter",
+    "SuperResolver",
     "default_predictor_config", "grey_image_input", "load_model_of", "load_predictor", "mirror_override",
     "random_crop_corners", "resample_volume", "save_predictor_config", "series_input", "sliding_window_inference",
     "tf_whitening", "window_starts", "window_weights", "pad_to_at_least", "grad_cam", "occlusion_sensitivity",
