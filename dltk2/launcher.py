@@ -31,6 +31,7 @@ APPLICATIONS: dict[str, tuple[str, dict[str, str]]] = {
                                     "cross_validate": "cross_validate.py"}),
     "mrnet": ("mrnet_knee", {"train": "train.py", "deploy": "deploy.py", "cross_validate": "cross_validate.py"}),
     "brain_tissue": ("MRBrainS13_tissue_segmentation", {"train": "train.py", "deploy": "deploy.py"}),
+    "super_resolution": ("IXI_HH_superresolution", {"train": "train.py", "deploy": "deploy.py"}),
 }
 """Command name -> (folder under ``applications/``, stage -> script)."""
 COMMANDS = {"node": "the DICOM node: serve (C-STORE SCP) or pull (QIDO-RS/WADO-RS); dltk2 node --help"}
