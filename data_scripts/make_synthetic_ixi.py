@@ -4,6 +4,7 @@ Writes the layout ``download_IXI_HH.py`` writes for the real data::
 
     OUTPUT_DIR/demographic_HH.csv            IXI's columns, one row per subject
     OUTPUT_DIR/<s>mm/<ID>/T1_<s>mm.nii.gz    for each spacing s in --spacings (int16, LPS geometry)
+    OUTPUT_DIR/<s>mm/<ID>/T2_<s>mm.nii.gz    and PD, with --sequences T1,T2,PD
 
 Each subject is the template deformed and degraded as real scans differ:
 
@@ -49,6 +50,7 @@ def define_flags() -> None:
     flags.DEFINE_list("spacings", ["1", "2"], "Isotropic voxel sizes in mm to write (IXI_HH: 1 and 2).")
     flags.DEFINE_integer("first_id", 12, "Number of the first subject ID (IXI012 is the first HH subject).")
     flags.DEFINE_integer("workers", max(1, min(4, os.cpu_count() or 1)), "Processes generating subjects.")
+    flags.DEFINE_list("sequences", ["T1"], "Sequences to write: T1, and T2 and PD (IXI's other two) as wanted.")
 
 
 SEX_COLUMN = "SEX_ID (1=m, 2=f)"
@@ -58,6 +60,11 @@ CSV_COLUMNS = [
 ]
 SEX_VOLUME_RATIO = 1.09  # mean male / female brain volume
 TEMPLATE_INTENSITY_MAX = 1.0
+SEQUENCE_CONTRAST = {  # (CSF, grey matter, white matter), in units of the T1 template's maximum
+    "T2": (0.95, 0.55, 0.40),  # fluid bright, white matter darkest
+    "PD": (0.85, 0.70, 0.60),  # proton density: little contrast, fluid brightest
+}
+_TISSUE_MAPS: dict | None = None
 
 _TEMPLATE: dict | None = None
 
@@ -212,13 +219,70 @@ def render_subject(params: dict, spacing_mm: float, template: dict) -> sitk.Imag
     return image
 
 
-def make_subject(args: tuple[dict, str, list[float]]) -> str:
-    params, output_dir, spacings = args
+def load_tissue_maps() -> dict:
+    """The template (for its geometry and centre) and nilearn's CSF, GM and WM probability maps on its grid."""
+    global _TISSUE_MAPS
+    if _TISSUE_MAPS is not None:
+        return _TISSUE_MAPS
+    from nilearn import datasets
+
+    template = load_template()
+    grey = nifti_to_sitk(datasets.load_mni152_gm_template(resolution=1))
+    white = nifti_to_sitk(datasets.load_mni152_wm_template(resolution=1))
+    brain = nifti_to_sitk(datasets.load_mni152_brain_mask(resolution=1))
+    grey_array, white_array = sitk.GetArrayFromImage(grey), sitk.GetArrayFromImage(white)
+    csf = np.clip(sitk.GetArrayFromImage(brain) - grey_array - white_array, 0.0, 1.0)
+    maps = []
+    for array in (csf, grey_array, white_array):
+        image = sitk.GetImageFromArray(np.ascontiguousarray(array, np.float32))
+        image.CopyInformation(template["image"])
+        maps.append(image)
+    _TISSUE_MAPS = {"template": template, "tissues": maps}
+    return _TISSUE_MAPS
+
+
+def render_sequence(params: dict, spacing_mm: float | Sequence[float], template: dict, sequence: str) -> sitk.Image:
+    """The subject's scan of one sequence: ``T1`` (:func:`render_subject`), or ``T2`` or ``PD`` from the tissue maps.
+
+    T2 and PD are partial-volume mixtures of the subject's CSF, grey and white matter
+    (:data:`SEQUENCE_CONTRAST`), the ventricles grown for its age as in its T1, through the same
+    deformation, with their own bias field, noise and intensity scale: the sequences of one subject
+    share its anatomy, as IXI's T1, T2 and PD do.
+    """
+    if sequence == "T1":
+        return render_subject(params, spacing_mm, template)
+    if sequence not in SEQUENCE_CONTRAST:
+        raise ValueError(f"sequence must be T1 or one of {sorted(SEQUENCE_CONTRAST)}, got {sequence!r}")
+    maps = load_tissue_maps()
+    reference = subject_grid(spacing_mm, template)
+    transform = subject_transform(params, template)
+    grow = (template["ventricle_distance"] <= 0.06 * (params["age"] - 20.0)) & template["brain"]
+    tissues = []
+    for number, tissue in enumerate(maps["tissues"]):  # CSF, GM, WM
+        array = sitk.GetArrayFromImage(tissue)
+        array = np.where(grow, 1.0 if number == 0 else 0.0, array).astype(np.float32)
+        image = sitk.GetImageFromArray(array)
+        image.CopyInformation(tissue)
+        tissues.append(sitk.GetArrayFromImage(sitk.Resample(image, reference, transform, sitk.sitkLinear, 0.0)))
+    clean = np.tensordot(np.stack(tissues, axis=-1), np.asarray(SEQUENCE_CONTRAST[sequence], np.float32), axes=1)
+    rng = np.random.default_rng(params["elastic_seed"] + int(np.mean(spacing_mm) * 1000) + len(sequence) * 7919
+                                + ord(sequence[0]))
+    array = clean * bias_field(clean.shape, params["bias_coefficients"] * rng.uniform(0.5, 1.5, size=9))
+    array = array + rng.normal(0.0, params["noise_fraction"] * TEMPLATE_INTENSITY_MAX, size=array.shape)
+    array = np.clip(array, 0.0, None) * params["intensity_scale"] * rng.uniform(0.7, 1.4)
+    image = sitk.GetImageFromArray(np.round(array).astype(np.int16))
+    image.CopyInformation(reference)
+    return image
+
+
+def make_subject(args: tuple[dict, str, list[float], Sequence[str]]) -> str:
+    params, output_dir, spacings, sequences = args
     template = load_template()
     for spacing in spacings:
         label = f"{spacing:g}mm"
-        path = Path(output_dir) / label / params["id"] / f"T1_{label}.nii.gz"
-        write_image(render_subject(params, spacing, template), path)
+        for sequence in sequences:
+            path = Path(output_dir) / label / params["id"] / f"{sequence}_{label}.nii.gz"
+            write_image(render_sequence(params, spacing, template, sequence), path)
     return params["id"]
 
 
@@ -237,13 +301,13 @@ def dataset_parameters(rng: np.random.Generator | int, num_subjects: int, first_
 
 
 def make_dataset(output_dir: str | Path, num_subjects: int, seed: int, spacings: list[float],
-                 first_id: int = 12, workers: int = 1) -> Path:
-    """Writes the data set and returns the CSV's path."""
+                 first_id: int = 12, workers: int = 1, sequences: Sequence[str] = ("T1",)) -> Path:
+    """Writes the data set (each subject's ``sequences``: T1, T2, PD) and returns the CSV's path."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     subjects = dataset_parameters(rng, num_subjects, first_id)
-    jobs = [(params, str(output_dir), spacings) for params in subjects]
+    jobs = [(params, str(output_dir), spacings, tuple(sequences)) for params in subjects]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             done = list(pool.map(make_subject, jobs))
@@ -264,7 +328,8 @@ def main(argv: list[str]) -> None:
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required")
     spacings = [float(s) for s in FLAGS.spacings]
-    make_dataset(FLAGS.output_dir, FLAGS.num_subjects, FLAGS.seed, spacings, FLAGS.first_id, FLAGS.workers)
+    make_dataset(FLAGS.output_dir, FLAGS.num_subjects, FLAGS.seed, spacings, FLAGS.first_id, FLAGS.workers,
+                 FLAGS.sequences)
 
 
 if __name__ == "__main__":

@@ -55,9 +55,6 @@ CONTRAST = np.array([  # channel x (CSF, GM, WM), in units of the template's max
     [0.10, 0.75, 0.55],
 ], np.float32)
 
-_TISSUE_MAPS: dict | None = None
-
-
 def define_flags() -> None:
     """Command-line flags (defined only when run as a script, so tests can import the module)."""
     flags.DEFINE_string("output_dir", None, "Folder to write the data set into.")
@@ -68,31 +65,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("workers", max(1, min(4, os.cpu_count() or 1)), "Processes generating subjects.")
 
 
-def load_tissue_maps() -> dict:
-    """The IXI generator's template (for its geometry and centre) and the CSF, GM and WM probability maps."""
-    global _TISSUE_MAPS
-    if _TISSUE_MAPS is not None:
-        return _TISSUE_MAPS
-    from nilearn import datasets
-
-    template = ixi.load_template()
-    grey = ixi.nifti_to_sitk(datasets.load_mni152_gm_template(resolution=1))
-    white = ixi.nifti_to_sitk(datasets.load_mni152_wm_template(resolution=1))
-    brain = ixi.nifti_to_sitk(datasets.load_mni152_brain_mask(resolution=1))
-    grey_array, white_array = sitk.GetArrayFromImage(grey), sitk.GetArrayFromImage(white)
-    csf = np.clip(sitk.GetArrayFromImage(brain) - grey_array - white_array, 0.0, 1.0)
-    maps = []
-    for array in (csf, grey_array, white_array):
-        image = sitk.GetImageFromArray(np.ascontiguousarray(array, np.float32))
-        image.CopyInformation(template["image"])
-        maps.append(image)
-    _TISSUE_MAPS = {"template": template, "tissues": maps}
-    return _TISSUE_MAPS
-
-
 def render_subject(params: dict, spacing_mm: float | Sequence[float]) -> tuple[list[sitk.Image], sitk.Image]:
     """The subject's three channels (int16) and its label map (uint8), on one grid of ``spacing_mm``."""
-    maps = load_tissue_maps()
+    maps = ixi.load_tissue_maps()
     template = maps["template"]
     reference = ixi.subject_grid(spacing_mm, template)
     transform = ixi.subject_transform(params, template)

@@ -74,3 +74,25 @@ def test_the_ventricle_region_holds_what_age_changes_and_dataset_parameters_repe
     # The scan is resampled linearly, the region by nearest neighbour: a voxel of slack holds every change.
     assert region[changed].mean() > 0.8 and ndimage.binary_dilation(region, np.ones((3, 3, 3)))[changed].all()
     assert region_image.GetSpacing() == (4.0, 4.0, 4.0) and region.shape == difference.shape
+
+
+def test_t2_and_pd_share_the_subjects_anatomy_and_age(tmp_path):
+    csv_path = synthetic.make_dataset(tmp_path, num_subjects=1, seed=6, spacings=[6.0], sequences=["T1", "T2", "PD"])
+    folder = csv_path.parent / "6mm" / "IXI012"
+    volumes = {name: read_array(folder / f"{name}_6mm.nii.gz", dtype=None) for name in ("T1", "T2", "PD")}
+    assert {v.shape for v, _ in volumes.values()} == {volumes["T1"][0].shape}
+    assert {g.origin for _, g in volumes.values()} == {volumes["T1"][1].origin}
+    template = synthetic.load_template()
+    params = synthetic.dataset_parameters(6, 1)[0]
+    ventricles = sitk.GetArrayFromImage(synthetic.ventricle_region(params, 6.0, template, reach_mm=0.0)) > 0
+    t1, t2 = (volumes[name][0].astype(float) for name in ("T1", "T2"))
+    brain = t1 > 0.3 * t1.max()
+    # Fluid: dark in T1, bright in T2.
+    assert t1[ventricles].mean() < t1[brain].mean() and t2[ventricles].mean() > t2[brain & ~ventricles].mean()
+    # Age grows the fluid in T2 as in T1.
+    young, old = ({**params, "age": age} for age in (25.0, 85.0))
+    fluid = [(sitk.GetArrayFromImage(synthetic.render_sequence(p, 6.0, template, "T2")) >
+              0.8 * params["intensity_scale"]).sum() for p in (young, old)]
+    assert fluid[1] > fluid[0]
+    with pytest.raises(ValueError, match="sequence must be T1 or one of"):
+        synthetic.render_sequence(params, 6.0, template, "FLAIR")

@@ -59,7 +59,7 @@ def test_labels_follow_nilearns_tissue_templates_through_the_subjects_deformatio
     # Each tissue's volume is the template's own (most probable class, 1 mm voxels), give or take the
     # subject's size (a few per cent) and the 4 mm grid.
     volumes = np.bincount(sitk.GetArrayFromImage(labels).ravel(), minlength=4)[1:] * 4.0 ** 3
-    tissues = np.stack([sitk.GetArrayFromImage(t) for t in synthetic.load_tissue_maps()["tissues"]], axis=-1)
+    tissues = np.stack([sitk.GetArrayFromImage(t) for t in ixi.load_tissue_maps()["tissues"]], axis=-1)
     in_template = np.bincount(np.where(tissues.sum(-1) >= 0.5, 1 + tissues.argmax(-1), 0).ravel(), minlength=4)[1:]
     np.testing.assert_allclose(volumes, in_template, rtol=0.15)
 
