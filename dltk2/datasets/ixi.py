@@ -31,8 +31,13 @@ TARGETS = {"sex": SEX_COLUMN, "age": AGE_COLUMN}
 
 def t1_path(data_dir: str | Path, subject_id: str, spacing_mm: float) -> Path:
     """``<data_dir>/<s>mm/<ID>/T1_<s>mm.nii.gz``."""
+    return sequence_path(data_dir, subject_id, "T1", spacing_mm)
+
+
+def sequence_path(data_dir: str | Path, subject_id: str, sequence: str, spacing_mm: float) -> Path:
+    """``<data_dir>/<s>mm/<ID>/<sequence>_<s>mm.nii.gz`` (IXI's T1, T2 and PD)."""
     label = f"{spacing_mm:g}mm"
-    return Path(data_dir) / label / subject_id / f"T1_{label}.nii.gz"
+    return Path(data_dir) / label / subject_id / f"{sequence}_{label}.nii.gz"
 
 
 def load_subjects(
