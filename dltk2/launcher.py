@@ -32,6 +32,8 @@ APPLICATIONS: dict[str, tuple[str, dict[str, str]]] = {
     "mrnet": ("mrnet_knee", {"train": "train.py", "deploy": "deploy.py", "cross_validate": "cross_validate.py"}),
     "brain_tissue": ("MRBrainS13_tissue_segmentation", {"train": "train.py", "deploy": "deploy.py"}),
     "super_resolution": ("IXI_HH_superresolution", {"train": "train.py", "deploy": "deploy.py"}),
+    "cae": ("IXI_HH_representation_learning_cae", {"train": "train.py", "deploy": "deploy.py"}),
+    "dcgan": ("IXI_HH_DCGAN", {"train": "train.py", "deploy": "deploy.py"}),
 }
 """Command name -> (folder under ``applications/``, stage -> script)."""
 COMMANDS = {"node": "the DICOM node: serve (C-STORE SCP) or pull (QIDO-RS/WADO-RS); dltk2 node --help"}

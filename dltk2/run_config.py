@@ -30,7 +30,7 @@ from typing import Any
 from dltk2.errors import DataError
 
 SCHEMA = 2
-TASKS = ("classification", "regression", "segmentation", "super_resolution")
+TASKS = ("classification", "regression", "segmentation", "super_resolution", "autoencoding", "generation")
 INTENSITY_METHODS = ("whitening", "window", "min_max")
 
 

@@ -17,11 +17,17 @@
 - :mod:`~dltk2.inference.pointing_game`: :func:`pointing_game`, whether a map's maximum falls on the
   planted finding, against a random map;
 - :mod:`~dltk2.inference.super_resolution`: :class:`SuperResolver`, a low-resolution volume of any
-  size in, the network's finer volume out, in the input's intensities.
+  size in, the network's finer volume out, in the input's intensities;
+- :mod:`~dltk2.inference.autoencoder`: :class:`AutoencoderPredictor`, a subject's sequences in, their
+  reconstruction and code out, and an ``encode`` signature;
+- :mod:`~dltk2.inference.generator`: :class:`GeneratorPredictor`, a GAN's generator: noise, or a
+  count and a seed, in; volumes out.
 """
 
+from dltk2.inference.autoencoder import AutoencoderPredictor
 from dltk2.inference.classifiers import ImageClassifier2D, SeriesClassifier, grey_image_input, series_input
 from dltk2.inference.crop_averaging import CropAveragingPredictor, random_crop_corners
+from dltk2.inference.generator import GeneratorPredictor
 from dltk2.inference.predictor import (Predictor, default_predictor_config, load_model_of, load_predictor,
                                        mirror_override, save_predictor_config)
 from dltk2.inference.resampling import resample_volume
@@ -33,7 +39,7 @@ from dltk2.transforms import tf_whitening
 from dltk2.volume_sampling import pad_to_at_least
 
 __all__ = [
-    "CropAveragingPredictor", "ImageClassifier2D", "Predictor", "SeriesClassifier", "SlidingWindowSegmenter",
+    "AutoencoderPredictor", "CropAveragingPredictor", "GeneratorPredictor", "ImageClassifier2D", "Predictor", "SeriesClassifier", "SlidingWindowSegmenter",
     "SuperResolver",
     "default_predictor_config", "grey_image_input", "load_model_of", "load_predictor", "mirror_override",
     "random_crop_corners", "resample_volume", "save_predictor_config", "series_input", "sliding_window_inference",
