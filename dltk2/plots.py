@@ -276,3 +276,19 @@ def plot_volume_panels(volumes: Mapping[str, np.ndarray], path: str | Path, spac
     if title:
         figure.suptitle(title)
     return _save(figure, path)
+
+
+def plot_slice_grid(volumes: Sequence[np.ndarray], path: str | Path, columns: int = 4, title: str = "",
+                    value_range: tuple[float, float] = (-1.0, 1.0), aspect: float = 1.0) -> Path:
+    """The central axial slice of each (z, y, x) volume in a grid, one grey scale (``value_range``): samples."""
+    rows = max(1, -(-len(volumes) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.2 * rows + 0.4), squeeze=False)
+    for number, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if number < len(volumes):
+            volume = np.asarray(volumes[number])
+            axis.imshow(volume[volume.shape[0] // 2], cmap="gray", vmin=value_range[0], vmax=value_range[1],
+                        aspect=aspect, interpolation="nearest")
+    if title:
+        figure.suptitle(title)
+    return _save(figure, path)

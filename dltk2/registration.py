@@ -19,7 +19,7 @@ import sys
 
 logger = logging.getLogger(__name__)
 
-MODULES = ("dltk2.networks.layers", "dltk2.networks.transfer", "dltk2.losses", "dltk2.metrics")
+MODULES = ("dltk2.networks.layers", "dltk2.networks.transfer", "dltk2.networks.gan", "dltk2.losses", "dltk2.metrics")
 """The modules that register Keras objects (``keras.saving.register_keras_serializable``)."""
 
 _WATCHED = ("keras", "tensorflow")

@@ -3,7 +3,7 @@
 Each held-out subject (those the run did not train on) goes through the exported SavedModel's own
 ``serving_default`` and prints::
 
-    Id=IXI092; MSE=0.0712 (T1 0.0650, T2 0.0801, PD 0.0685); time=0.21 secs;
+    Id=IXI092; MSE=0.1388 (T1 0.1175, T2 0.1901, PD 0.1088); time=0.25 secs;
 
 (mean squared error of the box, in whitened units); every subject is encoded by the ``encode``
 signature, and a linear probe fitted on the training subjects' codes (logistic regression for sex,

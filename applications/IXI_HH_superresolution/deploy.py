@@ -5,7 +5,7 @@ by the run's factors and brought back three ways: by the exported SavedModel's o
 ``serving_default``, and by linear and cubic interpolation of the same low-resolution volume. Each
 prints::
 
-    Id=IXI112; PSNR=34.10 dB (linear 31.02, cubic 31.60); SSIM=0.9512 (linear 0.9120, cubic 0.9203); time=0.61 secs; output_path=...;
+    Id=IXI092; PSNR=25.76 dB (linear 23.19, cubic 24.13); SSIM=0.6290 (linear 0.5566, cubic 0.5899); time=0.57 secs; ...
 
 then the mean of each method; ``OUTPUT/<id>_sr.nii.gz`` (the network's volume on the original grid),
 ``OUTPUT/metrics.csv``, ``OUTPUT/panels/<id>.png`` (input, linear, cubic, network, original) and

@@ -5,7 +5,7 @@ through the exported SavedModel's own ``serving_default`` (resampling to the tra
 whitening, sliding window, labels back): ``OUTPUT/<id>_seg.nii.gz`` on the subject's own grid. With
 labels (``LabelsForTesting``), each subject prints::
 
-    Id=5; Dice=0.8123; time=1.23 secs; output_path=OUTPUT/5_seg.nii.gz;
+    Id=9; Dice=0.9322; time=7.14 secs; output_path=OUTPUT/9_seg.nii.gz;
 
 then Dice and HD95 (mm) per tissue; ``OUTPUT/metrics.csv``, ``OUTPUT/overlays/<id>.png`` (T1 with the
 reference above, the prediction below), ``OUTPUT/dice_boxplot.png`` and ``OUTPUT/report.html``.
