@@ -34,6 +34,16 @@ TASKS = ("classification", "regression", "segmentation", "super_resolution", "au
 INTENSITY_METHODS = ("whitening", "window", "min_max")
 
 
+def training_settings(config: Any, leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A training configuration dataclass as the run configuration's ``training`` (its data fields left out).
+
+    Fields named ``data_csv``, ``validation_csv`` and those in ``leave_out`` go elsewhere (``data``);
+    the rest are the application's own settings, written as they are.
+    """
+    skip = {"data_csv", "validation_csv", *leave_out}
+    return {name: value for name, value in dataclasses.asdict(config).items() if name not in skip}
+
+
 def _library_version() -> str:
     from dltk2 import __version__
 

@@ -85,3 +85,20 @@ def test_updated_merges_data_and_training():
     assert config.training == {"seed": 0}
     with pytest.raises(ValueError, match="window needs low and high"):
         RunConfig("synapse_ct_seg", "segmentation", [8, 8, 8], intensity={"method": "window"})
+
+
+def test_training_settings_are_the_configurations_fields_but_its_data():
+    from dataclasses import dataclass, field
+
+    from dltk2.run_config import training_settings
+
+    @dataclass
+    class Settings:
+        data_csv: str
+        validation_csv: str | None = None
+        spacing_mm: float = 4.0
+        filters: list[int] = field(default_factory=lambda: [8, 16])
+        max_steps: int = 10
+
+    settings = training_settings(Settings("a.csv", "b.csv"), leave_out=("spacing_mm",))
+    assert settings == {"filters": [8, 16], "max_steps": 10}

@@ -76,7 +76,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     from dltk2.io.reader import Mode, Reader, read_csv_columns
     from dltk2.losses import SegmentationLoss
     from dltk2.networks.unet import residual_unet_3d
-    from dltk2.run_config import RunConfig
+    from dltk2.run_config import RunConfig, training_settings
     from dltk2.training import TrainingRun, learning_rate_schedule
 
     patch = [int(size) for size in config.example_size]
@@ -105,11 +105,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
         spacing_mm=list(geometry.spacing), orientation=axis_codes(geometry.direction),
         intensity={"method": "whitening"}, class_names=list(class_names.values()),
         data={"train_csv": str(Path(config.data_csv).resolve()), "channels": list(mrbrains.CHANNELS)},
-        training={"filters": list(config.filters), "strides": list(config.strides),
-                  "num_res_units": config.num_res_units, "n_examples": config.n_examples,
-                  "batch_size": config.batch_size, "learning_rate": config.learning_rate, "l2": config.l2,
-                  "loss": config.loss, "lr_schedule": config.lr_schedule, "max_steps": config.max_steps,
-                  "steps_per_epoch": config.steps_per_epoch}))
+        training=training_settings(config, leave_out=("example_size",))))
     run.announce(f"model: {model.count_params():,} parameters; {len(train_cases)} training subjects")
     run.train(model, dataset, config.max_steps, config.steps_per_epoch,
               monitor="val_mean_dice" if val_cases else "loss", mode="max" if val_cases else "min",

@@ -69,7 +69,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     from dltk2.io.orientation import axis_codes
     from dltk2.io.reader import Mode, Reader
     from dltk2.networks.gan import dcgan_3d, dcgan_generator_3d
-    from dltk2.run_config import RunConfig
+    from dltk2.run_config import RunConfig, training_settings
     from dltk2.training import TrainingRun
 
     box = list(config.example_size) + [1]
@@ -92,10 +92,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
         intensity={"method": "min_max"},
         data={"data_csv": str(Path(config.data_csv).resolve()), "num_train": config.num_train,
               "spacing_mm": config.spacing_mm},
-        training={"code_size": config.code_size, "generator_filters": list(config.generator_filters),
-                  "discriminator_filters": list(config.discriminator_filters), "max_shift": config.max_shift,
-                  "batch_size": config.batch_size, "learning_rate": config.learning_rate,
-                  "max_steps": config.max_steps, "steps_per_epoch": config.steps_per_epoch}))
+        training=training_settings(config, leave_out=("spacing_mm", "num_train", "example_size"))))
     run.announce(f"model: generator {model.generator.count_params():,}, discriminator "
                  f"{model.discriminator.count_params():,} parameters; {len(training)} training subjects")
     run.train(model, dataset, config.max_steps, config.steps_per_epoch, monitor=None)

@@ -74,7 +74,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     from dltk2.io.orientation import axis_codes
     from dltk2.io.reader import Mode, Reader
     from dltk2.networks.autoencoder import convolutional_autoencoder_3d
-    from dltk2.run_config import RunConfig
+    from dltk2.run_config import RunConfig, training_settings
     from dltk2.training import TrainingRun, learning_rate_schedule
 
     channels = len(ixi_sequences.SEQUENCES)
@@ -101,11 +101,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
         intensity={"method": "whitening"},
         data={"data_csv": str(Path(config.data_csv).resolve()), "num_train": config.num_train,
               "spacing_mm": config.spacing_mm, "sequences": list(ixi_sequences.SEQUENCES)},
-        training={"filters": list(config.filters), "strides": list(config.strides),
-                  "num_hidden_units": config.num_hidden_units, "max_shift": config.max_shift,
-                  "batch_size": config.batch_size, "learning_rate": config.learning_rate,
-                  "lr_schedule": config.lr_schedule, "max_steps": config.max_steps,
-                  "steps_per_epoch": config.steps_per_epoch}))
+        training=training_settings(config, leave_out=("spacing_mm", "num_train", "example_size"))))
     run.announce(f"model: {model.count_params():,} parameters; a code of {config.num_hidden_units}; "
                  f"{len(training)} training subjects")
     run.train(model, dataset, config.max_steps, config.steps_per_epoch, validation_dataset=validation_dataset)

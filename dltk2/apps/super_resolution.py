@@ -77,7 +77,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     from dltk2.io.orientation import axis_codes
     from dltk2.io.reader import Mode
     from dltk2.networks.super_resolution import simple_super_resolution_3d
-    from dltk2.run_config import RunConfig
+    from dltk2.run_config import RunConfig, training_settings
     from dltk2.training import TrainingRun, learning_rate_schedule
 
     reader = build_reader(config.example_size, config.factors)  # checks the crop against the factors
@@ -100,11 +100,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
         intensity={"method": "whitening"},
         data={"data_csv": str(Path(config.data_csv).resolve()), "num_train": config.num_train,
               "spacing_mm": config.spacing_mm},
-        training={"factors": list(config.factors), "filters": list(config.filters),
-                  "num_convolutions": config.num_convolutions, "n_examples": config.n_examples,
-                  "batch_size": config.batch_size, "learning_rate": config.learning_rate, "l2": config.l2,
-                  "lr_schedule": config.lr_schedule, "max_steps": config.max_steps,
-                  "steps_per_epoch": config.steps_per_epoch}))
+        training=training_settings(config, leave_out=("spacing_mm", "num_train", "example_size"))))
     run.announce(f"model: {model.count_params():,} parameters; x{'x'.join(map(str, config.factors))} (z, y, x); "
                  f"{len(training)} training subjects")
     run.train(model, dataset, config.max_steps, config.steps_per_epoch, validation_dataset=validation_dataset)
