@@ -47,7 +47,8 @@ def main(argv):
 
     integers = {name: [int(v) for v in FLAGS[name].value] for name in ("example_size", "filters", "strides")}
     config = from_flags(representation.TrainingConfig, **integers)
-    representation.subjects_of(config.data_csv, config.spacing_mm, config.num_train)  # one line for bad data, first
+    representation.check_settings(config)  # one line for bad settings or data, before TensorFlow loads
+    representation.subjects_of(config.data_csv, config.spacing_mm, config.num_train)
     representation.run_training(run_settings(), config)
 
 

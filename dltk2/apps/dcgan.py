@@ -49,6 +49,20 @@ class TrainingConfig:
     steps_per_epoch: int = 500
 
 
+def check_settings(config: TrainingConfig) -> None:
+    """Settings that cannot work, in one line before anything loads.
+
+    Raises:
+        DataError: A box the generator's doublings cannot reach.
+    """
+    from dltk2.errors import DataError
+
+    factor = 2 ** len(config.generator_filters)
+    if len(config.example_size) != 3 or any(size % factor for size in config.example_size):
+        raise DataError(f"output size {list(config.example_size)} must be divisible by 2 ** "
+                        f"{len(config.generator_filters)} (one doubling per generator filter)")
+
+
 def subjects_of(data_csv: str | Path, spacing_mm: float, num_train: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(training, held-out)`` subjects (``id, image, label``), DLTK's split by order."""
     from dltk2.datasets import ixi
@@ -58,6 +72,7 @@ def subjects_of(data_csv: str | Path, spacing_mm: float, num_train: int) -> tupl
 
 def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     """Trains (resuming) the generator and discriminator together on the training boxes; exports the generator."""
+    check_settings(config)
     training, _ = subjects_of(config.data_csv, config.spacing_mm, config.num_train)
 
     import keras
@@ -68,13 +83,11 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     from dltk2.io.image import read_image_information
     from dltk2.io.orientation import axis_codes
     from dltk2.io.reader import Mode, Reader
-    from dltk2.networks.gan import dcgan_3d, dcgan_generator_3d
+    from dltk2.networks.gan import dcgan_3d
     from dltk2.run_config import RunConfig, training_settings
     from dltk2.training import TrainingRun
 
     box = list(config.example_size) + [1]
-    with keras.device("cpu"):  # checks the box against the doublings before anything is written
-        dcgan_generator_3d(config.code_size, box, config.generator_filters)
     run = TrainingRun(settings)
     reader = Reader(generative.read_fn, {"features": {"x": tf.float32}, "labels": {"y": tf.float32}},
                     {"features": {"x": box}, "labels": {"y": []}})

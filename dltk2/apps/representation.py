@@ -50,6 +50,22 @@ class TrainingConfig:
     steps_per_epoch: int = 500
 
 
+def check_settings(config: TrainingConfig) -> None:
+    """Settings that cannot work, in one line before anything loads.
+
+    Raises:
+        DataError: Filters and strides of different lengths, or a box the strides' product does not divide.
+    """
+    from dltk2.errors import DataError
+
+    if len(config.filters) != len(config.strides):
+        raise DataError(f"one stride per level: {len(config.filters)} filters, {len(config.strides)} strides")
+    total = [int(np.prod(config.strides))] * 3
+    if len(config.example_size) != 3 or any(size % step for size, step in zip(config.example_size, total)):
+        raise DataError(f"input size {list(config.example_size)} must be divisible by the strides' product {total} "
+                        "per axis")
+
+
 def subjects_of(data_csv: str | Path, spacing_mm: float, num_train: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(training, held-out)`` subjects (``id, T1, T2, PD, sex, age``), DLTK's split by order.
 
@@ -63,6 +79,7 @@ def subjects_of(data_csv: str | Path, spacing_mm: float, num_train: int) -> tupl
 
 def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     """Trains (resuming) the autoencoder with mean squared error, validates on the held-out boxes, exports."""
+    check_settings(config)
     training, validation = subjects_of(config.data_csv, config.spacing_mm, config.num_train)
 
     import keras
@@ -79,8 +96,6 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
 
     channels = len(ixi_sequences.SEQUENCES)
     box = list(config.example_size) + [channels]
-    with keras.device("cpu"):  # checks the box against the strides before anything is written
-        convolutional_autoencoder_3d(box, config.filters, config.strides, config.num_hidden_units)
     run = TrainingRun(settings)
     reader = Reader(ixi_sequences.read_fn, {"features": {"x": tf.float32}, "labels": {"y": tf.float32}},
                     {"features": {"x": box}, "labels": {"y": box}})

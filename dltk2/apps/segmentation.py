@@ -24,7 +24,6 @@ from dltk2.errors import DataError
 from dltk2.io.dicom_objects import ModelIdentity, write_segmentation
 from dltk2.io.dicom_series import read_series
 from dltk2.io.image import read_array, read_image, read_image_information, write_image
-from dltk2.metrics import dice_per_class, hausdorff_95_per_class, mean_of_present
 from dltk2.plots import plot_box, plot_segmentation_overlay
 from dltk2.report import HtmlReport, add_run_configuration
 
@@ -169,6 +168,8 @@ def segment_cases(
         One row per case: ``id``, ``output_path``, ``seconds``, and with labels ``mean_dice`` and
         ``dice/<name>`` and ``hd95_mm/<name>`` per class (NaN where the class is in neither map).
     """
+    from dltk2.metrics import dice_per_class, hausdorff_95_per_class, mean_of_present  # Keras: after the checks
+
     output_dir = Path(output_dir)
     classes = sorted(class_names)
     cases = list(cases)

@@ -54,6 +54,21 @@ class TrainingConfig:
     steps_per_epoch: int = 500
 
 
+def check_settings(config: TrainingConfig) -> None:
+    """Settings that cannot work, in one line before anything loads.
+
+    Raises:
+        DataError: A crop that the factors do not divide, or a factor under 1.
+    """
+    from dltk2.errors import DataError
+
+    if len(config.factors) != 3 or min(config.factors) < 1:
+        raise DataError(f"factors must be three whole numbers of at least 1 (z, y, x), got {list(config.factors)}")
+    if len(config.example_size) != 3 or any(s % f for s, f in zip(config.example_size, config.factors)):
+        raise DataError(f"example_size {list(config.example_size)} must be whole multiples of the factors "
+                        f"{list(config.factors)}")
+
+
 def subjects_of(data_csv: str | Path, spacing_mm: float, num_train: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(training, held-out)`` subjects (``id, image, label``): DLTK's split of ``demographic_HH.csv``.
 
@@ -67,6 +82,7 @@ def subjects_of(data_csv: str | Path, spacing_mm: float, num_train: int) -> tupl
 
 def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     """Trains (resuming) on (low, high) crop pairs with mean squared error, validates, exports. Returns the folder."""
+    check_settings(config)
     training, validation = subjects_of(config.data_csv, config.spacing_mm, config.num_train)
 
     import keras
@@ -80,7 +96,7 @@ def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     from dltk2.run_config import RunConfig, training_settings
     from dltk2.training import TrainingRun, learning_rate_schedule
 
-    reader = build_reader(config.example_size, config.factors)  # checks the crop against the factors
+    reader = build_reader(config.example_size, config.factors)
     run = TrainingRun(settings)
     params = {"example_size": list(config.example_size), "n_examples": config.n_examples,
               "factors": list(config.factors)}

@@ -66,7 +66,8 @@ def test_train_deploy_export_age(tiny_ixi, tmp_path):
     # Test-time mirroring at deploy: each crop also predicted flipped left-right, as the predictor does it.
     mirrored_csv = tmp_path / "mirrored.csv"
     run_script("applications/IXI_HH_age/deploy.py", f"--model_path={model_path}", "--num_crops=2",
-               "--mirror_axes=2", f"--output_csv={mirrored_csv}", f"--output_dir={tmp_path / 'mirrored'}")
+               "--mirror_axes=2", f"--output_csv={mirrored_csv}", f"--output_dir={tmp_path / 'mirrored'}",
+               "--explain=0")
     mirrored = pd.read_csv(mirrored_csv)
     predictor = load_predictor(model_path, num_crops=2, mirror_axes=[2])
     for row, subject in zip(mirrored.itertuples(), subjects.itertuples()):

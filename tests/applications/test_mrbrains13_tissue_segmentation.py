@@ -10,7 +10,6 @@ import SimpleITK as sitk
 
 from dltk2.datasets import mrbrains
 from dltk2.export import call_signature, existing_versions
-from dltk2.inference import load_predictor
 from dltk2.model_folder import ModelFolder
 
 import make_synthetic_mrbrains
@@ -32,7 +31,7 @@ def test_end_to_end_train_deploy_and_serve(subjects, tmp_path):
     model_path = tmp_path / "model"
     trained = run_script(f"{APP}/train.py", "-p", str(model_path), f"--flagfile={APP}/cpu_preset.flags",
                          f"--train_csv={train_csv}", f"--val_csv={val_csv}", "--example_size=8,24,24",
-                         "--filters=8,16,32", "--strides=1,2,2", "--max_steps=90", "--steps_per_epoch=45")
+                         "--filters=8,16,32", "--strides=1,2,2", "--max_steps=70", "--steps_per_epoch=70")
     assert "exported" in trained.stdout and existing_versions(model_path / "export") == [1]
     config = ModelFolder(model_path).read_config()
     assert config.channels == 3 and config.intensity == {"method": "whitening"}
@@ -45,7 +44,7 @@ def test_end_to_end_train_deploy_and_serve(subjects, tmp_path):
     assert [line[0] for line in lines] == ["6"]
     metrics = pd.read_csv(output / "metrics.csv")
     assert {f"{kind}/{tissue}" for kind in ("dice", "hd95_mm") for tissue in mrbrains.TISSUES.values()} <= set(metrics)
-    # 90 steps from random weights already separate the tissues (grey matter, the largest, first).
+    # 70 steps from random weights already separate the tissues (grey matter, the largest, first).
     assert metrics["dice/grey_matter"][0] > 0.5 and metrics["mean_dice"][0] > 0.35
     assert cv2.imread(str(output / "overlays" / "6.png")) is not None
     assert "MRBrainS13_tissue_segmentation" in (output / "report.html").read_text()
@@ -59,8 +58,7 @@ def test_end_to_end_train_deploy_and_serve(subjects, tmp_path):
     written = sitk.ReadImage(lines[0][2])
     assert written.GetSize() == channels[0].GetSize()
     served = call_signature(model_path / "export" / "1", request)
-    np.testing.assert_array_equal(served["labels"], sitk.GetArrayFromImage(written))
-    np.testing.assert_array_equal(load_predictor(model_path).predict(**request)["labels"], served["labels"])
+    np.testing.assert_array_equal(served["labels"], sitk.GetArrayFromImage(written))  # deploy used load_predictor
 
 
 def test_a_subject_folder_without_a_sequence_is_one_line_before_training(subjects, tmp_path):
@@ -68,6 +66,6 @@ def test_a_subject_folder_without_a_sequence_is_one_line_before_training(subject
     broken = tmp_path / "train.csv"
     folder = pd.read_csv(train_csv)["subj_folder"][0]
     broken.write_text(f"id,subj_folder\n1,{folder}\n9,{tmp_path / 'missing'}\n")
-    with pytest.raises(AssertionError, match=r"missing: no such subject folder"):
+    with pytest.raises(AssertionError, match=r"missing: no such subject folder") as refused:
         run_script(f"{APP}/train.py", "-p", str(tmp_path / "model"), f"--data_csv={broken}", "--max_steps=1")
-    assert not (tmp_path / "model" / "checkpoints").exists()
+    assert not (tmp_path / "model").exists() and "Traceback" not in str(refused.value)

@@ -75,7 +75,7 @@ def test_exams_to_progressive_training_to_deploy_and_serving(tmp_path):
     image.SetSpacing((0.6, 0.6, 3.5))
     make_dicom_series.write_series(image, tmp_path / "dicom" / "knee", modality="MR", patient_id="KNEE01")
     classified = run_script(f"{APP}/deploy.py", f"--model_path={model}", f"--images={tmp_path / 'dicom' / 'knee'}",
-                            f"--sr_dir={tmp_path / 'reports'}")
+                            f"--sr_dir={tmp_path / 'reports'}", "--explain=0")  # maps: asserted above
     probability = max(row["probability_normal"], row["probability_abnormal"])
     assert f"knee: {row['predicted']} (p={probability:.3f}); report=" in classified.stdout
     (report_path,) = (tmp_path / "reports").iterdir()
@@ -93,7 +93,7 @@ def test_exams_to_progressive_training_to_deploy_and_serving(tmp_path):
     (coronal / "run_config.json").write_text(json.dumps(config))
     splits.assign(path=splits["path"].str.replace("sagittal", "coronal")).to_csv(coronal / "splits.csv", index=False)
     combined = run_script(f"{APP}/deploy.py", f"--model_paths={model},{coronal}", f"--data_dir={data}",
-                          f"--output_dir={tmp_path / 'planes'}")
+                          f"--output_dir={tmp_path / 'planes'}", "--explain=0")
     assert "sagittal+coronal combined, valid set: 6 cases" in combined.stdout
     table = pd.read_csv(tmp_path / "planes" / "combined" / "predictions.csv")
     assert len(table) == 6 and table["probability_abnormal"].between(0, 1).all()
