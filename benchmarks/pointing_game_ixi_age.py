@@ -1,6 +1,6 @@
 """Bounded CPU run: does an IXI age regressor's Grad-CAM point at the ventricles that age grows?
 
-    .venv/bin/python benchmarks/pointing_game_ixi_age.py            (about 11 minutes on 2 cores)
+    .venv/bin/python benchmarks/pointing_game_ixi_age.py            (about 13 minutes on 2 cores)
 
 The synthetic IXI subjects' only age signal is their lateral ventricles, grown by 0.06 mm a year past
 20 (``make_synthetic_ixi.subject_template``); ``ventricle_region`` carries the template's ventricles

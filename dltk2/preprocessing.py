@@ -122,3 +122,22 @@ def resize_image_with_crop_or_pad(
         pad_kwargs.setdefault("mode", "constant")
         cropped = np.pad(cropped, padding, **pad_kwargs)
     return cropped
+
+
+def read_whitened_channels(paths: Sequence[str]) -> np.ndarray:
+    """Co-registered sequences (one file each) stacked, each whitened over its volume: float32 (z, y, x, channels).
+
+    Raises:
+        DataError: A sequence on another grid than the first, named with both sizes.
+    """
+    from pathlib import Path
+
+    from dltk2.errors import DataError
+    from dltk2.io.image import read_voxels
+
+    volumes = [read_voxels(path) for path in paths]
+    for path, volume in zip(paths[1:], volumes[1:]):
+        if volume.shape != volumes[0].shape:
+            raise DataError(f"{path}: {volume.shape} voxels, but {Path(paths[0]).name} has {volumes[0].shape}: "
+                            "the sequences must be co-registered on one grid")
+    return np.stack([whitening(volume) for volume in volumes], axis=-1)

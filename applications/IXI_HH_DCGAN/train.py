@@ -46,8 +46,7 @@ def main(argv):
     integers = {name: [int(v) for v in FLAGS[name].value]
                 for name in ("example_size", "generator_filters", "discriminator_filters")}
     config = from_flags(dcgan.TrainingConfig, **integers)
-    dcgan.check_settings(config)  # one line for bad settings or data, before TensorFlow loads
-    dcgan.subjects_of(config.data_csv, config.spacing_mm, config.num_train)
+    dcgan.check_settings(config)  # one line for bad settings, before TensorFlow loads
     dcgan.run_training(run_settings(), config)
 
 

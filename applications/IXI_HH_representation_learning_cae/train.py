@@ -47,8 +47,7 @@ def main(argv):
 
     integers = {name: [int(v) for v in FLAGS[name].value] for name in ("example_size", "filters", "strides")}
     config = from_flags(representation.TrainingConfig, **integers)
-    representation.check_settings(config)  # one line for bad settings or data, before TensorFlow loads
-    representation.subjects_of(config.data_csv, config.spacing_mm, config.num_train)
+    representation.check_settings(config)  # one line for bad settings, before TensorFlow loads
     representation.run_training(run_settings(), config)
 
 

@@ -48,8 +48,7 @@ def main(argv):
 
     integers = {name: [int(v) for v in FLAGS[name].value] for name in ("factors", "example_size", "filters")}
     config = from_flags(super_resolution.TrainingConfig, **integers)
-    super_resolution.check_settings(config)  # one line for bad settings or data, before TensorFlow loads
-    super_resolution.subjects_of(config.data_csv, config.spacing_mm, config.num_train)
+    super_resolution.check_settings(config)  # one line for bad settings, before TensorFlow loads
     super_resolution.run_training(run_settings(), config)
 
 

@@ -63,17 +63,12 @@ def check_settings(config: TrainingConfig) -> None:
                         f"{len(config.generator_filters)} (one doubling per generator filter)")
 
 
-def subjects_of(data_csv: str | Path, spacing_mm: float, num_train: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(training, held-out)`` subjects (``id, image, label``), DLTK's split by order."""
-    from dltk2.datasets import ixi
-
-    return ixi.split_subjects(ixi.load_subjects(data_csv, "sex", spacing_mm), num_train)
-
-
 def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     """Trains (resuming) the generator and discriminator together on the training boxes; exports the generator."""
+    from dltk2.datasets.ixi import load_split
+
     check_settings(config)
-    training, _ = subjects_of(config.data_csv, config.spacing_mm, config.num_train)
+    training, _ = load_split(config.data_csv, config.spacing_mm, config.num_train)
 
     import keras
     import tensorflow as tf
@@ -167,8 +162,10 @@ def deploy(model_path: str | Path, data_csv: str | Path, output_dir: str | Path,
     from dltk2.plots import plot_slice_grid, plot_volume_panels
     from dltk2.report import HtmlReport, add_run_configuration
 
+    from dltk2.datasets.ixi import load_split
+
     run = ModelFolder(model_path).read_config()
-    training, held_out = subjects_of(data_csv, float(run.data["spacing_mm"]), int(run.data["num_train"]))
+    training, held_out = load_split(data_csv, float(run.data["spacing_mm"]), int(run.data["num_train"]))
     generator = load_predictor(model_path)
     samples = generator.run("sample", count=num_samples, seed=np.array([seed, 0], np.int64))["images"]
     boxes = {name: np.stack([generative.read_box(path, run.example_size)[..., 0] for path in table["image"]])

@@ -50,14 +50,13 @@ def check_cases(cases: Iterable[Mapping[str, str]], predict_only: bool = False) 
     """
     for case in cases:
         paths = channel_paths(case["image"])
-        image = read_image_information(paths[0])
-        others = [(path, read_image_information(path)) for path in paths[1:]]
-        if not predict_only:
-            others.append((case["label"], read_image_information(case["label"])))
-        for path, info in [(paths[0], image), *others[:len(paths) - 1]]:
+        channels = [(path, read_image_information(path)) for path in paths]
+        for path, info in channels:
             if info.dimension != 3 or info.components != 1:
                 raise DataError(f"{path}: a volume to segment must be 3D with one value per voxel; this image "
                                 f"is {info.dimension}D of size {info.geometry.size}")
+        image = channels[0][1]
+        others = channels[1:] + ([] if predict_only else [(case["label"], read_image_information(case["label"]))])
         for path, info in others:
             if info.dimension != 3 or not info.geometry.isclose(image.geometry, atol=1e-3):
                 raise DataError(f"{path}: not on the grid of its image {paths[0]} (size "
@@ -177,7 +176,8 @@ def segment_cases(
     rows = []
     for number, case in enumerate(cases, start=1):
         output_path = output_dir / f"{case['id']}_seg.nii.gz"
-        geometry = read_image_information(channel_paths(case["image"])[0]).geometry
+        paths = channel_paths(case["image"])
+        geometry = read_image_information(paths[0]).geometry
         size_zyx = tuple(geometry.size[::-1])
         print(f"case {number}/{len(cases)}: {case['id']}, {'x'.join(map(str, size_zyx))} voxels of "
               f"{'x'.join(f'{s:g}' for s in geometry.spacing)} mm, "
@@ -186,7 +186,7 @@ def segment_cases(
         labels, image = segment_case(segmenter, case["image"], output_path, dicom)
         seconds = time.perf_counter() - start
         row = {"id": case["id"], "output_path": str(output_path), "seconds": seconds}
-        if dicom is not None and len(channel_paths(case["image"])) == 1 and Path(channel_paths(case["image"])[0]).is_dir():
+        if dicom is not None and len(paths) == 1 and Path(paths[0]).is_dir():
             row["dicom_path"] = str(dicom_path(output_path))
         reference = None if predict_only else read_array(case["label"], dtype=np.int32)[0]  # on the image's grid
         if overlays:

@@ -69,21 +69,12 @@ def check_settings(config: TrainingConfig) -> None:
                         f"{list(config.factors)}")
 
 
-def subjects_of(data_csv: str | Path, spacing_mm: float, num_train: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(training, held-out)`` subjects (``id, image, label``): DLTK's split of ``demographic_HH.csv``.
-
-    Raises:
-        CsvError, DataError, FileNotFoundError: A bad CSV, split or missing T1, named.
-    """
-    from dltk2.datasets import ixi
-
-    return ixi.split_subjects(ixi.load_subjects(data_csv, "sex", spacing_mm), num_train)
-
-
 def run_training(settings: RunSettings, config: TrainingConfig) -> Path:
     """Trains (resuming) on (low, high) crop pairs with mean squared error, validates, exports. Returns the folder."""
+    from dltk2.datasets.ixi import load_split
+
     check_settings(config)
-    training, validation = subjects_of(config.data_csv, config.spacing_mm, config.num_train)
+    training, validation = load_split(config.data_csv, config.spacing_mm, config.num_train)
 
     import keras
 
@@ -181,9 +172,11 @@ def deploy(model_path: str | Path, data_csv: str | Path, output_dir: str | Path,
     from dltk2.plots import plot_volume_panels
     from dltk2.report import HtmlReport, add_run_configuration
 
+    from dltk2.datasets.ixi import load_split
+
     run = ModelFolder(model_path).read_config()
     factors = [int(f) for f in run.training["factors"]]
-    training, held_out = subjects_of(data_csv, float(run.data["spacing_mm"]), int(run.data["num_train"]))
+    training, held_out = load_split(data_csv, float(run.data["spacing_mm"]), int(run.data["num_train"]))
     cases = held_out if subjects == "held_out" else pd.concat([training, held_out], ignore_index=True)
     resolver = load_predictor(model_path)
     output_dir = Path(output_dir)

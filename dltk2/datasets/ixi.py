@@ -91,6 +91,13 @@ def split_subjects(subjects: pd.DataFrame, num_train: int) -> tuple[pd.DataFrame
     return subjects.iloc[:num_train].reset_index(drop=True), subjects.iloc[num_train:].reset_index(drop=True)
 
 
+def load_split(csv_path: str | Path, spacing_mm: float, num_train: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(training, held-out)`` subjects of ``demographic_HH.csv`` with their T1s (:func:`load_subjects` with
+    the sex column, which every IXI subject has), DLTK's split by order (:func:`split_subjects`): what the
+    unsupervised applications (super-resolution, the GAN) train and score on."""
+    return split_subjects(load_subjects(csv_path, "sex", spacing_mm), num_train)
+
+
 def split_fold(subjects: pd.DataFrame, target: str, fold: int, num_folds: int, seed: int = 0
                ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fold ``fold`` of ``num_folds`` by subject (:func:`dltk2.cross_validation.fold_split`); stratified by sex."""

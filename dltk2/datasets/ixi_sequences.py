@@ -15,10 +15,8 @@ import numpy as np
 import pandas as pd
 
 from dltk2.augmentation import flip
-from dltk2.errors import DataError
-from dltk2.io.image import read_voxels
 from dltk2.io.reader import Mode
-from dltk2.preprocessing import whitening
+from dltk2.preprocessing import read_whitened_channels
 
 SEQUENCES = ("T1", "T2", "PD")
 
@@ -51,19 +49,6 @@ def load_subjects(csv_path: str | Path, spacing_mm: float = 4.0, sequences: Sequ
     return table
 
 
-def read_channels(paths: Sequence[str]) -> np.ndarray:
-    """The sequences stacked, each whitened: float32 (z, y, x, channels).
-
-    Raises:
-        DataError: Sequences on different grids, named.
-    """
-    volumes = [read_voxels(path) for path in paths]
-    for path, volume in zip(paths[1:], volumes[1:]):
-        if volume.shape != volumes[0].shape:
-            raise DataError(f"{path}: {volume.shape} voxels, but {Path(paths[0]).name} has {volumes[0].shape}")
-    return np.stack([whitening(volume) for volume in volumes], axis=-1)
-
-
 def central_box(volume: np.ndarray, example_size: Sequence[int], shift: Sequence[int] = (0, 0, 0)) -> np.ndarray:
     """The ``example_size`` (z, y, x) box at the volume's centre moved by ``shift`` voxels, zero-padded outside.
 
@@ -92,7 +77,7 @@ def read_fn(file_reference: Sequence[str], mode: Mode, params: Mapping[str, Any]
         params: ``example_size`` (z, y, x), ``channels`` (how many paths follow the id), ``max_shift``.
     """
     channels = int(params.get("channels", len(SEQUENCES)))
-    volume = read_channels(list(file_reference[1:1 + channels]))
+    volume = read_whitened_channels(list(file_reference[1:1 + channels]))
     shift = (0, 0, 0)
     if mode == Mode.TRAIN:
         rng = np.random.default_rng()

@@ -20,7 +20,7 @@ from dltk2.augmentation import add_gaussian_noise, add_gaussian_offset, flip
 from dltk2.errors import DataError
 from dltk2.io.image import read_voxels
 from dltk2.io.reader import Mode
-from dltk2.preprocessing import whitening
+from dltk2.preprocessing import read_whitened_channels
 from dltk2.sampling import extract_class_balanced_example_array
 
 CHANNELS = ("T1", "T1_IR", "T2_FLAIR")
@@ -68,12 +68,7 @@ def read_subject(image_paths: Sequence[str], label_path: str | None = None) -> t
     Raises:
         DataError: Channels or labels on different grids, labels outside 0-3, non-finite voxels (named).
     """
-    channels = [read_voxels(path) for path in image_paths]
-    for path, channel in zip(image_paths[1:], channels[1:]):
-        if channel.shape != channels[0].shape:
-            raise DataError(f"{path}: {channel.shape} voxels, but {Path(image_paths[0]).name} has {channels[0].shape}: "
-                            "the sequences must be co-registered on one grid")
-    image = np.stack([whitening(channel) for channel in channels], axis=-1)
+    image = read_whitened_channels(image_paths)
     if not label_path:
         return image, None
     label = read_voxels(label_path, dtype=np.int32)

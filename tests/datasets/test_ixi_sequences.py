@@ -6,6 +6,7 @@ import pytest
 import make_synthetic_ixi
 from dltk2.datasets import ixi_sequences
 from dltk2.io.reader import Mode
+from dltk2.preprocessing import read_whitened_channels
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_the_box_is_central_padded_where_needed_and_shifted_only_in_training(thr
     reference = (row["id"], row["T1"], row["T2"], row["PD"])
     params = {"example_size": [16, 24, 16], "channels": 3, "max_shift": 2}
     (evaluated,) = ixi_sequences.read_fn(reference, Mode.EVAL, params)
-    whole = ixi_sequences.read_channels(reference[1:])
+    whole = read_whitened_channels(reference[1:])
     np.testing.assert_array_equal(evaluated["features"]["x"], ixi_sequences.central_box(whole, [16, 24, 16]))
     np.testing.assert_allclose(whole.mean(axis=(0, 1, 2)), 0, atol=1e-5)
     trained = [next(ixi_sequences.read_fn(reference, Mode.TRAIN, params))["features"]["x"] for _ in range(6)]
